@@ -1,0 +1,1 @@
+"""The PandoraPFA calorimeter calibration as a DIRAC system."""
