@@ -1,0 +1,31 @@
+"""What the agent asks a job backend to run for one worker attempt."""
+from dataclasses import asdict, dataclass, field
+
+JOB_NAME_PREFIX = "PandoraCaloCalibration"
+
+
+@dataclass(frozen=True)
+class JobDescription:
+    """One worker job: whose it is, which calibration and worker, what to run."""
+
+    calibrationID: int
+    workerID: int
+    attemptID: int
+    owner: str
+    ownerGroup: str
+    ownerDN: str
+    command: list
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        """The job name, as in iLCDirac: calibration and worker can be read back from it."""
+        return f"{JOB_NAME_PREFIX}_calid_{self.calibrationID}_workerid_{self.workerID}_attempt_{self.attemptID}"
+
+    @property
+    def group(self):
+        """The job group shared by all jobs of a calibration."""
+        return f"{JOB_NAME_PREFIX}_calid_{self.calibrationID}"
+
+    def asDict(self):
+        return dict(asdict(self), name=self.name, group=self.group)

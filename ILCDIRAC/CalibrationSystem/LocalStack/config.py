@@ -1,0 +1,128 @@
+"""The dirac.cfg of the local stack: a complete configuration with no Configuration Server.
+
+The Calibration service, agent and database sections come from the package's
+ConfigTemplate.cfg (the single place where their options and authorization rules are defined);
+only what depends on this machine (ports, paths, credentials, a short polling time) is set here.
+"""
+
+import os
+from pathlib import Path
+
+from diraccfg import CFG
+
+from ILCDIRAC.CalibrationSystem.LocalStack.pki import PKIPaths, host_dn, user_dn
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "ConfigTemplate.cfg"
+SYSTEM = "Calibration"
+SERVICE = "Calibration"
+AGENT = "CalibrationAgent"
+DATABASE = "CalibrationDB"
+VO = "ilc"
+SITE = "LCG.Local.local"
+HOST = "localhost"
+HOST_PROPERTIES = ("TrustedHost", "CSAdministrator", "FullDelegation")
+#: Local users and their (only) DIRAC group.
+USER_GROUPS = {"alice": "calice_user", "bob": "ilc_user"}
+DEFAULT_GROUP = "ilc_user"
+AGENT_POLLING_TIME = 2
+
+
+def _section(cfg: CFG, path: str) -> CFG:
+    """The section at a '/'-separated path, created (with its parents) if missing."""
+    node = cfg
+    for name in [part for part in path.split("/") if part]:
+        if not node.isSection(name):
+            node.createNewSection(name)
+        node = node[name]
+    return node
+
+
+def _set(cfg: CFG, path: str, value: object) -> None:
+    """Set an option at a '/'-separated path, creating the sections on the way."""
+    parent, _, option = path.strip("/").rpartition("/")
+    _section(cfg, parent).setOption(option, str(value))
+
+
+def _template_section(template: CFG, path: str) -> CFG:
+    """A copy of one component section of the template (empty if the template lacks it)."""
+    return template.getAsCFG(path) if template.isSection(path) else CFG()
+
+
+def _registry() -> CFG:
+    """VO, users (by DN), their groups and the host with the properties the agent needs."""
+    cfg = CFG()
+    _set(cfg, "DefaultGroup", DEFAULT_GROUP)
+    _set(cfg, f"VO/{VO}/VOAdmin", next(iter(USER_GROUPS)))
+    _set(cfg, f"VO/{VO}/DefaultGroup", DEFAULT_GROUP)
+    for user in USER_GROUPS:
+        _set(cfg, f"Users/{user}/DN", user_dn(user))
+    for group in sorted(set(USER_GROUPS.values())):
+        members = [user for user, grp in USER_GROUPS.items() if grp == group]
+        _set(cfg, f"Groups/{group}/Users", ", ".join(members))
+        _set(cfg, f"Groups/{group}/Properties", "NormalUser")
+        _set(cfg, f"Groups/{group}/VO", VO)
+    _set(cfg, f"Hosts/{HOST}/DN", host_dn())
+    _set(cfg, f"Hosts/{HOST}/Properties", ", ".join(HOST_PROPERTIES))
+    return cfg
+
+
+def build_config(
+    workdir: Path,
+    pki: PKIPaths,
+    service_port: int,
+    db_params: dict,
+    template: Path = DEFAULT_TEMPLATE,
+    overrides: dict[str, str] | None = None,
+    use_server_certificate: bool = False,
+) -> CFG:
+    """The complete cfg of the stack in ``workdir``.
+
+    ``db_params`` is LocalStack.db_params() (host, port, user, password, dbname); ``overrides``
+    maps absolute cfg paths (e.g. ``/Systems/Calibration/Agents/CalibrationAgent/PollingTime``)
+    to values and is applied last. ``use_server_certificate`` makes every client of this cfg
+    authenticate with the host certificate instead of a proxy.
+    """
+    workdir = Path(workdir)
+    tmpl = CFG().loadFromFile(str(template))
+    cfg = CFG()
+    _set(cfg, "DIRAC/VirtualOrganization", VO)
+    _set(cfg, "DIRAC/Hostname", HOST)
+    _set(cfg, "DIRAC/Security/CALocation", str(pki.ca_dir))
+    _set(cfg, "DIRAC/Security/CertFile", str(pki.host_cert))
+    _set(cfg, "DIRAC/Security/KeyFile", str(pki.host_key))
+    if use_server_certificate:
+        _set(cfg, "DIRAC/Security/UseServerCertificate", "yes")
+    _set(cfg, "LocalSite/Site", SITE)
+    _set(cfg, "LocalSite/InstancePath", str(workdir))
+    _set(cfg, "DiracX/DisabledVOs", VO)
+    cfg.createNewSection("Registry", contents=_registry())
+
+    system = f"Systems/{SYSTEM}"
+    _set(cfg, f"{system}/URLs/{SERVICE}", f"dips://{HOST}:{service_port}/{SYSTEM}/{SERVICE}")
+    for kind, name in (("Services", SERVICE), ("Agents", AGENT), ("Databases", DATABASE)):
+        _section(cfg, f"{system}/{kind}").createNewSection(name, contents=_template_section(tmpl, f"{kind}/{name}"))
+    service, agent, database = (f"{system}/Services/{SERVICE}", f"{system}/Agents/{AGENT}",
+                                f"{system}/Databases/{DATABASE}")
+    _set(cfg, f"{service}/Port", service_port)
+    _set(cfg, f"{service}/Protocol", "dips")
+    _set(cfg, f"{agent}/PollingTime", AGENT_POLLING_TIME)
+    _set(cfg, f"{agent}/LocalJobDirectory", str(workdir / "jobs"))
+    _set(cfg, f"{database}/DBName", db_params["dbname"])
+    _set(cfg, f"{database}/Host", db_params["host"])
+    _set(cfg, f"{database}/Port", db_params["port"])
+    _set(cfg, f"{database}/User", db_params["user"])
+    _set(cfg, f"{database}/Password", db_params["password"])
+    for path, value in (overrides or {}).items():
+        _set(cfg, path, value)
+    return cfg
+
+
+def write_config(cfg: CFG, path: Path) -> None:
+    """Write the cfg atomically, readable by its owner only (it holds the DB password)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(cfg))
+    tmp.replace(path)

@@ -1,0 +1,76 @@
+"""The end of a calibration step: from the workers' results to the next step.
+
+This is the whole decision the service takes when a step has enough results, as one pure
+function, so that the DB layer only has to run it inside its transaction.
+"""
+import math
+from dataclasses import dataclass, field
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError
+from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase, phase_label
+from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position, next_position
+from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+
+RUNNING = "Running"
+FINISHED = "Finished"
+FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class StepState:
+    """Where a calibration stands: the step being analysed and the constants it ran with."""
+
+    stage: int
+    phase: int
+    step: int
+    iteration: int  # 1 for the first step of a phase
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What the analysis of a step decided."""
+
+    status: str
+    parameters: dict
+    converged: bool
+    next_position: Position | None
+    message: str
+    metrics: dict = field(default_factory=dict)
+
+
+def results_needed(number_of_jobs, settings):
+    """How many results a step needs before it is analysed (seed: 80-90 % of the jobs)."""
+    return max(1, math.ceil(settings["fractionOfFinishedJobsNeededToStartNextStep"] * number_of_jobs - 1e-9))
+
+
+def advance(state, contents, settings):
+    """Analyse the results (summary bytes) of ``state``'s step and say what comes next.
+
+    A failed fit or an exhausted iteration budget ends the calibration as failed, with the
+    constants it had reached and a message that says why; it never yields garbage constants.
+    """
+    phase = get_phase(state.phase)
+    where = f"stage {state.stage}, phase {state.phase} ({phase.name}), step {state.step}"
+    summaries = [decode_summary(content, state.phase) for content in contents]
+    try:
+        outcome = phase.analyse(summaries, state.parameters, settings)
+    except FitError as error:
+        return StepOutcome(FAILED, state.parameters, False, None, f"Analysis of {where} failed: {error}")
+    following = next_position(Position(state.stage, state.phase), outcome.converged, settings)
+    if following is None:
+        return StepOutcome(
+            FINISHED, outcome.constants, outcome.converged, None, f"Finished after {where}", outcome.metrics
+        )
+    repeats = following == Position(state.stage, state.phase)
+    if repeats and state.iteration >= settings["nMaxIterationsPerPhase"]:
+        message = (
+            f"{phase.name} did not converge within nMaxIterationsPerPhase={settings['nMaxIterationsPerPhase']}"
+            f" iterations ({where}); the constants reached so far are kept"
+        )
+        return StepOutcome(FAILED, outcome.constants, False, None, message, outcome.metrics)
+    message = (
+        f"{where} analysed: {'repeating' if repeats else 'moving on to'} {phase_label(following.phase)}"
+        f" (stage {following.stage})"
+    )
+    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following, message, outcome.metrics)

@@ -1,0 +1,110 @@
+"""Checking a calibration request and turning it into what is stored.
+
+Everything a user sends to ``createCalibration`` passes through :func:`plan_calibration`
+before anything is written, so a bad request is refused with a message and leaves no trace.
+"""
+from dataclasses import dataclass
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
+    check_sequence,
+    first_position,
+    required_constants,
+    required_samples,
+)
+from ILCDIRAC.CalibrationSystem.Procedure.samples import SAMPLE_TYPES
+from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
+from ILCDIRAC.CalibrationSystem.Procedure.splitting import split_events
+from ILCDIRAC.CalibrationSystem.Procedure.steering import read_constants
+
+MAX_NUMBER_OF_JOBS = 10000
+MAX_SOFTWARE_VERSION_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """A checked calibration request, ready to be stored."""
+
+    settings: dict
+    input_files: dict  # sample type -> list of files
+    events_per_file: dict  # sample type -> int
+    worker_input_data: list  # per worker: {sample type: [files, skip, number of events]}
+    parameters: dict  # the constants of the first step, read from the steering file
+    position: tuple  # (stage, phase) of the first step
+
+
+def plan_calibration(input_files, events_per_file, settings, steering_file, software_version, number_of_jobs):
+    """Check a calibration request; return its CalibrationPlan or raise a ProcedureError."""
+    _check_number_of_jobs(number_of_jobs)
+    _check_software_version(software_version)
+    full_settings = validate_settings(settings if settings is not None else {})
+    check_sequence(full_settings)
+    files = _sample_dict(input_files, "inputFiles", _check_file_list)
+    counts = _sample_dict(events_per_file, "numberOfEventsPerFile", _check_event_count)
+    if set(files) != set(counts):
+        raise SettingsError(
+            f"inputFiles has samples {sorted(files)} but numberOfEventsPerFile has {sorted(counts)}: "
+            "give the number of events per file of every sample"
+        )
+    missing = required_samples(full_settings) - set(files)
+    if missing:
+        raise SettingsError(
+            f"Missing input samples {sorted(missing)}: the phases to run need {sorted(required_samples(full_settings))}"
+        )
+    slices = {sample: split_events(files[sample], counts[sample], number_of_jobs) for sample in sorted(files)}
+    worker_input_data = [
+        {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
+        for worker in range(number_of_jobs)
+    ]
+    parameters = read_constants(steering_file, sorted(required_constants(full_settings)), full_settings)
+    return CalibrationPlan(
+        full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings))
+    )
+
+
+def _check_number_of_jobs(number_of_jobs):
+    if isinstance(number_of_jobs, bool) or not isinstance(number_of_jobs, int):
+        raise SettingsError(f"numberOfJobs must be an integer, not {type(number_of_jobs).__name__}")
+    if not 1 <= number_of_jobs <= MAX_NUMBER_OF_JOBS:
+        raise SettingsError(f"numberOfJobs must be between 1 and {MAX_NUMBER_OF_JOBS}, not {number_of_jobs}")
+
+
+def _check_software_version(version):
+    if not isinstance(version, str) or not version.strip():
+        raise SettingsError("softwareVersion must be a non-empty string (an iLCSoft release name)")
+    if len(version) > MAX_SOFTWARE_VERSION_LENGTH or any(c.isspace() for c in version):
+        raise SettingsError(
+            f"softwareVersion {version[:40]!r} is not a release name: no spaces, "
+            f"at most {MAX_SOFTWARE_VERSION_LENGTH} characters"
+        )
+
+
+def _sample_dict(value, name, check_entry):
+    """Normalise {sample type: entry} with case-insensitive keys; check every entry."""
+    if not isinstance(value, dict) or not value:
+        raise SettingsError(f"{name} must be a non-empty dict keyed by sample type {list(SAMPLE_TYPES)}")
+    normalised = {}
+    for key, entry in value.items():
+        sample = key.lower() if isinstance(key, str) else key
+        if sample not in SAMPLE_TYPES:
+            raise SettingsError(f"{name} has an unknown sample type {key!r}: use {list(SAMPLE_TYPES)}")
+        if sample in normalised:
+            raise SettingsError(f"{name} names the sample {sample!r} twice")
+        normalised[sample] = check_entry(entry, f"{name}[{key!r}]")
+    return normalised
+
+
+def _check_file_list(files, where):
+    if not isinstance(files, (list, tuple)) or not files:
+        raise SettingsError(f"{where} must be a non-empty list of files")
+    if not all(isinstance(f, str) and f.strip() for f in files):
+        raise SettingsError(f"{where} must contain only non-empty file names")
+    if len(set(files)) != len(files):
+        raise SettingsError(f"{where} lists a file more than once")
+    return list(files)
+
+
+def _check_event_count(count, where):
+    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        raise SettingsError(f"{where} must be a positive integer, not {count!r}")
+    return count

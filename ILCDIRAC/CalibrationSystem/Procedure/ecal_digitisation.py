@@ -1,0 +1,138 @@
+"""Phase 0, ECalDigi: ECal digitisation constants from 10 GeV photons (physics.md §2.1).
+
+The worker keeps the digitised ECal energy of contained single-photon events, split into barrel
+and endcap by the photon's angle; the service finds the peak of each and scales the barrel
+constant and the endcap factor so that the peaks move to the photon energy.
+"""
+import numpy as np
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
+
+TRUTH_ENERGY = 10.0  # GeV, the photon sample's energy
+CONSTANTS = ("CalibrECAL", "ECALEndcapCorrectionFactor")
+SUMMARY_FIELDS = {"barrel": np.dtype(np.float32), "endcap": np.dtype(np.float32)}
+COLUMNS = (
+    "nPfoTargetsTotal",
+    "nPfoTargetsPhotons",
+    "TotalCaloHitEnergy",
+    "ECalTotalCaloHitEnergy",
+    "pfoTargetCosTheta0",
+)
+MAX_ABS_COS_THETA = 0.95
+# Energy outside the ECal allowed for a contained photon, as a fraction of the photon energy.
+MAX_NON_ECAL_FRACTION = 0.01
+REGION_SETTINGS = {"barrel": "ecalBarrelCosThetaRange", "endcap": "ecalEndcapCosThetaRange"}
+
+
+def _cos_theta_range(settings, key):
+    value = settings.get(key)
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Setting {key} must be a list [low, high] of two numbers, got {value!r}") from None
+    return low, high
+
+
+def collect(columns, settings):
+    """Select contained single-photon events and return their ECal energy per region (float32).
+
+    Cuts: exactly one target, a photon; less than 1 % of 10 GeV outside the ECal; |cos θ| < 0.95
+    and strictly inside the region's range from the settings.
+    """
+    missing = [name for name in COLUMNS if name not in columns]
+    if missing:
+        raise ProcedureError(f"PfoAnalysis columns {missing} are missing; phase 0 needs {list(COLUMNS)}")
+    data = {name: np.asarray(columns[name]) for name in COLUMNS}
+    lengths = {name: array.shape for name, array in data.items()}
+    if len(set(lengths.values())) != 1 or data["ECalTotalCaloHitEnergy"].ndim != 1:
+        raise ProcedureError(f"PfoAnalysis columns must be 1-D arrays of equal length, got shapes {lengths}")
+    ecal = data["ECalTotalCaloHitEnergy"].astype(np.float64)
+    total = data["TotalCaloHitEnergy"].astype(np.float64)
+    # Angular limits are compared in the column's own precision, so that a float32 angle written
+    # from a limit (0.65 -> 0.64999998) stays on the (excluded) boundary.
+    cos_theta = np.abs(data["pfoTargetCosTheta0"])
+    if cos_theta.dtype.kind != "f":
+        cos_theta = cos_theta.astype(np.float64)
+    precision = cos_theta.dtype.type
+    contained = (
+        (data["nPfoTargetsTotal"] == 1)
+        & (data["nPfoTargetsPhotons"] == 1)
+        & np.isfinite(ecal)
+        & (total - ecal < MAX_NON_ECAL_FRACTION * TRUTH_ENERGY)
+        & (cos_theta < precision(MAX_ABS_COS_THETA))
+    )
+    summary = {}
+    for region, key in REGION_SETTINGS.items():
+        low, high = _cos_theta_range(settings, key)
+        selected = contained & (cos_theta > precision(low)) & (cos_theta < precision(high))
+        summary[region] = ecal[selected].astype(np.float32)
+    return summary
+
+
+def _peak(values, region, accuracy):
+    try:
+        peak = fit_peak(values, accuracy, TRUTH_ENERGY)
+    except FitError as error:
+        raise FitError(f"phase 0 (ECalDigi), ECal {region}: {error}") from error
+    if not peak.mean > 0:
+        raise FitError(f"phase 0 (ECalDigi), ECal {region}: peak at {peak.mean} GeV, cannot rescale by it")
+    return peak
+
+
+def _current_constants(constants):
+    try:
+        calibr_ecal = [float(v) for v in np.atleast_1d(constants["CalibrECAL"])]
+        endcap_factor = float(constants["ECALEndcapCorrectionFactor"])
+    except KeyError as error:
+        raise ProcedureError(f"Constant {error} is missing; phase 0 needs {list(CONSTANTS)}") from None
+    except (TypeError, ValueError):
+        raise ProcedureError(
+            "CalibrECAL must be one or two numbers and ECALEndcapCorrectionFactor a number, got"
+            f" {constants['CalibrECAL']!r} and {constants['ECALEndcapCorrectionFactor']!r}"
+        ) from None
+    if len(calibr_ecal) not in (1, 2) or not all(np.isfinite(calibr_ecal)) or not calibr_ecal[0] > 0:
+        raise ProcedureError(f"CalibrECAL must be one or two finite numbers, the first positive: {calibr_ecal}")
+    if not (np.isfinite(endcap_factor) and endcap_factor > 0):
+        raise ProcedureError(f"ECALEndcapCorrectionFactor must be a positive number, got {endcap_factor}")
+    return calibr_ecal[0], endcap_factor
+
+
+def analyse(summaries, constants, settings):
+    """New CalibrECAL [barrel, thick-layer] and ECALEndcapCorrectionFactor from the workers' summaries.
+
+    C_B' = 10·C_B/μ_B and C_E' = 10·C_E/μ_E with C_E = C_B·factor; converged when both peaks,
+    measured with the current constants, are within digitisationAccuracy of 10 GeV.
+    """
+    from ILCDIRAC.CalibrationSystem.Procedure.phases import PhaseOutcome  # phases.py registers this module
+
+    if not summaries:
+        raise FitError("phase 0 (ECalDigi): no worker summaries to analyse")
+    accuracy = float(settings["digitisationAccuracy"])
+    thick_layer_factor = float(settings["ecalResponseCorrectionForThickLayers"])
+    barrel_constant, endcap_factor = _current_constants(constants)
+    peaks = {
+        region: _peak(np.concatenate([s[region] for s in summaries]), region, accuracy) for region in REGION_SETTINGS
+    }
+    new_barrel = TRUTH_ENERGY * barrel_constant / peaks["barrel"].mean
+    new_endcap = TRUTH_ENERGY * barrel_constant * endcap_factor / peaks["endcap"].mean
+    deviation = max(abs(peak.mean - TRUTH_ENERGY) for peak in peaks.values()) / TRUTH_ENERGY
+    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants["CalibrECAL"] = [new_barrel, thick_layer_factor * new_barrel]
+    new_constants["ECALEndcapCorrectionFactor"] = new_endcap / new_barrel
+    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy}
+    for region, peak in peaks.items():
+        metrics.update(
+            {
+                f"{region}Mean": peak.mean,
+                f"{region}Sigma": peak.sigma,
+                f"{region}Entries": float(peak.entries),
+                f"{region}Bins": float(peak.n_bins),
+                f"{region}WindowLow": peak.window_low,
+                f"{region}WindowHigh": peak.window_high,
+                f"{region}FitMethod": peak.method,
+                f"{region}FitMessage": peak.message,
+                f"{region}RelativeDeviation": (peak.mean - TRUTH_ENERGY) / TRUTH_ENERGY,
+            }
+        )
+    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy))

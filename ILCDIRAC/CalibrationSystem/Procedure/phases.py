@@ -1,0 +1,100 @@
+"""Registry of the calibration phases (physics.md §1.1).
+
+Every phase of the procedure is named in PHASE_TABLE, so that the sequence (procedure.py) and
+error messages know all six. A phase is *implemented* once it has an entry in PHASES: its
+sample, the constants it reads and changes, the summary a worker sends, and the collector and
+analysis functions. Adding a phase means writing its module and adding one entry here.
+"""
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ILCDIRAC.CalibrationSystem.Procedure import ecal_digitisation
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+
+
+class PhaseSpec(NamedTuple):
+    """What the sequence must know of every phase, implemented or not."""
+
+    name: str
+    iterative: bool  # False: the phase runs one step and always moves on (§1.4)
+
+
+PHASE_TABLE = {
+    0: PhaseSpec("ECalDigi", True),
+    1: PhaseSpec("HCalDigi", True),
+    2: PhaseSpec("MuonAndHCalOtherDigi", False),
+    3: PhaseSpec("ElectroMagEnergy", True),
+    4: PhaseSpec("HadronicEnergy", True),
+    5: PhaseSpec("PhotonTraining", False),
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """An implemented phase: how workers summarise their events and how the service analyses them."""
+
+    id: int
+    name: str
+    sample: str
+    truth_energy: float
+    iterative: bool
+    constants: tuple[str, ...]
+    summary_fields: dict[str, np.dtype]
+    collect: Callable
+    analyse: Callable
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """Result of a phase analysis: the complete new constants, flat metrics, and the convergence verdict."""
+
+    constants: dict
+    metrics: dict
+    converged: bool
+
+
+def _phase(phase_id, sample, truth_energy, constants, summary_fields, module):
+    spec = PHASE_TABLE[phase_id]
+    return Phase(
+        phase_id,
+        spec.name,
+        sample,
+        truth_energy,
+        spec.iterative,
+        constants,
+        summary_fields,
+        module.collect,
+        module.analyse,
+    )
+
+
+PHASES = {
+    0: _phase(
+        0,
+        "gamma",
+        ecal_digitisation.TRUTH_ENERGY,
+        ecal_digitisation.CONSTANTS,
+        ecal_digitisation.SUMMARY_FIELDS,
+        ecal_digitisation,
+    ),
+}
+
+
+def phase_label(phase_id):
+    """'phase N (Name)' for messages, also for phases that are not implemented."""
+    return f"phase {phase_id} ({PHASE_TABLE[phase_id].name})"
+
+
+def get_phase(phase_id):
+    """The implemented phase ``phase_id``; ProcedureError naming it if unknown or not implemented yet."""
+    if isinstance(phase_id, bool) or not isinstance(phase_id, (int, np.integer)) or phase_id not in PHASE_TABLE:
+        raise ProcedureError(f"Unknown calibration phase {phase_id!r}: phases are 0 to {max(PHASE_TABLE)}")
+    if phase_id not in PHASES:
+        implemented = ", ".join(phase_label(p) for p in sorted(PHASES))
+        raise ProcedureError(
+            f"{phase_label(phase_id)} is not implemented yet; implemented: {implemented}."
+            " Choose start/stop settings that only run implemented phases."
+        )
+    return PHASES[int(phase_id)]

@@ -1,0 +1,133 @@
+"""The order of the calibration: stages, phases and the step transitions (physics.md §1.2-1.5).
+
+Stage 1 calibrates with the default photon likelihood, stage 2 retrains the likelihood, stage 3
+recalibrates with it. An iterative phase repeats until it converges; the others run once.
+``stopStage``/``stopPhase`` name the last phase that runs. Unlike upstream, the start and stop
+settings are checked before anything runs.
+"""
+from typing import NamedTuple
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE, PHASES, get_phase, phase_label
+
+STAGES = {1: (0, 1, 2, 3, 4), 2: (5,), 3: (0, 1, 2, 3, 4)}
+# Phase 2 reads the kaon reconstruction of phase 1's last step, so a sequence cannot start there.
+NEEDS_PREVIOUS_PHASE = {2: 1}
+
+
+class Position(NamedTuple):
+    """Where a calibration is: (stage, phase). Tuple order is execution order."""
+
+    stage: int
+    phase: int
+
+
+def _valid_pairs():
+    return ", ".join(f"({stage},{phase})" for stage, phases in STAGES.items() for phase in phases)
+
+
+def _is_valid(position):
+    return position.stage in STAGES and position.phase in STAGES[position.stage]
+
+
+def _setting_position(settings, which):
+    """(``which``Stage, ``which``Phase) from the settings; SettingsError unless it is a position of STAGES."""
+    names = (f"{which}Stage", f"{which}Phase")
+    values = [settings.get(name) for name in names]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise SettingsError(f"Settings {names[0]} and {names[1]} must be integers, got {values}")
+    position = Position(*values)
+    if not _is_valid(position):
+        raise SettingsError(
+            f"{names[0]}={position.stage}, {names[1]}={position.phase} is not a phase of the procedure;"
+            f" valid (stage,phase) pairs: {_valid_pairs()}"
+        )
+    return position
+
+
+def _following(position):
+    """The position after ``position`` in the plain sequence, or None after the last one."""
+    phases = STAGES[position.stage]
+    index = phases.index(position.phase)
+    if index + 1 < len(phases):
+        return Position(position.stage, phases[index + 1])
+    if position.stage + 1 in STAGES:
+        return Position(position.stage + 1, STAGES[position.stage + 1][0])
+    return None
+
+
+def _span(start, stop):
+    """Positions from ``start`` to ``stop`` (both included) in execution order, each once."""
+    positions = []
+    position = start
+    while position is not None and position <= stop:
+        positions.append(position)
+        position = _following(position)
+    return positions
+
+
+def first_position(settings):
+    """The position the calibration starts at (startStage, startPhase)."""
+    return _setting_position(settings, "start")
+
+
+def next_position(position, converged, settings):
+    """Where the calibration goes after a step at ``position``; None when it is finished.
+
+    A non-converged iterative phase repeats; otherwise the sequence advances. A position beyond
+    (stopStage, stopPhase) means finished.
+    """
+    position = Position(*position)
+    if not _is_valid(position):
+        raise ProcedureError(
+            f"Error in the execution sequence: (stage {position.stage}, phase {position.phase}) does not exist;"
+            f" valid (stage,phase) pairs: {_valid_pairs()}"
+        )
+    if PHASE_TABLE[position.phase].iterative and not converged:
+        candidate = position
+    else:
+        candidate = _following(position)
+    if candidate is None or candidate > _setting_position(settings, "stop"):
+        return None
+    return candidate
+
+
+def check_sequence(settings):
+    """Refuse start/stop settings that cannot run: SettingsError saying what to change."""
+    start = _setting_position(settings, "start")
+    stop = _setting_position(settings, "stop")
+    if stop < start:
+        raise SettingsError(
+            f"The stop (stage {stop.stage}, phase {stop.phase}) is before the start"
+            f" (stage {start.stage}, phase {start.phase}); the stop names the last phase that runs"
+        )
+    if start.phase in NEEDS_PREVIOUS_PHASE:
+        needed = NEEDS_PREVIOUS_PHASE[start.phase]
+        raise SettingsError(
+            f"Cannot start at {phase_label(start.phase)}: it needs the kaon reconstruction of"
+            f" {phase_label(needed)} of the same calibration; start at phase {needed} instead"
+        )
+    missing = [position for position in _span(start, stop) if position.phase not in PHASES]
+    if missing:
+        names = ", ".join(f"stage {p.stage} {phase_label(p.phase)}" for p in missing)
+        raise SettingsError(
+            f"These phases would run but are not implemented yet: {names}."
+            f" Implemented: {', '.join(phase_label(p) for p in sorted(PHASES))}; choose startStage/startPhase and"
+            " stopStage/stopPhase to run only those"
+        )
+
+
+def phases_to_run(settings):
+    """The positions the calibration goes through, in order, each once (after check_sequence)."""
+    check_sequence(settings)
+    return _span(_setting_position(settings, "start"), _setting_position(settings, "stop"))
+
+
+def required_samples(settings):
+    """Sample types the phases that will run need."""
+    return {get_phase(position.phase).sample for position in phases_to_run(settings)}
+
+
+def required_constants(settings):
+    """Constants the phases that will run read or change."""
+    return {name for position in phases_to_run(settings) for name in get_phase(position.phase).constants}

@@ -1,0 +1,378 @@
+"""Synthetic detector response standing in for simulation + Marlin (physics.md §7).
+
+Why: the calibration loop must be testable end to end without iLCSoft. The model turns a hidden
+detector truth and the *current* constants of a steering file into the PfoAnalysis columns that
+Marlin would produce, such that every calibration phase has an analytic fixed point.
+
+Event identity: every random number of event ``i`` is a function of (truth.seed, sample, i, draw
+name) only (a SplitMix64 stream per draw, indexed by the event number). The same "simulated"
+events therefore come back at every iteration, only re-digitised with new constants, and any
+slicing of an event range yields identical per-event values.
+
+Geometry decision: the ECal barrel is |cos θ| < ecal_barrel_max; everything else (the
+barrel/endcap gap and the far forward region included) is digitised as ECal endcap, with the
+endcap truth constant. No event is dropped; the phase selections exclude the gap anyway. In
+robustness mode, photons in the gap lose part of their energy in dead material.
+"""
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY
+
+INT_MAX = 2147483647
+QUARK_DEFAULT = -99  # PfoAnalysis value of the quark variables in events without a Z -> qq
+
+#: Scalar PfoAnalysisTree branches (physics.md §5.1) plus the leading target's cos θ.
+INT_COLUMNS = (
+    'run', 'event', 'nPfosTotal', 'nPfosNeutralHadrons', 'nPfosPhotons', 'nPfosTracks',
+    'nPfoTargetsTotal', 'nPfoTargetsNeutralHadrons', 'nPfoTargetsPhotons', 'nPfoTargetsTracks',
+    'qPdg', 'pfoMinHCalLayerToEdge',
+)
+FLOAT_COLUMNS = (
+    'pfoEnergyTotal', 'pfoEnergyNeutralHadrons', 'pfoEnergyPhotons', 'pfoEnergyTracks',
+    'pfoECalToEmEnergy', 'pfoECalToHadEnergy', 'pfoHCalToEmEnergy', 'pfoHCalToHadEnergy',
+    'pfoOtherEnergy', 'pfoMuonToEnergy', 'pfoMassTotal',
+    'pfoTargetsEnergyTotal', 'pfoTargetsEnergyNeutralHadrons', 'pfoTargetsEnergyPhotons',
+    'pfoTargetsEnergyTracks', 'mcEnergyENu', 'mcEnergyFwd',
+    'eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thrust',
+    'hCalCaloHitEnergyFromEdge', 'TotalCaloHitEnergy', 'ECalTotalCaloHitEnergy',
+    'HCalTotalCaloHitEnergy', 'MuonTotalCaloHitEnergy', 'BCalTotalCaloHitEnergy',
+    'LHCalTotalCaloHitEnergy', 'LCalTotalCaloHitEnergy', 'TotalSimCaloHitEnergy',
+    'ECalTotalSimCaloHitEnergy', 'HCalTotalSimCaloHitEnergy', 'MuonTotalSimCaloHitEnergy',
+    'BCalTotalSimCaloHitEnergy', 'LHCalTotalSimCaloHitEnergy', 'LCalTotalSimCaloHitEnergy',
+    'pfoTargetCosTheta0',
+)
+_QUARK_COLUMNS = ('eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thrust', 'qPdg')
+_CALORIMETERS = ('ECal', 'HCal', 'Muon', 'BCal', 'LHCal', 'LCal')
+
+# Photon sample (physics.md §7): conversion inside 500 mm, split PFOs, robustness-mode defects.
+_CONVERSION_BASE = 0.08
+_CONVERSION_SLOPE = 0.08
+_PHOTON_SPLIT_FRACTION = 0.04
+_PHOTON_HCAL_LEAK_FRACTION = 0.05      # robustness: events with >= 3 % of the energy in the HCal
+_PHOTON_HCAL_SHARE = (0.03, 0.15)
+_PHOTON_TAIL_FRACTION = 0.03           # robustness: low-side tail (rear leakage out of the detector)
+_PHOTON_TAIL_LOSS = (0.05, 0.30)
+_GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
+_FORWARD_COS_THETA = 0.98              # PfoAnalysis: MC energy beyond this counts as forward
+
+SUPPORTED_SAMPLES = ('gamma',)
+
+
+@dataclass(frozen=True)
+class DetectorTruth:
+    """Hidden truth of the synthetic detector; the calibration must recover its fixed points."""
+
+    calibr_ecal: float = 37.52                    # CalibrECAL of the true detector
+    ecal_endcap_correction_factor: float = 1.032  # ECALEndcapCorrectionFactor
+    ecal_thick_layer_ratio: float = 1.0           # ecalResponseCorrectionForThickLayers (known input)
+    calibr_hcal_barrel: float = 46.0
+    calibr_hcal_endcap: float = 46.9
+    mip_ecal: float = 0.0057                      # digitised MIP per layer, GeV
+    mip_hcal: float = 0.0219
+    mip_muon: float = 5.0e-5
+    ring_mpv_ratio: float = 0.9                   # m_EC / m_R of the HCal sim MIP peaks
+    k_em_stage1: float = 0.95                     # Pandora EM response before / after the
+    k_em_stage3: float = 0.99                     # photon-likelihood training
+    k_had_stage1: float = 0.96
+    k_had_stage3: float = 0.99
+    h_ecal: float = 0.85                          # ECal hadron / EM response
+    em_stochastic: float = 0.15                   # photon resolution a/sqrt(E) (+) b
+    em_constant: float = 0.01
+    had_stochastic: float = 0.45                  # hadron resolution
+    had_constant: float = 0.03
+    ecal_barrel_max: float = 0.70                 # |cos θ| boundaries
+    ecal_endcap_min: float = 0.80
+    ecal_endcap_max: float = 0.98
+    hcal_barrel_max: float = 0.65
+    hcal_ring_max: float = 0.78
+    hcal_endcap_max: float = 0.98
+    ecal_nonlinearity: float = 1.0                # response mean ~ (C/C_true)**gamma
+    hcal_nonlinearity: float = 1.0
+    n_hcal_layers: int = 60
+    robustness: bool = False
+    seed: int = 20190401
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in ('int', int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"DetectorTruth.{field.name} must be an integer, got {value!r}")
+            elif field.type in ('bool', bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"DetectorTruth.{field.name} must be true or false, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ValueError(f"DetectorTruth.{field.name} must be a positive number, got {value!r}")
+            else:
+                object.__setattr__(self, field.name, float(value))
+        if self.seed < 0:
+            raise ValueError(f"DetectorTruth.seed must be >= 0, got {self.seed}")
+        if self.n_hcal_layers < 10:
+            raise ValueError(f"DetectorTruth.n_hcal_layers must be >= 10, got {self.n_hcal_layers}")
+        if not self.ecal_barrel_max <= self.ecal_endcap_min < self.ecal_endcap_max <= 1.0:
+            raise ValueError("DetectorTruth ECal geometry must satisfy "
+                             "ecal_barrel_max <= ecal_endcap_min < ecal_endcap_max <= 1")
+        if not self.hcal_barrel_max < self.hcal_ring_max < self.hcal_endcap_max <= 1.0:
+            raise ValueError("DetectorTruth HCal geometry must satisfy "
+                             "hcal_barrel_max < hcal_ring_max < hcal_endcap_max <= 1")
+
+    @property
+    def calibr_hcal_ring(self):
+        """True HCal ring constant C_R := C_HE·(D_EC/D_R)·(m_EC/m_R) (physics.md §7).
+
+        D_X is the mean 1/corr = |cos θ| over the region, for directions uniform in cos θ.
+        """
+        d_endcap = 0.5 * (self.hcal_ring_max + self.hcal_endcap_max)
+        d_ring = 0.5 * (self.hcal_barrel_max + self.hcal_ring_max)
+        return self.calibr_hcal_endcap * (d_endcap / d_ring) * self.ring_mpv_ratio
+
+    def k_em(self, stage):
+        """Pandora EM response: improved by the stage-3 (trained) photon likelihood."""
+        return self.k_em_stage3 if stage == 3 else self.k_em_stage1
+
+    def to_dict(self):
+        """JSON-able form (field name -> value)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of to_dict; unknown keys are refused (a typo must not silently use a default)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"Detector truth must be a JSON object, got {type(data).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown detector truth keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness tied to event identity
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(state):
+    z = state + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+class _EventRandom:
+    """Random numbers of a block of events: draw ``name`` of event ``i`` depends only on
+    (seed, sample, i, name), never on which block or iteration asked for it."""
+
+    def __init__(self, seed, sample, events):
+        self._prefix = f"{seed}/{sample}/"
+        self._counters = events.astype(np.uint64) * _GOLDEN
+
+    def uniform(self, name, low=0.0, high=1.0):
+        """Uniform in the open interval (low, high)."""
+        digest = hashlib.blake2b((self._prefix + name).encode(), digest_size=8).digest()
+        bits = _splitmix64(self._counters + np.uint64(int.from_bytes(digest, 'little')))
+        unit = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+        return low + (high - low) * unit
+
+    def normal(self, name):
+        """Standard normal (Box-Muller on two dedicated uniform draws)."""
+        radius = np.sqrt(-2.0 * np.log(self.uniform(name + '#r')))
+        return radius * np.cos(2.0 * np.pi * self.uniform(name + '#phi'))
+
+
+# ---------------------------------------------------------------------------------------------
+# Constants
+
+def _constant(constants, name, default=None):
+    """A positive constant from the steering values; for a FloatVec the first (thin-layer) value."""
+    if name not in constants:
+        if default is None:
+            raise ValueError(f"Constant {name} is missing; the detector model needs it")
+        return default
+    try:
+        value = float(np.atleast_1d(np.asarray(constants[name], dtype=np.float64))[0])
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"Constant {name} must be a number or a list of numbers, got {constants[name]!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"Constant {name} must be a positive number, got {value}")
+    return value
+
+
+def _digitised(sim_energy, current, true, nonlinearity):
+    """Digitised energy = current constant × sim energy (optionally non-linear in C/C_true)."""
+    scale = current if nonlinearity == 1.0 else true * (current / true) ** nonlinearity
+    return scale * sim_energy
+
+
+def constants_used(sample, truth):
+    """Names of the steering constants that ``simulate`` reads for ``sample``."""
+    _check_sample(sample)
+    names = ('CalibrECAL', 'ECALEndcapCorrectionFactor', 'ECalToEMGeVCalibration', 'HCalToEMGeVCalibration')
+    if truth.robustness:
+        names += ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
+    return names
+
+
+def _check_sample(sample):
+    if sample not in SUPPORTED_SAMPLES:
+        raise ValueError(f"The synthetic detector model does not simulate the {sample!r} sample; "
+                         f"supported: {list(SUPPORTED_SAMPLES)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples
+
+def _hcal_digitised(deposit, abs_cos, constants, truth):
+    """Sim and digitised HCal energy of a deposit given on the true (GeV) scale, by HCal region."""
+    barrel = abs_cos < truth.hcal_barrel_max
+    ring = ~barrel & (abs_cos < truth.hcal_ring_max)
+    regions = (
+        (barrel, 'CalibrHCALBarrel', truth.calibr_hcal_barrel),
+        (ring, 'CalibrHCALOther', truth.calibr_hcal_ring),
+        (~barrel & ~ring, 'CalibrHCALEndcap', truth.calibr_hcal_endcap),
+    )
+    sim = np.zeros_like(deposit)
+    digi = np.zeros_like(deposit)
+    for mask, name, true in regions:
+        sim[mask] = deposit[mask] / true
+        digi[mask] = _digitised(sim[mask], _constant(constants, name), true, truth.hcal_nonlinearity)
+    return sim, digi
+
+
+def _simulate_gamma(rnd, n, constants, truth, stage):
+    energy = NOMINAL_ENERGY['gamma']
+    cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
+    abs_cos = np.abs(cos_theta)
+    converted = rnd.uniform('conversion') < _CONVERSION_BASE + _CONVERSION_SLOPE * abs_cos
+    sigma = math.hypot(truth.em_stochastic / math.sqrt(energy), truth.em_constant)
+    deposit = np.maximum(energy * (1.0 + sigma * rnd.normal('resolution')), 0.0)
+    hcal_share = np.zeros(n)
+    if truth.robustness:
+        gap = (abs_cos >= truth.ecal_barrel_max) & (abs_cos < truth.ecal_endcap_min)
+        deposit *= np.where(gap, 1.0 - rnd.uniform('gap_loss', *_GAP_LOSS), 1.0)
+        tail = rnd.uniform('tail') < _PHOTON_TAIL_FRACTION
+        deposit *= np.where(tail, 1.0 - rnd.uniform('tail_loss', *_PHOTON_TAIL_LOSS), 1.0)
+        leak = rnd.uniform('hcal_leak') < _PHOTON_HCAL_LEAK_FRACTION
+        hcal_share = np.where(leak, rnd.uniform('hcal_share', *_PHOTON_HCAL_SHARE), 0.0)
+
+    barrel = abs_cos < truth.ecal_barrel_max
+    c_barrel = _constant(constants, 'CalibrECAL')
+    c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
+    true_barrel = truth.calibr_ecal
+    true_endcap = truth.calibr_ecal * truth.ecal_endcap_correction_factor
+    ecal_sim = deposit * (1.0 - hcal_share) / np.where(barrel, true_barrel, true_endcap)
+    ecal = np.where(barrel,
+                    _digitised(ecal_sim, c_barrel, true_barrel, truth.ecal_nonlinearity),
+                    _digitised(ecal_sim, c_endcap, true_endcap, truth.ecal_nonlinearity))
+    if truth.robustness:
+        hcal_sim, hcal = _hcal_digitised(deposit * hcal_share, abs_cos, constants, truth)
+    else:
+        hcal_sim, hcal = np.zeros(n), np.zeros(n)
+
+    # Pandora EM scale; the PFO energy is shared by the raw hit energies (physics.md §5.3).
+    pfo_energy = truth.k_em(stage) * (_constant(constants, 'ECalToEMGeVCalibration', 1.0) * ecal
+                                      + _constant(constants, 'HCalToEMGeVCalibration', 1.0) * hcal)
+    raw = ecal + hcal
+    ecal_fraction = np.divide(ecal, raw, out=np.zeros(n), where=raw > 0)
+    photon = ~converted
+    split = photon & (rnd.uniform('split') < _PHOTON_SPLIT_FRACTION)
+    pfo_photon_energy = np.where(photon, pfo_energy, 0.0)
+
+    # Two-body systems (split photon pair, conversion pair): mass from share and opening angle.
+    share = rnd.uniform('pair_share', 0.05, 0.95)
+    opening = np.where(split, rnd.uniform('split_angle', 0.02, 0.2), rnd.uniform('conversion_angle', 0.001, 0.01))
+    pair_energy = np.where(split, pfo_energy, energy)
+    pair_mass = 2.0 * pair_energy * np.sqrt(share * (1.0 - share)) * np.sin(0.5 * opening)
+
+    two_pfos = split | converted
+    return {
+        'ECalTotalCaloHitEnergy': ecal,
+        'HCalTotalCaloHitEnergy': hcal,
+        'ECalTotalSimCaloHitEnergy': ecal_sim,
+        'HCalTotalSimCaloHitEnergy': hcal_sim,
+        'pfoTargetCosTheta0': cos_theta,
+        'nPfoTargetsTotal': np.where(converted, 2, 1),
+        'nPfoTargetsPhotons': np.where(converted, 0, 1),
+        'nPfoTargetsTracks': np.where(converted, 2, 0),
+        'pfoTargetsEnergyTotal': np.full(n, energy),
+        'pfoTargetsEnergyPhotons': np.where(converted, 0.0, energy),
+        'pfoTargetsEnergyTracks': np.where(converted, energy, 0.0),
+        'mcEnergyFwd': np.where(abs_cos > _FORWARD_COS_THETA, energy, 0.0),
+        'nPfosTotal': np.where(two_pfos, 2, 1),
+        'nPfosPhotons': np.where(converted, 0, np.where(split, 2, 1)),
+        'nPfosTracks': np.where(converted, 2, 0),
+        'pfoEnergyPhotons': pfo_photon_energy,
+        'pfoEnergyTracks': np.where(converted, energy, 0.0),
+        'pfoEnergyTotal': np.where(converted, energy, pfo_energy),
+        'pfoECalToEmEnergy': pfo_photon_energy * ecal_fraction,
+        'pfoHCalToEmEnergy': pfo_photon_energy * (1.0 - ecal_fraction),
+        'pfoMassTotal': np.where(two_pfos, pair_mass, 0.0),
+        'pfoMinHCalLayerToEdge': np.where(hcal > 0, 0, INT_MAX),
+    }
+
+
+_SIMULATORS = {'gamma': _simulate_gamma}
+
+
+def _complete(values, events):
+    """Fill the branches a sample does not set with PfoAnalysis defaults; totals; dtypes."""
+    n = events.size
+    for calo in _CALORIMETERS:
+        values.setdefault(f'{calo}TotalCaloHitEnergy', np.zeros(n))
+        values.setdefault(f'{calo}TotalSimCaloHitEnergy', np.zeros(n))
+    values['TotalCaloHitEnergy'] = sum(values[f'{calo}TotalCaloHitEnergy'] for calo in _CALORIMETERS)
+    values['TotalSimCaloHitEnergy'] = sum(values[f'{calo}TotalSimCaloHitEnergy'] for calo in _CALORIMETERS)
+    values['run'] = np.zeros(n)
+    values['event'] = events
+    columns = {}
+    for name in INT_COLUMNS:
+        default = QUARK_DEFAULT if name in _QUARK_COLUMNS else (INT_MAX if name == 'pfoMinHCalLayerToEdge' else 0)
+        columns[name] = np.asarray(values.get(name, np.full(n, default)), dtype=np.int32)
+    for name in FLOAT_COLUMNS:
+        default = QUARK_DEFAULT if name in _QUARK_COLUMNS else 0.0
+        columns[name] = np.asarray(values.get(name, np.full(n, default, dtype=np.float64)), dtype=np.float32)
+    return columns
+
+
+def simulate(sample, first_event, n_events, constants, truth, stage=1):
+    """PfoAnalysis columns of events [first_event, first_event + n_events) of ``sample``.
+
+    ``constants`` are the current steering values (name -> float or list of floats); ``stage``
+    selects the Pandora response (stage 3 uses the trained photon likelihood). Pure function.
+    """
+    _check_sample(sample)
+    if isinstance(first_event, bool) or isinstance(n_events, bool) \
+            or not isinstance(first_event, (int, np.integer)) or not isinstance(n_events, (int, np.integer)) \
+            or first_event < 0 or n_events < 0 or first_event + n_events > INT_MAX:
+        raise ValueError(f"Event range must be two non-negative integers within int32, "
+                         f"got first_event={first_event!r}, n_events={n_events!r}")
+    if stage not in (1, 2, 3):
+        raise ValueError(f"Stage must be 1, 2 or 3, got {stage!r}")
+    events = np.arange(int(first_event), int(first_event) + int(n_events), dtype=np.int64)
+    rnd = _EventRandom(truth.seed, sample, events)
+    values = _SIMULATORS[sample](rnd, events.size, constants, truth, stage)
+    return _complete(values, events)
+
+
+def analytic_fixed_point(truth, sample='gamma', stage=1):
+    """Constants at which the phases using ``sample`` stop changing them (physics.md §7).
+
+    gamma: phase 0 (CalibrECAL [C_E, r_thick·C_E], ECALEndcapCorrectionFactor k_EC) and phase 3
+    (ECalToEM = HCalToEM = 1/k_EM at converged digitisation).
+    """
+    _check_sample(sample)
+    em_scale = 1.0 / truth.k_em(stage)
+    return {
+        'CalibrECAL': [truth.calibr_ecal, truth.ecal_thick_layer_ratio * truth.calibr_ecal],
+        'ECALEndcapCorrectionFactor': truth.ecal_endcap_correction_factor,
+        'ECalToEMGeVCalibration': em_scale,
+        'HCalToEMGeVCalibration': em_scale,
+    }

@@ -1,0 +1,313 @@
+"""Synthetic event files and a complete sample directory for runs without iLCSoft.
+
+Why: a calibration is created from input files (one list per sample) and a Marlin steering file.
+For the built-in detector model the input files only need to name *which* events they hold and
+the detector truth they were "simulated" with; the events themselves are regenerated from that
+identity (detector_model). A small JSON file per file stands where an .slcio file would be, so
+the service, splitting and workers handle them exactly like real files.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
+    INT_MAX, SUPPORTED_SAMPLES, DetectorTruth, analytic_fixed_point)
+
+FORMAT = 'ilcdirac-synthetic-events/1'
+TRUTH_FORMAT = 'ilcdirac-synthetic-truth/1'
+SUFFIX = '.synthetic.json'
+MAX_FILE_BYTES = 1024 * 1024
+_KEYS = ('format', 'sample', 'energy', 'firstEvent', 'events', 'truth')
+
+#: Directory (particle name as in production paths, energy) and file prefix per sample type.
+SAMPLE_DIRECTORIES = {
+    'gamma': ('gamma', '10', 'gamma_10GeV'),
+    'muon': ('mu-', '10', 'mu-_10GeV'),
+    'kaon': ('kaon0L', '50', 'kaon0L_50GeV'),
+    'zuds': ('zuds', '91', 'zuds_91GeV'),
+}
+
+DIGI_PROCESSOR = 'MyDDCaloDigi'
+PANDORA_PROCESSOR = 'MyDDMarlinPandora'
+
+#: CLIC_o3_v14-like values of the calibrated constants, used where the model has no fixed point.
+CLIC_CONSTANTS = {
+    'CalibrECAL': [37.5227197175, 37.5227197175],
+    'ECALEndcapCorrectionFactor': 1.03245503522,
+    'CalibrHCALBarrel': 45.9956826061,
+    'CalibrHCALEndcap': 46.9252540291,
+    'CalibrHCALOther': 57.1610007614,
+    'ECalToMipCalibration': 175.439,
+    'HCalToMipCalibration': 45.6621,
+    'MuonToMipCalibration': 20703.9,
+    'ECalToEMGeVCalibration': 1.01776966108,
+    'HCalToEMGeVCalibration': 1.01776966108,
+    'ECalToHadGeVCalibrationBarrel': 1.11490774181,
+    'ECalToHadGeVCalibrationEndCap': 1.11490774181,
+    'HCalToHadGeVCalibration': 1.00565042407,
+}
+#: Direction and size (in units of ``offset``) of the start values relative to the fixed point.
+_OFFSET_SCALE = {
+    'CalibrECAL': 1.0,
+    'ECALEndcapCorrectionFactor': -0.5,
+    'ECalToEMGeVCalibration': -1.0,
+    'HCalToEMGeVCalibration': -1.0,
+}
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """One synthetic input file: events [first_event, first_event + events) of ``sample``."""
+
+    path: str
+    sample: str
+    energy: float
+    first_event: int
+    events: int
+    truth: DetectorTruth
+
+
+def is_synthetic_file(path):
+    """True for paths named like a synthetic event file (``*.synthetic.json``)."""
+    return isinstance(path, str) and os.path.basename(path).endswith(SUFFIX)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_event_file(path):
+    """Read and validate a synthetic event file; ValueError saying what is wrong otherwise."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"Synthetic event file {path} has {size} bytes, more than the limit of "
+                             f"{MAX_FILE_BYTES}; it is not a synthetic event file")
+        with open(path, 'rb') as handle:
+            data = json.loads(handle.read())
+    except OSError as error:
+        raise ValueError(f"Cannot read synthetic event file {path}: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"Synthetic event file {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or set(data) != set(_KEYS):
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"Synthetic event file {path} must be a JSON object with exactly the keys "
+                         f"{list(_KEYS)}, found {found}")
+    if data['format'] != FORMAT:
+        raise ValueError(f"Synthetic event file {path} has format {data['format']!r}, expected {FORMAT!r}")
+    sample = data['sample']
+    if sample not in SAMPLE_TYPES:
+        raise ValueError(f"Synthetic event file {path}: sample {sample!r} is not one of {list(SAMPLE_TYPES)}")
+    energy = data['energy']
+    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or energy != NOMINAL_ENERGY[sample]:
+        raise ValueError(f"Synthetic event file {path}: energy {energy!r} does not match the "
+                         f"{sample} sample energy {NOMINAL_ENERGY[sample]}")
+    first, events = data['firstEvent'], data['events']
+    if not (_is_int(first) and _is_int(events) and first >= 0 and events > 0 and first + events <= INT_MAX):
+        raise ValueError(f"Synthetic event file {path}: firstEvent ({first!r}) must be an integer >= 0 and "
+                         f"events ({events!r}) an integer > 0, together within {INT_MAX}")
+    try:
+        truth = DetectorTruth.from_dict(data['truth'])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Synthetic event file {path}: invalid detector truth: {error}") from None
+    return EventFile(path, sample, float(energy), first, events, truth)
+
+
+def _event_file_content(sample, first_event, events, truth):
+    return json.dumps({'format': FORMAT, 'sample': sample, 'energy': NOMINAL_ENERGY[sample],
+                       'firstEvent': first_event, 'events': events, 'truth': truth.to_dict()},
+                      indent=1) + '\n'
+
+
+def initial_constants(truth, offset):
+    """Start values: the analytic fixed points moved by ``offset``, CLIC-like values elsewhere."""
+    constants = {name: (list(value) if isinstance(value, list) else value) for name, value in CLIC_CONSTANTS.items()}
+    for sample in SUPPORTED_SAMPLES:
+        for name, value in analytic_fixed_point(truth, sample).items():
+            factor = 1.0 + _OFFSET_SCALE.get(name, 1.0) * offset
+            constants[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
+    return constants
+
+
+def _format(value):
+    return ' '.join(repr(float(v)) for v in value) if isinstance(value, list) else repr(float(value))
+
+
+def _processor(root, name, kind, parameters):
+    processor = etree.SubElement(root, 'processor', name=name, type=kind)
+    for key, (param_type, value, as_attribute) in parameters.items():
+        element = etree.SubElement(processor, 'parameter', name=key, type=param_type)
+        if as_attribute:
+            element.set('value', value)
+        else:
+            element.text = f' {value} '
+    return processor
+
+
+def steering_file_content(constants, input_files):
+    """A Marlin steering file with the four processors the calibration uses (physics.md §2.6).
+
+    Most parameters are element text, a few use the ``value`` attribute, as real steering files do.
+    """
+    c = {name: _format(value) for name, value in constants.items()}
+    root = etree.Element('marlin')
+    root.append(etree.Comment(' Synthetic CLIC-like reconstruction: DDCaloDigi -> DDMarlinPandora -> PfoAnalysis '))
+    execute = etree.SubElement(root, 'execute')
+    for name in ('InitDD4hep', DIGI_PROCESSOR, PANDORA_PROCESSOR, 'MyPfoAnalysis'):
+        etree.SubElement(execute, 'processor', name=name)
+    glob = etree.SubElement(root, 'global')
+    for key, value in (('LCIOInputFiles', ' '.join(input_files)), ('MaxRecordNumber', '0'),
+                       ('SkipNEvents', '0'), ('SupressCheck', 'false'), ('Verbosity', 'MESSAGE'),
+                       ('RandomSeed', '1234567890')):
+        etree.SubElement(glob, 'parameter', name=key).text = f' {value} '
+    _processor(root, 'InitDD4hep', 'InitializeDD4hep', {
+        'DD4hepXMLFile': ('string', '$lcgeo_DIR/CLIC/compact/CLIC_o3_v14/CLIC_o3_v14.xml', False),
+    })
+    _processor(root, DIGI_PROCESSOR, 'DDCaloDigi', {
+        'ECALCollections': ('StringVec', 'ECalBarrelCollection ECalEndcapCollection ECalPlugCollection', False),
+        'ECALOutputCollection0': ('string', 'ECALBarrel', False),
+        'ECALOutputCollection1': ('string', 'ECALEndcap', False),
+        'ECALOutputCollection2': ('string', 'ECALOther', False),
+        'HCALCollections': ('StringVec', 'HCalBarrelCollection HCalEndcapCollection HCalRingCollection', False),
+        'HCALOutputCollection0': ('string', 'HCALBarrel', False),
+        'HCALOutputCollection1': ('string', 'HCALEndcap', False),
+        'HCALOutputCollection2': ('string', 'HCALOther', False),
+        'RelationOutputCollection': ('string', 'RelationCaloHit', False),
+        'CalibrECAL': ('FloatVec', c['CalibrECAL'], False),
+        'ECALEndcapCorrectionFactor': ('float', c['ECALEndcapCorrectionFactor'], True),
+        'ECALLayers': ('IntVec', '41 100', False),
+        'CalibrHCALBarrel': ('FloatVec', c['CalibrHCALBarrel'], False),
+        'CalibrHCALEndcap': ('FloatVec', c['CalibrHCALEndcap'], False),
+        'CalibrHCALOther': ('FloatVec', c['CalibrHCALOther'], False),
+        'HCALLayers': ('IntVec', '100', False),
+        'ECALThreshold': ('float', '5e-05', False),
+        'ECALThresholdUnit': ('string', 'GeV', False),
+        'HCALThreshold': ('FloatVec', '0.25', False),
+        'HCALThresholdUnit': ('string', 'MIP', False),
+        'CalibECALMIP': ('float', '0.0001', False),
+        'CalibHCALMIP': ('float', '0.0001', False),
+        'IfDigitalEcal': ('int', '0', False),
+        'IfDigitalHcal': ('int', '0', False),
+        'UseEcalTiming': ('int', '1', False),
+        'UseHcalTiming': ('int', '1', False),
+        'ECALBarrelTimeWindowMax': ('float', '10', False),
+        'ECALEndcapTimeWindowMax': ('float', '10', False),
+        'HCALBarrelTimeWindowMax': ('float', '10', True),
+        'HCALEndcapTimeWindowMax': ('float', '10', False),
+        'ECALCorrectTimesForPropagation': ('int', '1', False),
+        'HCALCorrectTimesForPropagation': ('int', '1', False),
+        'ECALDeltaTimeHitResolution': ('float', '10', False),
+        'HCALDeltaTimeHitResolution': ('float', '10', False),
+        'ECAL_apply_realistic_digi': ('int', '0', False),
+        'HCAL_apply_realistic_digi': ('int', '0', False),
+    })
+    _processor(root, PANDORA_PROCESSOR, 'DDPandoraPFANewProcessor', {
+        'PandoraSettingsXmlFile': ('String', 'PandoraSettings/PandoraSettingsDefault.xml', False),
+        'TrackCollections': ('StringVec', 'SiTracks_Refitted', False),
+        'ECalCaloHitCollections': ('StringVec', 'ECALBarrel ECALEndcap ECALOther', False),
+        'HCalCaloHitCollections': ('StringVec', 'HCALBarrel HCALEndcap HCALOther', False),
+        'LCalCaloHitCollections': ('StringVec', 'LCAL', False),
+        'LHCalCaloHitCollections': ('StringVec', 'LHCAL', False),
+        'MuonCaloHitCollections': ('StringVec', 'MUON', False),
+        'MCParticleCollections': ('StringVec', 'MCParticle', False),
+        'RelCaloHitCollections': ('StringVec', 'RelationCaloHit RelationMuonHit', False),
+        'RelTrackCollections': ('StringVec', 'SiTracks_Refitted_Relation', False),
+        'ClusterCollectionName': ('String', 'PandoraClusters', False),
+        'PFOCollectionName': ('String', 'PandoraPFOs', False),
+        'ECalToMipCalibration': ('float', c['ECalToMipCalibration'], False),
+        'HCalToMipCalibration': ('float', c['HCalToMipCalibration'], False),
+        'MuonToMipCalibration': ('float', c['MuonToMipCalibration'], False),
+        'ECalMipThreshold': ('float', '0.5', False),
+        'HCalMipThreshold': ('float', '0.3', False),
+        'ECalToEMGeVCalibration': ('float', c['ECalToEMGeVCalibration'], False),
+        'HCalToEMGeVCalibration': ('float', c['HCalToEMGeVCalibration'], False),
+        'ECalToHadGeVCalibrationBarrel': ('float', c['ECalToHadGeVCalibrationBarrel'], False),
+        'ECalToHadGeVCalibrationEndCap': ('float', c['ECalToHadGeVCalibrationEndCap'], False),
+        'HCalToHadGeVCalibration': ('float', c['HCalToHadGeVCalibration'], True),
+        'MaxHCalHitHadronicEnergy': ('float', '10000000', False),
+        'MaxClusterEnergyToApplySoftComp': ('float', '2000', False),
+        'DigitalMuonHits': ('int', '0', False),
+        'AbsorberRadLengthECal': ('float', '0.2854', False),
+        'AbsorberIntLengthECal': ('float', '0.0101', False),
+        'AbsorberRadLengthHCal': ('float', '0.0569', False),
+        'AbsorberIntLengthHCal': ('float', '0.006', False),
+        'AbsorberRadLengthOther': ('float', '0.0569', False),
+        'AbsorberIntLengthOther': ('float', '0.006', False),
+    })
+    _processor(root, 'MyPfoAnalysis', 'PfoAnalysis', {
+        'PfoCollection': ('string', 'PandoraPFOs', False),
+        'MCParticleCollection': ('string', 'MCParticle', False),
+        'CollectCalibrationDetails': ('int', '1', False),
+        'RootFile': ('string', 'pfoAnalysis.root', False),
+        'ECalCollections': ('StringVec', 'ECALBarrel ECALEndcap ECALOther', False),
+        'HCalCollections': ('StringVec', 'HCALBarrel HCALEndcap HCALOther', False),
+        'MuonCollections': ('StringVec', 'MUON', False),
+        'NBinsMuonCaloHitEnergyHist': ('int', '500', False),
+        'XUpperValueMuonCaloHitEnergyHist': ('float', '0.002', False),
+        'HCalRingOuterSymmetryOrder': ('int', '8', False),
+    })
+    return etree.tostring(root, xml_declaration=True, encoding='utf-8', pretty_print=True)
+
+
+def _check_arguments(events_per_file, files_per_sample, truth, offset):
+    if not _is_int(events_per_file) or events_per_file < 1:
+        raise ValueError(f"events_per_file must be an integer >= 1, got {events_per_file!r}")
+    if not _is_int(files_per_sample) or files_per_sample < 1:
+        raise ValueError(f"files_per_sample must be an integer >= 1, got {files_per_sample!r}")
+    if events_per_file * files_per_sample > INT_MAX:
+        raise ValueError(f"{events_per_file} x {files_per_sample} events per sample exceed {INT_MAX}")
+    if not isinstance(truth, DetectorTruth):
+        raise ValueError(f"truth must be a DetectorTruth, got {type(truth).__name__}")
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not 0.0 <= offset < 0.5 \
+            or not math.isfinite(offset):
+        raise ValueError(f"offset must be a number in [0, 0.5), got {offset!r}")
+
+
+def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=DetectorTruth(), offset=0.15):
+    """Create the four sample directories, a steering file and truth.json under ``output_dir``.
+
+    Layout: DIR/gamma/10, DIR/mu-/10, DIR/kaon0L/50, DIR/zuds/91 (event files numbered globally
+    per sample), DIR/steering_file.xml (start constants = fixed points moved by ``offset``),
+    DIR/truth.json. Existing outputs are not overwritten (ValueError): stale files with other
+    event numbers or another truth would silently join a sample.
+    Returns {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
+    'directories': {sample: dir}, 'steeringFile': path, 'truthFile': path}.
+    """
+    _check_arguments(events_per_file, files_per_sample, truth, offset)
+    output_dir = os.path.abspath(output_dir)
+    steering_path = os.path.join(output_dir, 'steering_file.xml')
+    truth_path = os.path.join(output_dir, 'truth.json')
+    directories = {sample: os.path.join(output_dir, particle, energy)
+                   for sample, (particle, energy, _) in SAMPLE_DIRECTORIES.items()}
+    clashes = [path for path in (steering_path, truth_path, *directories.values()) if os.path.lexists(path)]
+    if clashes:
+        raise ValueError(f"Refusing to overwrite existing {clashes}; choose a new or empty output directory")
+
+    width = max(3, len(str(files_per_sample - 1)))
+    input_files = {}
+    for sample, directory in directories.items():
+        os.makedirs(directory)
+        prefix = SAMPLE_DIRECTORIES[sample][2]
+        input_files[sample] = []
+        for index in range(files_per_sample):
+            path = os.path.join(directory, f'{prefix}_{index:0{width}d}{SUFFIX}')
+            with open(path, 'w', encoding='utf-8') as handle:
+                handle.write(_event_file_content(sample, index * events_per_file, events_per_file, truth))
+            input_files[sample].append(path)
+
+    constants = initial_constants(truth, offset)
+    with open(steering_path, 'wb') as handle:
+        handle.write(steering_file_content(constants, input_files['gamma']))
+    with open(truth_path, 'w', encoding='utf-8') as handle:
+        json.dump({'format': TRUTH_FORMAT, 'truth': truth.to_dict(),
+                   'fixedPoints': {sample: analytic_fixed_point(truth, sample) for sample in SUPPORTED_SAMPLES},
+                   'initialConstants': constants, 'offset': offset,
+                   'eventsPerFile': events_per_file, 'filesPerSample': files_per_sample}, handle, indent=1)
+        handle.write('\n')
+    return {'inputFiles': input_files,
+            'numberOfEventsPerFile': {sample: events_per_file for sample in directories},
+            'directories': directories, 'steeringFile': steering_path, 'truthFile': truth_path}

@@ -1,0 +1,114 @@
+"""The worker loop of the seed: ask for constants, reconstruct, report, wait for the next step.
+
+A worker reprocesses the same slice of events at every step with the constants the service
+hands out, and uploads a compact summary of what the current phase needs. It polls with
+back-off (never busy-waits), rides out a service that is down for a while, and leaves when
+the calibration has ended.
+"""
+import os
+import time
+
+from DIRAC import S_ERROR, S_OK, gLogger
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase
+from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
+from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+
+
+class CalibrationWorker:
+    """One worker of one calibration."""
+
+    def __init__(self, client, calibrationID, workerID, reconstruct, workDirectory=".", pollingTime=2.0,
+                 maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
+        """
+        :param client: a CalibrationClient (or anything with the service's methods)
+        :param reconstruct: callable(steering bytes, settings) -> PfoAnalysis columns
+        :param float pollingTime: first wait between two polls; doubled up to ``maxPollingTime``
+        :param float serviceTimeout: how long the service may fail to answer before giving up
+        """
+        self.client = client
+        self.calibrationID = calibrationID
+        self.workerID = workerID
+        self.reconstruct = reconstruct
+        self.workDirectory = workDirectory
+        self.pollingTime = pollingTime
+        self.maxPollingTime = maxPollingTime
+        self.serviceTimeout = serviceTimeout
+        self.sleep = sleep
+        self.log = gLogger.getSubLogger(f"CalibrationWorker/{calibrationID}/{workerID}")
+
+    def run(self):
+        """Work until the calibration ends: S_OK(steps processed) or S_ERROR."""
+        setup = self._call("getCalibrationSetup", self.calibrationID)
+        if not setup["OK"]:
+            return setup
+        inputData = self._call("getInputDataDict", self.calibrationID, self.workerID)
+        if not inputData["OK"]:
+            return inputData
+        step, processed, wait = -1, 0, self.pollingTime
+        while True:
+            result = self._call("getNewParameters", self.calibrationID, step)
+            if not result["OK"]:
+                return result
+            parameterSet = result["Value"]
+            if parameterSet is None:
+                self.sleep(wait)
+                wait = min(2 * wait, self.maxPollingTime)
+                continue
+            wait = self.pollingTime
+            if parameterSet["calibrationIsFinished"]:
+                self.log.notice("Calibration ended", f"{parameterSet['calibrationStatus']} after {processed} steps")
+                return S_OK(processed)
+            result = self._processStep(parameterSet, setup["Value"], inputData["Value"])
+            if not result["OK"]:
+                return result
+            step = parameterSet["currentStep"]
+            processed += 1
+
+    def _processStep(self, parameterSet, setup, inputData):
+        stage, phaseID, step = (parameterSet[k] for k in ("currentStage", "currentPhase", "currentStep"))
+        self.log.info("Processing", f"stage {stage} phase {phaseID} step {step}")
+        try:
+            summary = self._summarise(phaseID, step, stage, parameterSet["parameters"], setup, inputData)
+        except ProcedureError as error:
+            return S_ERROR(f"Step {step} failed on worker {self.workerID}: {error}")
+        result = self._call("submitResult", self.calibrationID, stage, phaseID, step, self.workerID, summary)
+        if not result["OK"]:
+            return result
+        self.log.info("Reported", result["Value"]["Message"])
+        return S_OK()
+
+    def _summarise(self, phaseID, step, stage, parameters, setup, inputData):
+        """Reconstruct this worker's events with ``parameters``; return the phase's summary bytes."""
+        phase = get_phase(phaseID)
+        settings = setup["settings"]
+        if phase.sample not in inputData:
+            raise ProcedureError(f"no {phase.sample} events were given to this worker")
+        files, skip, nEvents = inputData[phase.sample]
+        steering = render_steering(
+            setup["steeringFile"].encode(errors="surrogateescape"),
+            parameters,
+            settings,
+            {"LCIOInputFiles": " ".join(files), "SkipNEvents": str(skip), "MaxRecordNumber": str(nEvents)},
+        )
+        path = os.path.join(self.workDirectory, f"marlinSteeringFile_{stage}_{phaseID}_{step}.xml")
+        with open(path, "wb") as stream:
+            stream.write(steering)
+        columns = self.reconstruct(steering, settings)
+        return encode_summary(phaseID, phase.collect(columns, settings))
+
+    def _call(self, method, *args):
+        """Call the service; errors other than a refusal are retried with back-off until
+        ``serviceTimeout`` has passed, so a service restart does not lose the worker."""
+        deadline = time.monotonic() + self.serviceTimeout
+        wait = self.pollingTime
+        while True:
+            result = getattr(self.client, method)(*args)
+            if result["OK"] or result.get("Refused") or time.monotonic() + wait > deadline:
+                if not result["OK"]:
+                    self.log.error(f"{method} failed", result["Message"])
+                return result
+            self.log.warn(f"{method} failed, retrying in {wait:.0f} s", result["Message"])
+            self.sleep(wait)
+            wait = min(2 * wait, self.maxPollingTime)

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""
+Run one worker of a calibration: the program that every calibration job executes.
+
+It asks the CalibrationService for the current constants, reconstructs its slice of events,
+reports the result, and waits for the next step until the calibration ends.
+
+Example:
+  $ dirac-calibration-worker --calibration-id 3 --worker-id 12
+"""
+from DIRAC.Core.Base.Script import Script
+
+
+@Script()
+def main():
+    defaults = {"polling-time": "2", "max-polling-time": "10", "service-timeout": "600"}
+    Script.registerSwitch("", "calibration-id=", "ID of the calibration (required)")
+    Script.registerSwitch("", "worker-id=", "ID of this worker within the calibration (required)")
+    Script.registerSwitch("", "polling-time=", "first wait between polls, seconds (default 2)")
+    Script.registerSwitch("", "max-polling-time=", "longest wait between polls, seconds (default 10)")
+    Script.registerSwitch("", "service-timeout=", "how long the service may be unreachable, seconds (default 600)")
+    switches, _ = Script.parseCommandLine(ignoreErrors=False)
+    options = dict(defaults, **dict(switches))
+
+    from DIRAC import exit as dexit
+    from DIRAC import gLogger
+
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+    from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
+    from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
+
+    try:
+        calibrationID = int(options.get("calibration-id"))
+        workerID = int(options.get("worker-id"))
+        timing = {name: float(options[name]) for name in ("polling-time", "max-polling-time", "service-timeout")}
+    except (TypeError, ValueError):
+        gLogger.error("--calibration-id and --worker-id are required integers; the times are numbers of seconds")
+        dexit(2)
+    worker = CalibrationWorker(
+        CalibrationClient(),
+        calibrationID,
+        workerID,
+        reconstruct,
+        pollingTime=timing["polling-time"],
+        maxPollingTime=timing["max-polling-time"],
+        serviceTimeout=timing["service-timeout"],
+    )
+    result = worker.run()
+    if not result["OK"]:
+        gLogger.error("Worker failed", result["Message"])
+        dexit(1)
+    dexit(0)
+
+
+if __name__ == "__main__":
+    main()

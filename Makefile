@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON := .venv/bin/python
+WORKDIR ?= run/demo
+
+.PHONY: bootstrap demo test bench clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/dirac-calibration-demo --workdir $(WORKDIR)
+
+test: bootstrap
+	$(PYTHON) -m pytest tests
+
+bench: bootstrap
+	$(PYTHON) bench/rpc.py
+
+clean:
+	rm -rf run

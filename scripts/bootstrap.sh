@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a Debian 12 machine, as root: the Debian packages that
+# DIRAC's compiled dependencies and the private MariaDB need, then .venv with the pinned
+# Python packages and this package (editable). Idempotent: a second run only checks stamps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl"
+DIRAC_VERSION=9.1.22
+VENV=.venv
+
+missing=""
+for pkg in $DEBIAN_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "bootstrap: installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The MariaDB packages must not start the system server: the project runs its own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.calibration
+  [ -e /usr/sbin/policy-rc.d ] || { cp /usr/sbin/policy-rc.d.calibration /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; }
+  apt-get install -y -qq $missing >/dev/null
+  [ -n "${added_policy:-}" ] && rm -f /usr/sbin/policy-rc.d
+  rm -f /usr/sbin/policy-rc.d.calibration
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV" 2>/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  }
+fi
+
+stamp_value=$(cat requirements/dirac-deps.txt setup.cfg setup.py scripts/bootstrap.sh | sha256sum | cut -c1-16)
+stamp="$VENV/.bootstrap-$stamp_value"
+if [ ! -e "$stamp" ]; then
+  echo "bootstrap: installing Python packages into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+  "$VENV/bin/python" -m pip install -q -r requirements/dirac-deps.txt
+  # DIRAC requires gfal2-python, which does not build on Debian 12: install DIRAC without
+  # dependencies; requirements/dirac-deps.txt holds all the others.
+  "$VENV/bin/python" -m pip install -q --no-deps "DIRAC==$DIRAC_VERSION"
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  rm -f "$VENV"/.bootstrap-*
+  touch "$stamp"
+fi

@@ -1,0 +1,210 @@
+"""Known answers of the synthetic detector model (physics.md §7): event identity, fixed points."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
+    FLOAT_COLUMNS, INT_COLUMNS, INT_MAX, DetectorTruth, analytic_fixed_point, constants_used, simulate)
+
+TRUTH = DetectorTruth()
+OFF = {'CalibrECAL': [40.0, 40.0], 'ECALEndcapCorrectionFactor': 1.0,
+       'ECalToEMGeVCalibration': 1.1, 'HCalToEMGeVCalibration': 1.1}
+SIGMA = math.hypot(0.15 / math.sqrt(10.0), 0.01)
+
+
+@pytest.fixture(scope='module')
+def big():
+    return simulate('gamma', 0, 100_000, OFF, TRUTH)
+
+
+def _phase0(columns, low, high):
+    """The phase-0 selection written out by hand (physics.md §2.1)."""
+    c = np.abs(columns['pfoTargetCosTheta0'])
+    return ((columns['nPfoTargetsTotal'] == 1) & (columns['nPfoTargetsPhotons'] == 1)
+            & (columns['TotalCaloHitEnergy'] - columns['ECalTotalCaloHitEnergy'] < 0.1)
+            & (c < 0.95) & (c > low) & (c < high))
+
+
+def test_any_slice_gives_the_same_events(big):
+    part = simulate('gamma', 300, 100, OFF, TRUTH)
+    for name in big:
+        assert np.array_equal(big[name][300:400], part[name]), name
+    assert list(part['event']) == list(range(300, 400))
+
+
+def test_events_do_not_depend_on_call_history_but_on_seed():
+    first = simulate('gamma', 5, 50, OFF, TRUTH)
+    simulate('gamma', 0, 2000, OFF, TRUTH)
+    again = simulate('gamma', 5, 50, OFF, TRUTH)
+    other = simulate('gamma', 5, 50, OFF, DetectorTruth(seed=TRUTH.seed + 1))
+    assert np.array_equal(first['pfoTargetCosTheta0'], again['pfoTargetCosTheta0'])
+    assert not np.array_equal(first['pfoTargetCosTheta0'], other['pfoTargetCosTheta0'])
+
+
+def test_new_constants_only_rescale_digitised_energies():
+    before = simulate('gamma', 0, 5000, OFF, TRUTH)
+    constants = dict(OFF, CalibrECAL=[80.0, 80.0], ECALEndcapCorrectionFactor=1.5)
+    after = simulate('gamma', 0, 5000, constants, TRUTH)
+    barrel = np.abs(before['pfoTargetCosTheta0']) < TRUTH.ecal_barrel_max
+    ratio = after['ECalTotalCaloHitEnergy'] / before['ECalTotalCaloHitEnergy']
+    np.testing.assert_allclose(ratio[barrel], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(ratio[~barrel], 3.0, rtol=1e-6)
+    photon = before['pfoECalToEmEnergy'] > 0
+    np.testing.assert_allclose(after['pfoECalToEmEnergy'][photon] / before['pfoECalToEmEnergy'][photon],
+                               ratio[photon], rtol=1e-6)
+    assert np.all(after['pfoECalToEmEnergy'][~photon] == 0)
+    changing = {'ECalTotalCaloHitEnergy', 'TotalCaloHitEnergy', 'pfoECalToEmEnergy', 'pfoEnergyPhotons',
+                'pfoEnergyTotal', 'pfoMassTotal'}
+    for name in set(before) - changing:
+        assert np.array_equal(before[name], after[name]), name
+
+
+def test_conversion_fraction_and_targets(big):
+    converted = big['nPfoTargetsTotal'] == 2
+    # P = 0.08 + 0.08|cos θ| averaged over |cos θ| ~ U(0, 1) = 0.12; binomial sigma ~ 0.001.
+    assert abs(converted.mean() - 0.12) < 0.004
+    assert np.all(big['nPfoTargetsPhotons'][converted] == 0)
+    assert np.all(big['nPfoTargetsTracks'][converted] == 2)
+    assert np.all(big['nPfosTracks'][converted] == 2)
+    assert np.all(big['nPfoTargetsPhotons'][~converted] == 1)
+    c = np.abs(big['pfoTargetCosTheta0'])
+    assert abs(converted[c < 0.2].mean() - 0.088) < 0.006
+    assert abs(converted[c > 0.8].mean() - 0.152) < 0.008
+
+
+def test_split_photon_fraction(big):
+    photons = big['nPfoTargetsPhotons'] == 1
+    split = big['nPfosTotal'][photons] == 2
+    assert abs(split.mean() - 0.04) < 0.003
+    assert np.all(big['nPfosPhotons'][photons][split] == 2)
+    assert np.all(big['pfoMassTotal'][photons][~split] == 0)
+
+
+def test_digitised_mean_is_current_over_true_constant(big):
+    barrel = big['ECalTotalCaloHitEnergy'][_phase0(big, 0.0, 0.65)]
+    endcap = big['ECalTotalCaloHitEnergy'][_phase0(big, 0.8, 0.92)]
+    assert abs(barrel.mean() / 10 - 40.0 / 37.52) < 0.002
+    assert abs(endcap.mean() / 10 - 40.0 / (37.52 * 1.032)) < 0.003
+    assert abs(barrel.std() / barrel.mean() - SIGMA) < 0.002
+
+
+def test_fixed_point_reproduces_the_photon_energy():
+    fixed = analytic_fixed_point(TRUTH)
+    assert fixed['CalibrECAL'] == [37.52, 37.52]
+    assert fixed['ECALEndcapCorrectionFactor'] == 1.032
+    assert fixed['ECalToEMGeVCalibration'] == pytest.approx(1 / 0.95)
+    assert analytic_fixed_point(TRUTH, stage=3)['HCalToEMGeVCalibration'] == pytest.approx(1 / 0.99)
+    assert analytic_fixed_point(DetectorTruth(ecal_thick_layer_ratio=2.0))['CalibrECAL'] == [37.52, 75.04]
+    columns = simulate('gamma', 0, 40_000, fixed, TRUTH)
+    for low, high in ((0.0, 0.65), (0.8, 0.92)):
+        assert abs(columns['ECalTotalCaloHitEnergy'][_phase0(columns, low, high)].mean() - 10.0) < 0.03
+    single = (columns['nPfosTotal'] == 1) & (columns['nPfosPhotons'] == 1) & (columns['nPfoTargetsPhotons'] == 1)
+    assert abs(columns['pfoECalToEmEnergy'][single].mean() - 10.0) < 0.03
+
+
+def test_em_scale_follows_stage_and_constants():
+    stage1 = simulate('gamma', 0, 1000, OFF, TRUTH)
+    stage3 = simulate('gamma', 0, 1000, OFF, TRUTH, stage=3)
+    single = stage1['nPfoTargetsPhotons'] == 1
+    np.testing.assert_allclose(stage1['pfoECalToEmEnergy'][single],
+                               0.95 * 1.1 * stage1['ECalTotalCaloHitEnergy'][single], rtol=1e-6)
+    np.testing.assert_allclose(stage3['pfoECalToEmEnergy'][single] / stage1['pfoECalToEmEnergy'][single],
+                               0.99 / 0.95, rtol=1e-6)
+    assert np.all(stage1['pfoECalToEmEnergy'][~single] == 0)
+    defaults = simulate('gamma', 0, 1000, {'CalibrECAL': [40.0], 'ECALEndcapCorrectionFactor': 1.0}, TRUTH)
+    np.testing.assert_allclose(defaults['pfoECalToEmEnergy'][single],
+                               0.95 * defaults['ECalTotalCaloHitEnergy'][single], rtol=1e-6)
+
+
+def test_nonlinear_response():
+    truth = DetectorTruth(ecal_nonlinearity=0.5)
+    columns = simulate('gamma', 0, 20_000, dict(OFF, CalibrECAL=[4 * 37.52]), truth)
+    barrel = columns['ECalTotalCaloHitEnergy'][_phase0(columns, 0.0, 0.65)]
+    assert abs(barrel.mean() / 10 - 2.0) < 0.01
+
+
+def test_all_pfo_analysis_columns_with_types(big):
+    assert set(big) == set(INT_COLUMNS) | set(FLOAT_COLUMNS)
+    for name in INT_COLUMNS:
+        assert big[name].dtype == np.int32 and big[name].shape == (100_000,), name
+    for name in FLOAT_COLUMNS:
+        assert big[name].dtype == np.float32 and big[name].shape == (100_000,), name
+    assert np.all(big['qPdg'] == -99) and np.all(big['thrust'] == -99)
+    assert np.all(big['pfoMinHCalLayerToEdge'] == INT_MAX)
+    assert np.array_equal(big['TotalCaloHitEnergy'], big['ECalTotalCaloHitEnergy'])
+    assert np.all(big['HCalTotalCaloHitEnergy'] == 0)
+    assert np.all(big['pfoTargetsEnergyTotal'] == 10)
+    forward = np.abs(big['pfoTargetCosTheta0']) > 0.98
+    assert np.all(big['mcEnergyFwd'][forward] == 10) and np.all(big['mcEnergyFwd'][~forward] == 0)
+
+
+def test_robustness_mode_defects():
+    truth = DetectorTruth(robustness=True)
+    at_truth = dict(analytic_fixed_point(truth), CalibrHCALBarrel=46.0, CalibrHCALEndcap=46.9,
+                    CalibrHCALOther=truth.calibr_hcal_ring)
+    columns = simulate('gamma', 0, 50_000, at_truth, truth)
+    leaking = columns['TotalCaloHitEnergy'] - columns['ECalTotalCaloHitEnergy'] > 0.1
+    assert abs(leaking.mean() - 0.05) < 0.005
+    share = columns['HCalTotalCaloHitEnergy'] / columns['TotalCaloHitEnergy']
+    assert np.all(share[leaking] > 0.029) and np.all(share[leaking] < 0.16)
+    assert np.all(columns['pfoMinHCalLayerToEdge'][leaking] == 0)
+    assert np.all(columns['HCalTotalCaloHitEnergy'][~leaking] == 0)
+    c = np.abs(columns['pfoTargetCosTheta0'])
+    gap = (c > 0.71) & (c < 0.79)
+    clean = simulate('gamma', 0, 50_000, at_truth, DetectorTruth())
+    assert np.all(columns['ECalTotalSimCaloHitEnergy'][gap] < clean['ECalTotalSimCaloHitEnergy'][gap])
+    assert constants_used('gamma', truth)[-3:] == ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
+    with pytest.raises(ValueError, match='CalibrHCAL'):
+        simulate('gamma', 0, 100, OFF, truth)
+
+
+def test_fast_enough():
+    start = time.perf_counter()
+    simulate('gamma', 0, 100_000, OFF, TRUTH)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: simulate('kaon', 0, 10, OFF, TRUTH), 'kaon'),
+    (lambda: simulate('zuds', 0, 10, OFF, TRUTH), 'zuds'),
+    (lambda: simulate('gamma', -1, 10, OFF, TRUTH), 'Event range'),
+    (lambda: simulate('gamma', 0, 1.5, OFF, TRUTH), 'Event range'),
+    (lambda: simulate('gamma', 0, 10, OFF, TRUTH, stage=4), 'Stage'),
+    (lambda: simulate('gamma', 0, 10, {'CalibrECAL': [40.0]}, TRUTH), 'ECALEndcapCorrectionFactor'),
+    (lambda: simulate('gamma', 0, 10, dict(OFF, CalibrECAL=[-1.0]), TRUTH), 'CalibrECAL'),
+    (lambda: simulate('gamma', 0, 10, dict(OFF, CalibrECAL='x'), TRUTH), 'CalibrECAL'),
+])
+def test_refusals(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_empty_range():
+    columns = simulate('gamma', 7, 0, OFF, TRUTH)
+    assert all(array.shape == (0,) for array in columns.values())
+
+
+def test_truth_round_trip_and_validation():
+    truth = DetectorTruth(seed=7, robustness=True, calibr_ecal=40)
+    data = json.loads(json.dumps(truth.to_dict()))
+    assert DetectorTruth.from_dict(data) == truth
+    assert isinstance(DetectorTruth.from_dict(data).calibr_ecal, float)
+    assert DetectorTruth.from_dict({}) == DetectorTruth()
+    with pytest.raises(ValueError, match='Unknown detector truth keys'):
+        DetectorTruth.from_dict(dict(data, CalibrECAL=1.0))
+    for bad in ({'calibr_ecal': -1.0}, {'calibr_ecal': True}, {'calibr_ecal': float('nan')},
+                {'seed': 1.5}, {'seed': -3}, {'robustness': 1}, {'n_hcal_layers': 5},
+                {'ecal_barrel_max': 0.9}, {'hcal_ring_max': 0.6}):
+        with pytest.raises(ValueError):
+            DetectorTruth(**bad)
+    with pytest.raises(ValueError):
+        DetectorTruth.from_dict([1, 2])
+
+
+def test_ring_truth_and_stage_response():
+    assert TRUTH.calibr_hcal_ring == pytest.approx(46.9 * (0.88 / 0.715) * 0.9)
+    assert TRUTH.k_em(1) == 0.95 and TRUTH.k_em(3) == 0.99

@@ -1,0 +1,132 @@
+"""Known-answer tests of the binning, the 90 % minimum-RMS window and the Gaussian peak fit."""
+import math
+
+import numpy as np
+import pytest
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError
+from ILCDIRAC.CalibrationSystem.Procedure.histogram import (
+    Window,
+    energy_histogram,
+    fit_gaussian,
+    fit_peak,
+    min_rms_window,
+)
+
+UNIT_EDGES = np.arange(11.0)  # ten bins of width 1, centres 0.5 ... 9.5
+
+
+def test_histogram_binning_and_maximum_kept():
+    counts, edges = energy_histogram([1.0, 2.0, 3.0, 4.0, 10.0], accuracy=0.1, truth_energy=10.0)
+    assert counts.size == 10  # int(10 / (0.1*10))
+    assert edges[0] == 0.0 and edges[-1] == 10.0
+    assert counts.sum() == 5  # ROOT lost the maximum in the overflow
+    assert counts[-1] == 1
+
+
+def test_histogram_at_least_one_bin():
+    counts, _ = energy_histogram([0.1, 0.2], accuracy=0.05, truth_energy=10.0)
+    assert counts.tolist() == [2]
+
+
+def test_histogram_refuses_bad_input():
+    with pytest.raises(FitError):
+        energy_histogram([], 0.05, 10.0)
+    with pytest.raises(FitError):
+        energy_histogram([-1.0, 0.0], 0.05, 10.0)
+    with pytest.raises(FitError):
+        energy_histogram([1.0], 0.0, 10.0)
+
+
+def test_window_by_hand():
+    # total 50: starts 0..1 (cumulative 2, 5 reaches 5 = 10 %); both windows end at bin 4 (45 = 90 %).
+    # Start 1 drops the far bin 0 and is narrower: bins 1..4, centres 1.5..4.5, contents 3, 10, 25, 10.
+    counts = [2, 3, 10, 25, 10, 0, 0, 0, 0, 0]
+    window = min_rms_window(counts, UNIT_EDGES)
+    mean = (3 * 1.5 + 10 * 2.5 + 25 * 3.5 + 10 * 4.5) / 48  # 3.375
+    variance = (3 * 1.875**2 + 10 * 0.875**2 + 25 * 0.125**2 + 10 * 1.125**2) / 48
+    assert (window.start, window.stop) == (1, 4)
+    assert window.mean == pytest.approx(mean)
+    assert window.rms == pytest.approx(math.sqrt(variance))
+    assert (window.low, window.high) == (1.5, 4.5)  # centres of the first and last bins
+
+
+def test_window_tie_earliest_start_wins():
+    # Starts 0, 1 and 2 all give bins {2,3,4} (bins 0 and 1 are empty): same RMS, start 0 wins,
+    # so the fit range starts at the lower edge 0 and not at the centre of bin 2.
+    counts = [0, 0, 10, 25, 10, 0, 0, 0, 0, 5]
+    window = min_rms_window(counts, UNIT_EDGES)
+    assert (window.start, window.stop) == (0, 4)
+    assert window.mean == pytest.approx(3.5)
+    assert window.rms == pytest.approx(math.sqrt(20 / 45))
+    assert (window.low, window.high) == (0.0, 4.5)
+
+
+def test_window_threshold_not_spoilt_by_rounding():
+    # 0.9*70 is 63.00000000000001 in floating point; 63 entries must still count as 90 %.
+    window = min_rms_window([63, 7], [0.0, 1.0, 2.0])
+    assert (window.start, window.stop) == (0, 0)
+
+
+def test_window_needs_five_entries():
+    with pytest.raises(FitError, match="at least 5"):
+        min_rms_window([1, 2, 1, 0, 0, 0, 0, 0, 0, 0], UNIT_EDGES)
+
+
+def test_gaussian_fit_exact_curve():
+    edges = np.linspace(0.0, 20.0, 81)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    counts = 500.0 * np.exp(-0.5 * ((centres - 10.3) / 0.8) ** 2)
+    window = Window(start=28, stop=52, mean=10.0, rms=1.0, low=7.125, high=13.125)
+    fit = fit_gaussian(counts, edges, window)
+    assert fit.amplitude == pytest.approx(500.0, rel=1e-6)
+    assert fit.mean == pytest.approx(10.3, abs=1e-6)
+    assert fit.sigma == pytest.approx(0.8, rel=1e-6)
+    assert fit.chi2 == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gaussian_fit_rejects_mean_outside_range():
+    edges = np.linspace(0.0, 20.0, 81)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    counts = 500.0 * np.exp(-0.5 * ((centres - 10.3) / 0.8) ** 2)
+    window = Window(start=28, stop=52, mean=10.0, rms=1.0, low=7.125, high=10.0)
+    with pytest.raises(FitError, match="outside the fit range"):
+        fit_gaussian(counts, edges, window)
+
+
+def test_peak_of_gaussian_with_flat_tail():
+    rng = np.random.default_rng(12345)
+    values = np.concatenate([rng.normal(10.0, 0.5, 20000), rng.uniform(0.0, 20.0, 2000)])
+    peak = fit_peak(values, accuracy=0.05, truth_energy=10.0)
+    assert peak.method == "gaussian" and peak.message == ""
+    assert peak.mean == pytest.approx(10.0, abs=0.02)
+    assert peak.sigma == pytest.approx(0.5, rel=0.1)
+    assert peak.entries == 22000
+    assert peak.n_bins == int(values.max() / 0.5)
+    assert peak.window_low < 10.0 < peak.window_high
+
+
+def test_peak_falls_back_to_window_mean_and_says_so():
+    # Two filled bins (9.0 and 10.0 in 0.5-wide bins): too few for a three-parameter fit.
+    values = [9.0] * 50 + [10.0] * 50
+    peak = fit_peak(values, accuracy=0.05, truth_energy=10.0)
+    assert peak.method == "window-mean"
+    assert "Gaussian fit rejected" in peak.message and "non-empty bins" in peak.message
+    assert peak.mean == pytest.approx(9.5)  # centres 9.25 and 9.75, equal weights
+
+
+def test_peak_reports_ignored_values():
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.normal(10.0, 0.5, 1000), [np.nan, np.inf, -3.0]])
+    peak = fit_peak(values, 0.05, 10.0)
+    assert peak.entries == 1000
+    assert "2 non-finite" in peak.message and "1 negative" in peak.message
+
+
+def test_peak_needs_five_finite_values():
+    with pytest.raises(FitError, match="at least 5"):
+        fit_peak([10.0, 10.1, 9.9, 10.2], 0.05, 10.0)
+    with pytest.raises(FitError):
+        fit_peak([np.nan] * 10, 0.05, 10.0)
+    with pytest.raises(FitError):
+        fit_peak([], 0.05, 10.0)
