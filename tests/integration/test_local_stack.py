@@ -115,7 +115,7 @@ def test_env_sh_makes_plain_python_act_as_alice(stack, tmp_path):
 def test_second_start_keeps_the_running_processes_and_is_fast(stack):
     before = {name: proc["pid"] for name, proc in stack.status()["processes"].items()}
     started = time.monotonic()
-    LocalStack(stack.workdir).start()
+    LocalStack(stack.workdir, overrides=stack.overrides).start()
     assert time.monotonic() - started < 5
     status = stack.status()
     assert status["running"]

@@ -169,7 +169,8 @@ def test_fast_enough():
 
 
 @pytest.mark.parametrize('call, message', [
-    (lambda: simulate('kaon', 0, 10, OFF, TRUTH), 'kaon'),
+    (lambda: simulate('muon', 0, 10, OFF, TRUTH), 'muon'),
+    (lambda: simulate('kaon', 0, 10, OFF, TRUTH), 'CalibrHCALBarrel'),
     (lambda: simulate('zuds', 0, 10, OFF, TRUTH), 'zuds'),
     (lambda: simulate('gamma', -1, 10, OFF, TRUTH), 'Event range'),
     (lambda: simulate('gamma', 0, 1.5, OFF, TRUTH), 'Event range'),
@@ -208,3 +209,89 @@ def test_truth_round_trip_and_validation():
 def test_ring_truth_and_stage_response():
     assert TRUTH.calibr_hcal_ring == pytest.approx(46.9 * (0.88 / 0.715) * 0.9)
     assert TRUTH.k_em(1) == 0.95 and TRUTH.k_em(3) == 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# K0L, 50 GeV
+
+T_K = 50.0 - 0.497672
+KAON_FIXED = dict(analytic_fixed_point(TRUTH), **analytic_fixed_point(TRUTH, 'kaon'),
+                  CalibrHCALOther=TRUTH.calibr_hcal_ring)
+
+
+@pytest.fixture(scope='module')
+def kaons():
+    return simulate('kaon', 0, 60_000, KAON_FIXED, TRUTH)
+
+
+def _phase1(columns, low, high):
+    """The phase-1 selection written out by hand (physics.md §2.2)."""
+    c = np.abs(columns['pfoTargetCosTheta0'])
+    total, hcal = columns['TotalCaloHitEnergy'], columns['HCalTotalCaloHitEnergy']
+    return ((columns['nPfoTargetsTotal'] == 1) & (columns['nPfoTargetsNeutralHadrons'] == 1)
+            & (columns['hCalCaloHitEnergyFromEdge'] / total < 0.05) & (total - hcal < 2.5)
+            & (c > low) & (c < high))
+
+
+def test_kaon_fixed_point_values():
+    # <δ_E> = 40 e_E <1/sin θ> over |cos θ| in (0.2, 0.6), and <1/|cos θ|> over (0.8, 0.9).
+    barrel = 40 * 0.0057 * (math.asin(0.6) - math.asin(0.2)) / 0.4
+    endcap = 40 * 0.0057 * math.log(0.9 / 0.8) / 0.1
+    fixed = analytic_fixed_point(TRUTH, 'kaon')
+    assert fixed['CalibrHCALBarrel'] == pytest.approx(46.0 * T_K / (T_K - barrel), rel=1e-6)
+    assert fixed['CalibrHCALEndcap'] == pytest.approx(46.9 * T_K / (T_K - endcap), rel=1e-6)
+    assert fixed['ECalToHadGeVCalibrationBarrel'] == pytest.approx(1 / (0.96 * 0.85))
+    assert fixed['HCalToHadGeVCalibration'] == pytest.approx(1 / 0.96)
+    assert analytic_fixed_point(TRUTH, 'kaon', stage=3)['HCalToHadGeVCalibration'] == pytest.approx(1 / 0.99)
+
+
+def test_kaon_slices_are_the_same_events(kaons):
+    part = simulate('kaon', 1000, 50, KAON_FIXED, TRUTH)
+    for name in kaons:
+        assert np.array_equal(kaons[name][1000:1050], part[name]), name
+
+
+def test_kaon_hcal_peak_at_fixed_point_and_scaling(kaons):
+    for low, high in ((0.2, 0.6), (0.8, 0.9)):
+        selected = kaons['HCalTotalCaloHitEnergy'][_phase1(kaons, low, high)]
+        assert abs(selected.mean() - T_K) < 0.12
+    # Showers starting in the ECal (half of them) fail the phase-1 cut.
+    assert abs((kaons['TotalCaloHitEnergy'] - kaons['HCalTotalCaloHitEnergy'] >= 2.5).mean() - 0.5) < 0.01
+    scaled = simulate('kaon', 0, 2000, dict(KAON_FIXED, CalibrHCALBarrel=2 * KAON_FIXED['CalibrHCALBarrel']), TRUTH)
+    barrel = np.abs(scaled['pfoTargetCosTheta0']) < TRUTH.hcal_barrel_max
+    np.testing.assert_allclose(scaled['HCalTotalCaloHitEnergy'][barrel] / kaons['HCalTotalCaloHitEnergy'][:2000][barrel],
+                               2.0, rtol=1e-6)
+    np.testing.assert_array_equal(scaled['HCalTotalCaloHitEnergy'][~barrel], kaons['HCalTotalCaloHitEnergy'][:2000][~barrel])
+
+
+def test_kaon_pfos_and_hadronic_scale(kaons):
+    single = (kaons['nPfosTotal'] == 1) & (kaons['nPfosNeutralHadrons'] == 1)
+    assert abs((~single).mean() - 0.06) < 0.004
+    x, y = kaons['pfoHCalToHadEnergy'], kaons['pfoECalToHadEnergy']
+    # At the fixed point every event lies close to x + y = T_K (physics.md §7).
+    assert abs(np.mean((x + y)[single]) - T_K) < 0.4
+    ecal_barrel = np.abs(kaons['pfoTargetCosTheta0']) < TRUTH.ecal_barrel_max
+    ecal_to_had = np.where(ecal_barrel, KAON_FIXED['ECalToHadGeVCalibrationBarrel'],
+                           KAON_FIXED['ECalToHadGeVCalibrationEndCap'])
+    expected = 0.96 * (ecal_to_had * kaons['ECalTotalCaloHitEnergy']
+                       + KAON_FIXED['HCalToHadGeVCalibration'] * kaons['HCalTotalCaloHitEnergy'])
+    np.testing.assert_allclose(x + y, expected, rtol=1e-5)
+    np.testing.assert_allclose(kaons['pfoEnergyNeutralHadrons'], expected, rtol=1e-5)
+    assert np.all(kaons['pfoMassTotal'][single] == np.float32(0.939565))
+    assert np.all(kaons['pfoMassTotal'][~single] > 0.939565 * 2)
+    layers = kaons['pfoMinHCalLayerToEdge']
+    assert layers.min() == 7 and layers.max() == 30
+    assert np.all(kaons['hCalCaloHitEnergyFromEdge'] == 0)
+    stage3 = simulate('kaon', 0, 100, KAON_FIXED, TRUTH, stage=3)
+    np.testing.assert_allclose(stage3['pfoEnergyTotal'] / kaons['pfoEnergyTotal'][:100], 0.99 / 0.96, rtol=1e-6)
+
+
+def test_kaon_leakage_in_robustness_mode():
+    columns = simulate('kaon', 0, 30_000, KAON_FIXED, DetectorTruth(robustness=True))
+    fails_edge_cut = columns['hCalCaloHitEnergyFromEdge'] / columns['TotalCaloHitEnergy'] >= 0.05
+    near_edge = columns['pfoMinHCalLayerToEdge'] <= 5
+    assert abs(near_edge.mean() - 0.1) < 0.01
+    # Every leaking shower that starts in the HCal fails the phase-1 edge cut (ECal starters fail anyway).
+    hcal_start = columns['TotalCaloHitEnergy'] - columns['HCalTotalCaloHitEnergy'] < 2.5
+    assert np.array_equal(fails_edge_cut[hcal_start], near_edge[hcal_start])
+    assert np.all(columns['pfoMinHCalLayerToEdge'][near_edge] >= 0)

@@ -38,13 +38,19 @@ class MariaDB:
         self.socket = self._socket_path()
 
     def _socket_path(self) -> Path:
-        """The socket beside the data, or a short name in the temp dir if that path is too long
-        for a unix socket (derived from the root, so every process finds the same one)."""
+        """The socket beside the data, or in a short directory of the temp dir if that path is
+        too long for a unix socket (derived from the root, so every process finds the same one).
+        Root logs in on it without a password: its directory is kept owner-only."""
         socket = self.root / "mariadb.sock"
         if len(str(socket)) <= MAX_SOCKET_PATH:
             return socket
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"ilcdirac-mariadb-{digest}.sock"
+        return Path(tempfile.gettempdir()) / f"ilcdirac-mariadb-{digest}" / "mariadb.sock"
+
+    def _private_dirs(self) -> None:
+        for directory in {self.root, self.socket.parent}:
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o700)
 
     @staticmethod
     def _user_args() -> list[str]:
@@ -55,7 +61,9 @@ class MariaDB:
         return (self.datadir / "mysql").is_dir()
 
     def initialise(self) -> None:
-        """Create the system tables once (about a second); a half-made data dir is redone."""
+        """Make the private directories and, once, the system tables (about a second); a
+        half-made data directory is redone."""
+        self._private_dirs()
         if self.is_initialised():
             return
         if self.datadir.exists():

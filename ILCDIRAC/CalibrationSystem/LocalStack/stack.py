@@ -237,10 +237,17 @@ class LocalStack:
                                           "command": command, "log": str(log_path)}
         self._save_state()
 
-    def _reap(self, name: str) -> None:
+    def _reap(self, name: str, pid: int) -> None:
+        """Collect the exit status if the process is a child of this Python (launched by this
+        or another LocalStack instance), so that no zombie is left behind."""
         child = self._children.get(name)
         if child is not None:
             child.poll()
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
     def _terminate(self, name: str, kill: bool = False) -> None:
         """Stop a recorded process and its process group: SIGTERM, then SIGKILL after the grace
@@ -253,7 +260,7 @@ class LocalStack:
             os.killpg(pgid, signal.SIGKILL if kill else signal.SIGTERM)
             deadline = time.monotonic() + (0 if kill else self.stop_grace)
             while time.monotonic() < deadline and _group_alive(pgid):
-                self._reap(name)
+                self._reap(name, pgid)
                 time.sleep(0.05)
             if _group_alive(pgid):
                 try:
@@ -263,7 +270,7 @@ class LocalStack:
                 deadline = time.monotonic() + 5
                 while time.monotonic() < deadline and _group_alive(pgid):
                     time.sleep(0.05)
-            self._reap(name)
+            self._reap(name, pgid)
         self._children.pop(name, None)
         del self._state["processes"][name]
         self._save_state()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
 
 INT_MAX = 2147483647
 QUARK_DEFAULT = -99  # PfoAnalysis value of the quark variables in events without a Z -> qq
@@ -59,8 +59,19 @@ _PHOTON_TAIL_FRACTION = 0.03           # robustness: low-side tail (rear leakage
 _PHOTON_TAIL_LOSS = (0.05, 0.30)
 _GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
 _FORWARD_COS_THETA = 0.98              # PfoAnalysis: MC energy beyond this counts as forward
+_ECAL_LAYERS = 40                      # layers a MIP crosses in the ECal
 
-SUPPORTED_SAMPLES = ('gamma',)
+# K0L sample (physics.md §7).
+_KAON_ECAL_FRACTION = (0.1, 0.7)       # energy share of showers starting in the ECal
+_KAON_SPLIT_FRACTION = 0.06
+_KAON_CONTAINED_LAYERS = 7             # contained showers stay >= 7 layers from the HCal edges
+_KAON_LEAK_FRACTION = 0.1              # robustness: showers leaking out of the HCal
+_KAON_LEAK_SHARE = (0.08, 0.30)
+_NEUTRAL_HADRON_MASS = 0.939565        # Pandora gives neutral-hadron PFOs the neutron mass
+
+#: Samples ``simulate`` implements. Muons need the MIP histograms of physics.md §5.2 and zuds
+#: the photon-likelihood XML; neither is a PfoAnalysis column, so they come with those phases.
+SUPPORTED_SAMPLES = ('gamma', 'kaon')
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,10 @@ class DetectorTruth:
     def k_em(self, stage):
         """Pandora EM response: improved by the stage-3 (trained) photon likelihood."""
         return self.k_em_stage3 if stage == 3 else self.k_em_stage1
+
+    def k_had(self, stage):
+        """Pandora hadronic response, likewise improved in stage 3."""
+        return self.k_had_stage3 if stage == 3 else self.k_had_stage1
 
     def to_dict(self):
         """JSON-able form (field name -> value)."""
@@ -212,12 +227,21 @@ def _digitised(sim_energy, current, true, nonlinearity):
     return scale * sim_energy
 
 
+_ECAL_CONSTANTS = ('CalibrECAL', 'ECALEndcapCorrectionFactor')
+_HCAL_CONSTANTS = ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
+_CONSTANTS_USED = {
+    'gamma': _ECAL_CONSTANTS + ('ECalToEMGeVCalibration', 'HCalToEMGeVCalibration'),
+    'kaon': _ECAL_CONSTANTS + _HCAL_CONSTANTS + (
+        'ECalToHadGeVCalibrationBarrel', 'ECalToHadGeVCalibrationEndCap', 'HCalToHadGeVCalibration'),
+}
+
+
 def constants_used(sample, truth):
     """Names of the steering constants that ``simulate`` reads for ``sample``."""
     _check_sample(sample)
-    names = ('CalibrECAL', 'ECALEndcapCorrectionFactor', 'ECalToEMGeVCalibration', 'HCalToEMGeVCalibration')
-    if truth.robustness:
-        names += ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
+    names = _CONSTANTS_USED[sample]
+    if truth.robustness and sample == 'gamma':
+        names += _HCAL_CONSTANTS
     return names
 
 
@@ -229,6 +253,20 @@ def _check_sample(sample):
 
 # ---------------------------------------------------------------------------------------------
 # Samples
+
+def _ecal_digitised(deposit, abs_cos, constants, truth):
+    """Sim and digitised ECal energy of a deposit given on the true (GeV) scale, by ECal region."""
+    barrel = abs_cos < truth.ecal_barrel_max
+    c_barrel = _constant(constants, 'CalibrECAL')
+    c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
+    true_barrel = truth.calibr_ecal
+    true_endcap = truth.calibr_ecal * truth.ecal_endcap_correction_factor
+    sim = deposit / np.where(barrel, true_barrel, true_endcap)
+    digi = np.where(barrel,
+                    _digitised(sim, c_barrel, true_barrel, truth.ecal_nonlinearity),
+                    _digitised(sim, c_endcap, true_endcap, truth.ecal_nonlinearity))
+    return sim, digi
+
 
 def _hcal_digitised(deposit, abs_cos, constants, truth):
     """Sim and digitised HCal energy of a deposit given on the true (GeV) scale, by HCal region."""
@@ -247,6 +285,21 @@ def _hcal_digitised(deposit, abs_cos, constants, truth):
     return sim, digi
 
 
+def _pair_mass(energy, share, mass, opening):
+    """Invariant mass of two PFOs of equal ``mass`` sharing ``energy`` at an opening angle."""
+    e1, e2 = share * energy, (1.0 - share) * energy
+    p1 = np.sqrt(np.maximum(e1 ** 2 - mass ** 2, 0.0))
+    p2 = np.sqrt(np.maximum(e2 ** 2 - mass ** 2, 0.0))
+    return np.sqrt(np.maximum(2.0 * mass ** 2 + 2.0 * (e1 * e2 - p1 * p2 * np.cos(opening)), 0.0))
+
+
+def _pfo_shares(pfo_energy, ecal, hcal):
+    """PFO energy attributed to ECal and HCal by the raw hit-energy fractions (physics.md §5.3)."""
+    raw = ecal + hcal
+    ecal_fraction = np.divide(ecal, raw, out=np.zeros_like(raw), where=raw > 0)
+    return pfo_energy * ecal_fraction, pfo_energy * (1.0 - ecal_fraction)
+
+
 def _simulate_gamma(rnd, n, constants, truth, stage):
     energy = NOMINAL_ENERGY['gamma']
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
@@ -263,34 +316,22 @@ def _simulate_gamma(rnd, n, constants, truth, stage):
         leak = rnd.uniform('hcal_leak') < _PHOTON_HCAL_LEAK_FRACTION
         hcal_share = np.where(leak, rnd.uniform('hcal_share', *_PHOTON_HCAL_SHARE), 0.0)
 
-    barrel = abs_cos < truth.ecal_barrel_max
-    c_barrel = _constant(constants, 'CalibrECAL')
-    c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
-    true_barrel = truth.calibr_ecal
-    true_endcap = truth.calibr_ecal * truth.ecal_endcap_correction_factor
-    ecal_sim = deposit * (1.0 - hcal_share) / np.where(barrel, true_barrel, true_endcap)
-    ecal = np.where(barrel,
-                    _digitised(ecal_sim, c_barrel, true_barrel, truth.ecal_nonlinearity),
-                    _digitised(ecal_sim, c_endcap, true_endcap, truth.ecal_nonlinearity))
+    ecal_sim, ecal = _ecal_digitised(deposit * (1.0 - hcal_share), abs_cos, constants, truth)
     if truth.robustness:
         hcal_sim, hcal = _hcal_digitised(deposit * hcal_share, abs_cos, constants, truth)
     else:
         hcal_sim, hcal = np.zeros(n), np.zeros(n)
 
-    # Pandora EM scale; the PFO energy is shared by the raw hit energies (physics.md §5.3).
+    # Pandora EM scale of the photon PFO(s); converted photons give two track PFOs instead.
     pfo_energy = truth.k_em(stage) * (_constant(constants, 'ECalToEMGeVCalibration', 1.0) * ecal
                                       + _constant(constants, 'HCalToEMGeVCalibration', 1.0) * hcal)
-    raw = ecal + hcal
-    ecal_fraction = np.divide(ecal, raw, out=np.zeros(n), where=raw > 0)
     photon = ~converted
     split = photon & (rnd.uniform('split') < _PHOTON_SPLIT_FRACTION)
-    pfo_photon_energy = np.where(photon, pfo_energy, 0.0)
-
-    # Two-body systems (split photon pair, conversion pair): mass from share and opening angle.
+    photon_energy = np.where(photon, pfo_energy, 0.0)
+    ecal_em, hcal_em = _pfo_shares(photon_energy, ecal, hcal)
     share = rnd.uniform('pair_share', 0.05, 0.95)
     opening = np.where(split, rnd.uniform('split_angle', 0.02, 0.2), rnd.uniform('conversion_angle', 0.001, 0.01))
-    pair_energy = np.where(split, pfo_energy, energy)
-    pair_mass = 2.0 * pair_energy * np.sqrt(share * (1.0 - share)) * np.sin(0.5 * opening)
+    pair_mass = _pair_mass(np.where(split, pfo_energy, energy), share, 0.0, opening)
 
     two_pfos = split | converted
     return {
@@ -309,17 +350,83 @@ def _simulate_gamma(rnd, n, constants, truth, stage):
         'nPfosTotal': np.where(two_pfos, 2, 1),
         'nPfosPhotons': np.where(converted, 0, np.where(split, 2, 1)),
         'nPfosTracks': np.where(converted, 2, 0),
-        'pfoEnergyPhotons': pfo_photon_energy,
+        'pfoEnergyPhotons': photon_energy,
         'pfoEnergyTracks': np.where(converted, energy, 0.0),
         'pfoEnergyTotal': np.where(converted, energy, pfo_energy),
-        'pfoECalToEmEnergy': pfo_photon_energy * ecal_fraction,
-        'pfoHCalToEmEnergy': pfo_photon_energy * (1.0 - ecal_fraction),
+        'pfoECalToEmEnergy': ecal_em,
+        'pfoHCalToEmEnergy': hcal_em,
         'pfoMassTotal': np.where(two_pfos, pair_mass, 0.0),
         'pfoMinHCalLayerToEdge': np.where(hcal > 0, 0, INT_MAX),
     }
 
 
-_SIMULATORS = {'gamma': _simulate_gamma}
+def _mip_track(abs_cos, truth):
+    """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor."""
+    sin_theta = np.sqrt(np.maximum(1.0 - abs_cos ** 2, 1e-12))
+    path = np.where(abs_cos < truth.ecal_barrel_max, 1.0 / sin_theta, 1.0 / np.maximum(abs_cos, 1e-6))
+    return _ECAL_LAYERS * truth.mip_ecal * path
+
+
+def _hadron_resolution(energy, truth):
+    return np.hypot(truth.had_stochastic / np.sqrt(np.maximum(energy, 1e-6)), truth.had_constant)
+
+
+def _simulate_kaon(rnd, n, constants, truth, stage):
+    energy, kinetic = NOMINAL_ENERGY['kaon'], KAON_KINETIC_ENERGY
+    cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
+    abs_cos = np.abs(cos_theta)
+    # Half of the showers start in the ECal (they fail the phase-1 cut); the others leave only a MIP track there.
+    ecal_start = rnd.uniform('ecal_start') < 0.5
+    ecal_fraction = rnd.uniform('ecal_fraction', *_KAON_ECAL_FRACTION)
+    track = _mip_track(abs_cos, truth)
+    ecal_true = np.where(ecal_start, truth.h_ecal * ecal_fraction * kinetic, track)
+    hcal_true = np.where(ecal_start, (1.0 - ecal_fraction) * kinetic, kinetic - track)
+    ecal_smear = np.where(ecal_start, _hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
+    ecal_deposit = np.maximum(ecal_true * (1.0 + ecal_smear), 0.0)
+    hcal_deposit = np.maximum(hcal_true * (1.0 + _hadron_resolution(hcal_true, truth)
+                                           * rnd.normal('hcal_resolution')), 0.0)
+    layers_to_edge = np.floor(rnd.uniform('layers_to_edge', _KAON_CONTAINED_LAYERS, truth.n_hcal_layers // 2 + 1))
+    escaping = np.zeros(n)
+    if truth.robustness:
+        leak = rnd.uniform('leak') < _KAON_LEAK_FRACTION
+        escaping = np.where(leak, rnd.uniform('leak_fraction', *_KAON_LEAK_SHARE), 0.0)
+        layers_to_edge = np.where(leak, np.floor(rnd.uniform('leak_layers', 0, _KAON_CONTAINED_LAYERS - 1)),
+                                  layers_to_edge)
+    ecal_sim, ecal = _ecal_digitised(ecal_deposit, abs_cos, constants, truth)
+    hcal_sim, hcal = _hcal_digitised(hcal_deposit * (1.0 - escaping), abs_cos, constants, truth)
+
+    ecal_to_had = np.where(abs_cos < truth.ecal_barrel_max,
+                           _constant(constants, 'ECalToHadGeVCalibrationBarrel'),
+                           _constant(constants, 'ECalToHadGeVCalibrationEndCap'))
+    pfo_energy = truth.k_had(stage) * (ecal_to_had * ecal + _constant(constants, 'HCalToHadGeVCalibration') * hcal)
+    ecal_had, hcal_had = _pfo_shares(pfo_energy, ecal, hcal)
+    split = rnd.uniform('split') < _KAON_SPLIT_FRACTION
+    pair_mass = _pair_mass(pfo_energy, rnd.uniform('pair_share', 0.05, 0.95), _NEUTRAL_HADRON_MASS,
+                           rnd.uniform('split_angle', 0.02, 0.2))
+    return {
+        'ECalTotalCaloHitEnergy': ecal,
+        'HCalTotalCaloHitEnergy': hcal,
+        'ECalTotalSimCaloHitEnergy': ecal_sim,
+        'HCalTotalSimCaloHitEnergy': hcal_sim,
+        'hCalCaloHitEnergyFromEdge': escaping * hcal,
+        'pfoMinHCalLayerToEdge': layers_to_edge,
+        'pfoTargetCosTheta0': cos_theta,
+        'nPfoTargetsTotal': np.ones(n),
+        'nPfoTargetsNeutralHadrons': np.ones(n),
+        'pfoTargetsEnergyTotal': np.full(n, energy),
+        'pfoTargetsEnergyNeutralHadrons': np.full(n, energy),
+        'mcEnergyFwd': np.where(abs_cos > _FORWARD_COS_THETA, energy, 0.0),
+        'nPfosTotal': np.where(split, 2, 1),
+        'nPfosNeutralHadrons': np.where(split, 2, 1),
+        'pfoEnergyNeutralHadrons': pfo_energy,
+        'pfoEnergyTotal': pfo_energy,
+        'pfoECalToHadEnergy': ecal_had,
+        'pfoHCalToHadEnergy': hcal_had,
+        'pfoMassTotal': np.where(split, pair_mass, _NEUTRAL_HADRON_MASS),
+    }
+
+
+_SIMULATORS = {'gamma': _simulate_gamma, 'kaon': _simulate_kaon}
 
 
 def _complete(values, events):
@@ -362,13 +469,39 @@ def simulate(sample, first_event, n_events, constants, truth, stage=1):
     return _complete(values, events)
 
 
-def analytic_fixed_point(truth, sample='gamma', stage=1):
+#: HCal |cos θ| ranges of the phase-1 selection (CLIC preset) used for the kaon fixed point.
+CLIC_HCAL_RANGES = {'barrel': (0.2, 0.6), 'endcap': (0.8, 0.9)}
+
+
+def _mean_mip_track(truth, low, high):
+    """⟨δ_E⟩ over directions uniform in |cos θ| ∈ (low, high) (midpoint rule, fine enough)."""
+    abs_cos = low + (high - low) * (np.arange(10000) + 0.5) / 10000
+    return float(np.mean(_mip_track(abs_cos, truth)))
+
+
+def analytic_fixed_point(truth, sample='gamma', stage=1, hcal_ranges=None):
     """Constants at which the phases using ``sample`` stop changing them (physics.md §7).
 
     gamma: phase 0 (CalibrECAL [C_E, r_thick·C_E], ECALEndcapCorrectionFactor k_EC) and phase 3
     (ECalToEM = HCalToEM = 1/k_EM at converged digitisation).
+    kaon: phase 1 (C_H·(T_K/(T_K − ⟨δ_E⟩))^(1/γ_H), ⟨δ_E⟩ over the selection's ``hcal_ranges``,
+    default CLIC) and phase 4 at exact digitisation (ECalToHad = 1/(k_had·h_E), HCalToHad = 1/k_had;
+    the ⟨δ_E⟩/T_K ≈ 0.5 % offset of ρ_H is far inside the CSM grid step).
     """
     _check_sample(sample)
+    if sample == 'kaon':
+        ranges = CLIC_HCAL_RANGES if hcal_ranges is None else hcal_ranges
+        kinetic = KAON_KINETIC_ENERGY
+        correction = {region: (kinetic / (kinetic - _mean_mip_track(truth, *ranges[region])))
+                      ** (1.0 / truth.hcal_nonlinearity) for region in ('barrel', 'endcap')}
+        ecal_to_had = 1.0 / (truth.k_had(stage) * truth.h_ecal)
+        return {
+            'CalibrHCALBarrel': truth.calibr_hcal_barrel * correction['barrel'],
+            'CalibrHCALEndcap': truth.calibr_hcal_endcap * correction['endcap'],
+            'ECalToHadGeVCalibrationBarrel': ecal_to_had,
+            'ECalToHadGeVCalibrationEndCap': ecal_to_had,
+            'HCalToHadGeVCalibration': 1.0 / truth.k_had(stage),
+        }
     em_scale = 1.0 / truth.k_em(stage)
     return {
         'CalibrECAL': [truth.calibr_ecal, truth.ecal_thick_layer_ratio * truth.calibr_ecal],

@@ -50,12 +50,18 @@ CLIC_CONSTANTS = {
     'ECalToHadGeVCalibrationEndCap': 1.11490774181,
     'HCalToHadGeVCalibration': 1.00565042407,
 }
-#: Direction and size (in units of ``offset``) of the start values relative to the fixed point.
+#: Direction and size (in units of ``offset``) of the start values relative to the fixed points.
+#: The hadronic scales move in opposite directions so that x + y stays inside the CSM's 3σ band.
 _OFFSET_SCALE = {
     'CalibrECAL': 1.0,
     'ECALEndcapCorrectionFactor': -0.5,
     'ECalToEMGeVCalibration': -1.0,
     'HCalToEMGeVCalibration': -1.0,
+    'CalibrHCALBarrel': 1.0,
+    'CalibrHCALEndcap': -1.0,
+    'ECalToHadGeVCalibrationBarrel': -1.0,
+    'ECalToHadGeVCalibrationEndCap': -1.0,
+    'HCalToHadGeVCalibration': 1.0,
 }
 
 
@@ -128,7 +134,7 @@ def initial_constants(truth, offset):
     constants = {name: (list(value) if isinstance(value, list) else value) for name, value in CLIC_CONSTANTS.items()}
     for sample in SUPPORTED_SAMPLES:
         for name, value in analytic_fixed_point(truth, sample).items():
-            factor = 1.0 + _OFFSET_SCALE.get(name, 1.0) * offset
+            factor = 1.0 + _OFFSET_SCALE[name] * offset
             constants[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
     return constants
 

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if status["running"] else NOT_RUNNING
     except (StackError, PKIError, MariaDBError) as exc:
         print(f"dirac-calibration-local-stack {args.action}: error: {exc}", file=sys.stderr)
+        if args.action == "start":
+            print(f"Whatever did start keeps running; stop it with: dirac-calibration-local-stack stop "
+                  f"--workdir {stack.workdir}", file=sys.stderr)
         return 1
     return 0
 

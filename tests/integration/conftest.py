@@ -1,0 +1,92 @@
+"""One real local stack per test session: private MariaDB, test PKI, CalibrationService over
+TLS and the CalibrationAgent running local worker processes. Stopped at the end of the session,
+also when tests fail."""
+import os
+import subprocess
+import sys
+import time
+
+import MySQLdb
+import pytest
+
+from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
+from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+
+SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
+
+#: The seed's snippet, word for word but for the paths and the typo 'OK '.
+SEED_SNIPPET = """
+numberOfJobs = {jobs}
+from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibration
+result = createCalibration( '{steering}', '{version}', [ '{samples}/gamma/10', '{samples}/mu-/10' ], numberOfJobs )
+if not result[ 'OK' ]:
+  raise RuntimeError( 'Creating calibration failed! Something went wrong, fix this please' )
+calibrationID = result[ 'Value' ]
+print(calibrationID)
+"""
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    local = LocalStack(tmp_path_factory.mktemp("stack"))
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def samples(stack):
+    """Synthetic samples of the built-in detector model: 4 files x 100 events per particle."""
+    return write_samples(stack.workdir / "samples", events_per_file=100, files_per_sample=4)
+
+
+@pytest.fixture(scope="session")
+def clients(stack):
+    """In-process CalibrationClient factories acting as alice, bob and the host."""
+    import DIRAC
+
+    os.environ["X509_CERT_DIR"] = str(stack.pki.ca_dir)
+    DIRAC.initialize(require_auth=False, extra_config_files=[str(stack.cfg_file)])
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    return {
+        "alice": lambda: CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))),
+        "bob": lambda: CalibrationClient(proxyLocation=str(stack.pki.proxy("bob"))),
+        "host": lambda: CalibrationClient(useCertificates=True),
+    }
+
+
+@pytest.fixture(scope="session")
+def db(stack):
+    """A direct connection to the CalibrationDB, to check what is (not) stored."""
+    params = stack.db_params()
+    connection = MySQLdb.connect(
+        host=params["host"], port=int(params["port"]), user=params["user"], passwd=params["password"],
+        db=params["dbname"], autocommit=True,
+    )
+    yield connection
+    connection.close()
+
+
+def run_seed_snippet(stack, samples, jobs):
+    """Create a calibration exactly as the user guide does, in a fresh Python as alice."""
+    directory = os.path.dirname(samples["steeringFile"])
+    code = SEED_SNIPPET.format(jobs=jobs, steering=samples["steeringFile"], version=SOFTWARE_VERSION, samples=directory)
+    process = subprocess.run(
+        [sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True, text=True, timeout=120
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return int(process.stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition, timeout, interval=1.0, what="condition"):
+    """Poll ``condition()`` until it returns a true value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {what}")

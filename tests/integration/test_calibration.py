@@ -1,0 +1,143 @@
+"""The walking skeleton for real: the seed's calibration over TLS, with the real service,
+agent, MariaDB and local worker processes, on the built-in detector model."""
+import json
+import signal
+import time
+
+import pytest
+
+from conftest import SOFTWARE_VERSION, run_seed_snippet, wait_for
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 4
+
+
+def _result_when_finished(client, calibrationID, timeout=240):
+    def finished():
+        result = client.getResult(calibrationID)
+        if result["OK"]:
+            return result
+        assert "Running" in result["Message"], result["Message"]
+        return None
+
+    return wait_for(finished, timeout, interval=2, what=f"calibration {calibrationID} to finish")["Value"]
+
+
+def _truth(samples):
+    with open(samples["truthFile"]) as stream:
+        return json.load(stream)["fixedPoints"]["gamma"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(stack, samples, clients):
+    """An uninterrupted run of the seed's calibration: its ID and result."""
+    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+    return calibrationID, _result_when_finished(clients["alice"](), calibrationID)
+
+
+def test_seed_calibration_converges_to_the_detector_truth(reference_run, samples):
+    calibrationID, result = reference_run
+    truth = _truth(samples)
+    accuracy = result["settings"]["digitisationAccuracy"]
+    assert result["status"] == "Finished"
+    barrel, thick = result["parameters"]["CalibrECAL"]
+    assert abs(barrel / truth["CalibrECAL"][0] - 1) < accuracy / 5
+    assert thick == pytest.approx(barrel * result["settings"]["ecalResponseCorrectionForThickLayers"])
+    endcap = result["parameters"]["ECALEndcapCorrectionFactor"]
+    assert abs(endcap / truth["ECALEndcapCorrectionFactor"] - 1) < accuracy / 2
+    history = result["history"]
+    assert [(s["Stage"], s["Phase"], s["Step"]) for s in history] == [(1, 0, 0), (1, 0, 1)]
+    assert [s["Converged"] for s in history] == [False, True]
+    assert all(s["NumberOfResults"] == WORKERS for s in history)
+    assert f"{barrel!r}"[:6] in result["steeringFile"]
+
+
+def test_result_is_refused_to_another_user(reference_run, clients):
+    calibrationID, _ = reference_run
+    result = clients["bob"]().getResult(calibrationID)
+    assert not result["OK"] and "does not exist" in result["Message"]
+
+
+def test_service_killed_mid_calibration_loses_nothing(stack, samples, clients, reference_run, db):
+    _, reference = reference_run
+    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+
+    def results_of_step0():
+        cursor = db.cursor()
+        cursor.execute("SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s AND Step = 0", (calibrationID,))
+        return cursor.fetchone()[0] >= 1
+
+    wait_for(results_of_step0, 120, interval=0.2, what="a first result")
+    stack.stop_service(kill=True)
+    time.sleep(3)
+    stack.start_service()
+    result = _result_when_finished(clients["alice"](), calibrationID)
+    assert result["parameters"] == reference["parameters"]
+    assert [s["NumberOfResults"] for s in result["history"]] == [WORKERS, WORKERS]
+
+
+def test_calibration_status_shows_progress(reference_run, clients):
+    calibrationID, _ = reference_run
+    statuses = clients["alice"]().getUserCalibrationStatuses()
+    assert statuses["OK"], statuses
+    mine = {s["calibrationID"]: s for s in statuses["Value"]}
+    assert mine[calibrationID]["status"] == "Finished"
+    assert mine[calibrationID]["numberOfJobs"] == WORKERS
+    others = clients["bob"]().getUserCalibrationStatuses()
+    assert calibrationID not in {s["calibrationID"] for s in others["Value"]}
+
+
+def _count_calibrations(db):
+    cursor = db.cursor()
+    cursor.execute("SELECT (SELECT COUNT(*) FROM Calibrations) + (SELECT COUNT(*) FROM Workers)")
+    return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": 100}, {}, "steering", 4), "steering"),
+        (lambda s: ({"muon": s["inputFiles"]["muon"]}, {"muon": 100}, {}, None, 4), "Missing input samples"),
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": 100}, {}, None, 401), "events"),
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": 100}, {}, None, "4"), "numberOfJobs"),
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": -1}, {}, None, 4), "positive integer"),
+        (lambda s: ({"gamma": "x"}, {"gamma": 100}, {}, None, 4), "non-empty list"),
+        (lambda s: ([], {"gamma": 100}, {}, None, 4), "inputFiles must be"),
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": 100}, {"digitisationAccuracy": 2.0}, None, 4),
+         "digitisationAccuracy"),
+        (lambda s: ({"gamma": s["inputFiles"]["gamma"]}, {"gamma": 100}, "settings", None, 4), "settings"),
+    ],
+)
+def test_bad_create_requests_are_refused_and_store_nothing(stack, samples, clients, db, arguments, message):
+    files, counts, settings, steering, jobs = arguments(samples)
+    if steering is None:
+        with open(samples["steeringFile"]) as stream:
+            steering = stream.read()
+    before = _count_calibrations(db)
+    result = clients["alice"]().createCalibration(files, counts, settings, steering, SOFTWARE_VERSION, jobs)
+    assert not result["OK"]
+    assert message in result["Message"]
+    assert _count_calibrations(db) == before
+
+
+def test_seed_function_refuses_bad_arguments(stack, samples, tmp_path):
+    """The seed's own function: unreadable steering file, unknown particle directory, wrong types."""
+    import subprocess
+    import sys
+
+    code = (
+        "from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibration\n"
+        f"print(createCalibration('{tmp_path}/missing.xml', 'v1', ['{samples['directories']['gamma']}'], 4)['Message'])\n"
+        f"print(createCalibration('{samples['steeringFile']}', 'v1', ['{tmp_path}'], 4)['Message'])\n"
+        f"print(createCalibration('{samples['steeringFile']}', 'v1', '{samples['directories']['gamma']}', 4)['Message'])\n"
+        f"print(createCalibration('{samples['steeringFile']}', 'v1', ['{samples['directories']['gamma']}'], 4.5)['Message'])\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True,
+                             text=True, timeout=60)
+    lines = process.stdout.strip().splitlines()
+    assert process.returncode == 0, process.stderr
+    assert "Cannot read the steering file" in lines[0]
+    assert "Cannot tell the particle" in lines[1]
+    assert "non-empty list of sample directories" in lines[2]
+    assert "numberOfJobs must be an integer" in lines[3]

@@ -1,0 +1,235 @@
+"""Synthetic event files, the generated sample directory, the built-in reconstruction and its script."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
+from ILCDIRAC.CalibrationSystem.Procedure.errors import SteeringError
+from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
+from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
+from ILCDIRAC.CalibrationSystem.Procedure.steering import (
+    global_parameter, parse_steering, read_constants, render_steering)
+from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth, analytic_fixed_point, simulate
+from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import (
+    FORMAT, EventFile, is_synthetic_file, read_event_file, write_samples)
+
+SETTINGS = create_settings('CLIC')
+TRUTH = DetectorTruth(seed=11)
+
+
+@pytest.fixture
+def samples(tmp_path):
+    return write_samples(tmp_path / 'samples', events_per_file=7, files_per_sample=4, truth=TRUTH, offset=0.1)
+
+
+def _write(path, content):
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def _valid(**changes):
+    data = {'format': FORMAT, 'sample': 'gamma', 'energy': 10.0, 'firstEvent': 14, 'events': 7,
+            'truth': TRUTH.to_dict()}
+    data.update(changes)
+    return data
+
+
+def test_event_file_round_trip(samples):
+    path = samples['inputFiles']['kaon'][2]
+    assert is_synthetic_file(path)
+    assert read_event_file(path) == EventFile(path, 'kaon', 50.0, 14, 7, TRUTH)
+
+
+def test_is_synthetic_file():
+    assert is_synthetic_file('/a/gamma_10GeV_003.synthetic.json')
+    assert not is_synthetic_file('/a/gamma_10GeV_003.slcio')
+    assert not is_synthetic_file('/a/gamma.synthetic.json/x.slcio')
+    assert not is_synthetic_file(None)
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"format": ', 'not valid JSON'),
+    ([1, 2], 'exactly the keys'),
+    (_valid(extra=1), 'exactly the keys'),
+    ({k: v for k, v in _valid().items() if k != 'truth'}, 'exactly the keys'),
+    (_valid(format='other/1'), 'format'),
+    (_valid(sample='electron'), 'sample'),
+    (_valid(energy=20.0), 'energy'),
+    (_valid(energy='10'), 'energy'),
+    (_valid(firstEvent=-1), 'firstEvent'),
+    (_valid(events=0), 'firstEvent'),
+    (_valid(events=True), 'firstEvent'),
+    (_valid(events=2.0), 'firstEvent'),
+    (_valid(firstEvent=2**31 - 5), 'firstEvent'),
+    (_valid(truth=dict(TRUTH.to_dict(), bogus=1)), 'Unknown detector truth keys'),
+    (_valid(truth=dict(TRUTH.to_dict(), calibr_ecal=-3)), 'calibr_ecal'),
+    (_valid(truth=None), 'truth'),
+])
+def test_invalid_event_files_are_refused(tmp_path, content, message):
+    path = _write(tmp_path / 'x.synthetic.json', content)
+    with pytest.raises(ValueError, match=message):
+        read_event_file(path)
+
+
+def test_oversized_missing_and_directory_files_are_refused(tmp_path):
+    big = tmp_path / 'big.synthetic.json'
+    big.write_bytes(b' ' * (1024 * 1024 + 1))
+    with pytest.raises(ValueError, match='limit'):
+        read_event_file(str(big))
+    with pytest.raises(ValueError, match='Cannot read'):
+        read_event_file(str(tmp_path / 'missing.synthetic.json'))
+    with pytest.raises(ValueError, match='Cannot read'):
+        read_event_file(str(tmp_path))
+
+
+def test_write_samples_layout(samples):
+    base = os.path.dirname(samples['steeringFile'])
+    expected_dirs = {'gamma': 'gamma/10', 'muon': 'mu-/10', 'kaon': 'kaon0L/50', 'zuds': 'zuds/91'}
+    for sample, relative in expected_dirs.items():
+        directory = os.path.join(base, relative)
+        assert samples['directories'][sample] == directory
+        files = samples['inputFiles'][sample]
+        assert sorted(os.listdir(directory)) == [os.path.basename(f) for f in files]
+        assert [read_event_file(f).first_event for f in files] == [0, 7, 14, 21]
+        assert all(read_event_file(f).sample == sample and sample_type_of_path(f) == sample for f in files)
+    assert os.path.basename(samples['inputFiles']['gamma'][3]) == 'gamma_10GeV_003.synthetic.json'
+    assert samples['numberOfEventsPerFile'] == {'gamma': 7, 'muon': 7, 'kaon': 7, 'zuds': 7}
+    truth = json.loads(open(samples['truthFile']).read())
+    assert DetectorTruth.from_dict(truth['truth']) == TRUTH
+    assert truth['fixedPoints'] == {'gamma': analytic_fixed_point(TRUTH), 'kaon': analytic_fixed_point(TRUTH, 'kaon')}
+
+
+def test_steering_file_has_processors_and_offset_constants(samples):
+    content = open(samples['steeringFile'], 'rb').read()
+    root = parse_steering(content).getroot()
+    types = {p.get('name'): p.get('type') for p in root.findall('processor')}
+    assert types == {'InitDD4hep': 'InitializeDD4hep', 'MyDDCaloDigi': 'DDCaloDigi',
+                     'MyDDMarlinPandora': 'DDPandoraPFANewProcessor', 'MyPfoAnalysis': 'PfoAnalysis'}
+    assert [p.get('name') for p in root.find('execute')] == list(types)
+    constants = read_constants(content, CONSTANTS, SETTINGS)
+    assert constants['CalibrECAL'] == pytest.approx([37.52 * 1.1, 37.52 * 1.1])
+    assert constants['ECALEndcapCorrectionFactor'] == pytest.approx(1.032 * 0.95)
+    assert constants['ECalToEMGeVCalibration'] == pytest.approx(0.9 / 0.95)
+    kaon = analytic_fixed_point(TRUTH, 'kaon')
+    assert constants['CalibrHCALBarrel'] == pytest.approx(kaon['CalibrHCALBarrel'] * 1.1)
+    assert constants['CalibrHCALEndcap'] == pytest.approx(kaon['CalibrHCALEndcap'] * 0.9)
+    assert constants['ECalToHadGeVCalibrationEndCap'] == pytest.approx(0.9 / (0.96 * 0.85))
+    assert constants['HCalToHadGeVCalibration'] == pytest.approx(1.1 / 0.96)
+    assert constants['CalibrHCALOther'] == pytest.approx(57.1610007614)
+    assert global_parameter(content, 'LCIOInputFiles').split() == samples['inputFiles']['gamma']
+    for name in ('SkipNEvents', 'MaxRecordNumber'):
+        assert global_parameter(content, name) == '0'
+    digi = root.find("processor[@name='MyDDCaloDigi']")
+    for name in ('ECALBarrelTimeWindowMax', 'ECALEndcapTimeWindowMax', 'HCALBarrelTimeWindowMax',
+                 'HCALEndcapTimeWindowMax'):
+        assert digi.find(f"parameter[@name='{name}']") is not None
+    pandora = root.find("processor[@name='MyDDMarlinPandora']")
+    for name in ('MaxHCalHitHadronicEnergy', 'PandoraSettingsXmlFile'):
+        assert pandora.find(f"parameter[@name='{name}']") is not None
+
+
+def test_write_samples_refuses_overwrite_and_bad_arguments(tmp_path, samples):
+    with pytest.raises(ValueError, match='overwrite'):
+        write_samples(os.path.dirname(samples['steeringFile']))
+    for bad in ({'events_per_file': 0}, {'files_per_sample': 1.5}, {'offset': 0.7}, {'offset': -0.1},
+                {'truth': {}}, {'events_per_file': True}):
+        with pytest.raises(ValueError):
+            write_samples(tmp_path / 'other', **bad)
+    assert not (tmp_path / 'other').exists()
+    in_the_way = tmp_path / 'file'
+    in_the_way.write_text('x')
+    with pytest.raises(OSError):
+        write_samples(in_the_way / 'sub')
+
+
+def _slice_steering(samples, files, skip, n_events, constants=None):
+    template = open(samples['steeringFile'], 'rb').read()
+    return render_steering(template, constants or {}, SETTINGS,
+                           {'LCIOInputFiles': ' '.join(files), 'SkipNEvents': skip, 'MaxRecordNumber': n_events})
+
+
+def test_reconstruct_selects_events_across_file_boundaries(samples):
+    gamma = samples['inputFiles']['gamma']
+    steering = _slice_steering(samples, gamma[1:4], 5, 12)
+    columns = reconstruct(steering, SETTINGS)
+    assert list(columns['event']) == list(range(12, 24))
+    constants = read_constants(steering, ('CalibrECAL', 'ECALEndcapCorrectionFactor', 'ECalToEMGeVCalibration',
+                                          'HCalToEMGeVCalibration'), SETTINGS)
+    expected = simulate('gamma', 12, 12, constants, TRUTH)
+    for name, array in expected.items():
+        assert np.array_equal(columns[name], array), name
+
+
+def test_reconstruct_kaon_slice_reads_the_hadronic_constants(samples):
+    steering = _slice_steering(samples, samples['inputFiles']['kaon'][2:], 6, 3)
+    columns = reconstruct(steering, SETTINGS)
+    assert list(columns['event']) == [20, 21, 22]
+    constants = read_constants(steering, CONSTANTS, SETTINGS)
+    expected = simulate('kaon', 20, 3, constants, TRUTH)
+    assert all(np.array_equal(columns[name], expected[name]) for name in expected)
+
+
+def test_reconstruct_defaults_and_constants(samples):
+    gamma = samples['inputFiles']['gamma']
+    everything = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS)
+    assert list(everything['event']) == list(range(28))
+    doubled = reconstruct(_slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2}), SETTINGS)
+    np.testing.assert_allclose(doubled['ECalTotalCaloHitEnergy'], 2 * everything['ECalTotalCaloHitEnergy'], rtol=1e-6)
+    stage3 = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS, stage=3)
+    assert stage3['pfoECalToEmEnergy'].sum() > everything['pfoECalToEmEnergy'].sum()
+    empty = reconstruct(_slice_steering(samples, gamma[:1], 7, 0), SETTINGS)
+    assert empty['event'].shape == (0,)
+
+
+def test_reconstruct_refusals(samples, tmp_path):
+    gamma, muon = samples['inputFiles']['gamma'], samples['inputFiles']['muon']
+    other_truth = _write(tmp_path / 'g.synthetic.json', _valid(truth=DetectorTruth(seed=12).to_dict()))
+    cases = [
+        (_slice_steering(samples, [gamma[0], muon[1]], 0, 3), 'differ in sample'),
+        (_slice_steering(samples, [gamma[0], other_truth], 0, 3), 'differ in sample'),
+        (_slice_steering(samples, gamma[:2], 10, 5), 'hold only 14'),
+        (_slice_steering(samples, gamma[:2], 15, 0), 'hold only 14'),
+        (_slice_steering(samples, [gamma[0], '/data/gamma_001.slcio'], 0, 3), 'need Marlin'),
+        (_slice_steering(samples, gamma[:1], -1, 3), 'negative'),
+        (_slice_steering(samples, gamma[:1], 'abc', 3), 'not an integer'),
+        (_slice_steering(samples, muon[:1], 0, 3), 'muon'),
+        (_slice_steering(samples, samples['inputFiles']['zuds'][:1], 0, 3), 'zuds'),
+    ]
+    for steering, message in cases:
+        with pytest.raises(ValueError, match=message):
+            reconstruct(steering, SETTINGS)
+    with pytest.raises(ValueError, match='LCIOInputFiles'):
+        reconstruct(_slice_steering(samples, [], 0, 3), SETTINGS)
+    with pytest.raises(SteeringError):
+        reconstruct(_slice_steering(samples, gamma[:1], 0, 3), dict(SETTINGS, DDCaloDigiName='Other'))
+
+
+def _run_script(*arguments):
+    command = [sys.executable, '-m', 'ILCDIRAC.CalibrationSystem.scripts.dirac_calibration_generate_samples',
+               *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_script_generates_samples_without_dirac_configuration(tmp_path):
+    result = _run_script('--output', str(tmp_path / 'out'), '--events-per-file', '3', '--files-per-sample', '2',
+                         '--seed', '5', '--robust', '--offset', '0.2')
+    assert result.returncode == 0, result.stdout + result.stderr
+    paths = json.loads(result.stdout)
+    event_file = read_event_file(paths['inputFiles']['gamma'][1])
+    assert (event_file.first_event, event_file.events) == (3, 3)
+    assert event_file.truth == DetectorTruth(seed=5, robustness=True)
+
+
+@pytest.mark.parametrize('arguments', [
+    (), ('--output',), ('--bogus',), ('--output', 'x', '--offset', '2'),
+])
+def test_script_refuses_bad_arguments(tmp_path, arguments):
+    result = _run_script(*[str(tmp_path / a) if a == 'x' else a for a in arguments])
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not (tmp_path / 'x').exists()
