@@ -259,9 +259,9 @@ def test_kaon_hcal_peak_at_fixed_point_and_scaling(kaons):
     assert abs((kaons['TotalCaloHitEnergy'] - kaons['HCalTotalCaloHitEnergy'] >= 2.5).mean() - 0.5) < 0.01
     scaled = simulate('kaon', 0, 2000, dict(KAON_FIXED, CalibrHCALBarrel=2 * KAON_FIXED['CalibrHCALBarrel']), TRUTH)
     barrel = np.abs(scaled['pfoTargetCosTheta0']) < TRUTH.hcal_barrel_max
-    np.testing.assert_allclose(scaled['HCalTotalCaloHitEnergy'][barrel] / kaons['HCalTotalCaloHitEnergy'][:2000][barrel],
-                               2.0, rtol=1e-6)
-    np.testing.assert_array_equal(scaled['HCalTotalCaloHitEnergy'][~barrel], kaons['HCalTotalCaloHitEnergy'][:2000][~barrel])
+    before, after = kaons['HCalTotalCaloHitEnergy'][:2000], scaled['HCalTotalCaloHitEnergy']
+    np.testing.assert_allclose(after[barrel] / before[barrel], 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(after[~barrel], before[~barrel])
 
 
 def test_kaon_pfos_and_hadronic_scale(kaons):

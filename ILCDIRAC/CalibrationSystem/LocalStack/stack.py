@@ -61,12 +61,29 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def _running(pid: int) -> bool:
+    """True while any thread of the process is not a zombie. The main thread turns zombie
+    first; the others may still be exiting and still hold the open files (a listening port)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return False
+    for task in tasks:
+        try:
+            data = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if data[data.rindex(")") + 2] not in "ZX":
+            return True
+    return False
+
+
 def _group_alive(pgid: int) -> bool:
-    """True while a non-zombie process of the process group exists."""
+    """True while a process of the process group is running."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _proc_stat(int(entry.name))
-            if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            if fields and int(fields[2]) == pgid and _running(int(entry.name)):
                 return True
     return False
 
@@ -220,8 +237,7 @@ class LocalStack:
         child = self._children.get(name)
         if child is not None and child.poll() is not None:
             return False
-        fields = _proc_stat(record["pid"])
-        return bool(fields) and fields[0] != "Z" and int(fields[19]) == record["start_time"]
+        return _start_time(record["pid"]) == record["start_time"] and _running(record["pid"])
 
     def _launch(self, name: str, command: list[str]) -> None:
         """Start a command in its own session, output appended to DIR/logs/<name>.log."""

@@ -1,0 +1,148 @@
+"""The local demonstration: a complete calibration on the embedded default deployment.
+
+Starts the local stack, writes synthetic samples of the built-in detector model, runs the user
+guide's snippet as ``alice``, shows the progress, prints the constants found against the model's
+truth and stops the stack again.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
+from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+
+SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
+
+SEED_SNIPPET = """
+numberOfJobs = {jobs}
+from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import setConfig, createCalibration
+result = createCalibration( {steering!r}, {version!r}, {directories!r}, numberOfJobs )
+if not result[ 'OK' ]:
+  raise RuntimeError( 'Creating calibration failed! ' + result[ 'Message' ] )
+calibrationID = result[ 'Value' ]
+print(calibrationID)
+"""
+
+
+def run_demo(workdir, jobs=8, events_per_file=200, files_per_sample=10, timeout=900, keep_running=False,
+             out=sys.stdout):
+    """Run the demonstration; return 0 if every constant ends within its accuracy of the truth."""
+    stack = LocalStack(workdir)
+
+    def say(text):
+        print(text, file=out, flush=True)
+
+    say(f"Starting the local stack in {stack.workdir} (MariaDB, test PKI, CalibrationService, CalibrationAgent)")
+    try:
+        stack.start()
+        samples = _samples(stack.workdir / "samples", events_per_file, files_per_sample, say)
+        directories = [samples["directories"][s] for s in ("gamma", "muon", "kaon", "zuds")]
+        say(f"Creating the calibration as alice with the user guide's snippet ({jobs} jobs)")
+        calibrationID = _run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
+        say(f"Calibration {calibrationID} created; the agent submits {jobs} local worker jobs")
+        client = _alice_client(stack)
+        _follow(client, calibrationID, timeout, say)
+        from DIRAC.Core.DISET.RPCClient import RPCClient
+
+        result = RPCClient("Calibration/Calibration", proxyLocation=str(stack.pki.proxy("alice"))).getResult(
+            calibrationID
+        )
+        if not result["OK"]:
+            say(f"The calibration has no result: {result['Message']}")
+            return 1
+        return _report(result["Value"], samples["truthFile"], say)
+    finally:
+        if keep_running:
+            say(f"The stack keeps running: source {stack.workdir / 'env.sh'} to use it as alice")
+        else:
+            say("Stopping the local stack")
+            stack.stop()
+
+
+def _samples(directory, events_per_file, files_per_sample, say):
+    """Reuse the samples of an earlier demo in the same work directory, or write them."""
+    truth = directory / "truth.json"
+    if truth.exists():
+        say(f"Reusing the synthetic samples in {directory}")
+        with open(truth) as stream:
+            written = json.load(stream)
+        subdirs = {"gamma": "gamma/10", "muon": "mu-/10", "kaon": "kaon0L/50", "zuds": "zuds/91"}
+        return {
+            "directories": {sample: str(directory / path) for sample, path in subdirs.items()},
+            "steeringFile": str(directory / "steering_file.xml"),
+            "truthFile": str(truth),
+            "eventsPerFile": written["eventsPerFile"],
+        }
+    say(f"Writing synthetic samples ({files_per_sample} files x {events_per_file} events per particle) to {directory}")
+    return write_samples(directory, events_per_file=events_per_file, files_per_sample=files_per_sample)
+
+
+def _run_seed_snippet(stack, steering, directories, jobs):
+    code = SEED_SNIPPET.format(jobs=jobs, steering=steering, version=SOFTWARE_VERSION, directories=directories)
+    process = subprocess.run(
+        [sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True, text=True, timeout=300
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"The user guide's snippet failed:\n{process.stdout}{process.stderr}")
+    return int(process.stdout.strip().splitlines()[-1])
+
+
+def _alice_client(stack):
+    import DIRAC
+
+    os.environ["X509_CERT_DIR"] = str(stack.pki.ca_dir)
+    DIRAC.initialize(require_auth=False, extra_config_files=[str(stack.cfg_file)])
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    return CalibrationClient(proxyLocation=str(stack.pki.proxy("alice")))
+
+
+def _follow(client, calibrationID, timeout, say):
+    """Print a line whenever the calibration's position or its number of results changes."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        result = client.getUserCalibrationStatuses()
+        if result["OK"]:
+            status = next(s for s in result["Value"] if s["calibrationID"] == calibrationID)
+            line = (
+                f"  [{time.strftime('%H:%M:%S')}] {status['status']}: stage {status['currentStage']} "
+                f"phase {status['currentPhase']} step {status['currentStep']}, "
+                f"{status['resultsInCurrentStep']}/{status['resultsNeeded']} results"
+            )
+            if status["status"] != "Running":
+                say(line + (f" - {status['statusMessage']}" if status["statusMessage"] else ""))
+                return
+            if line[13:] != (last or "")[13:]:
+                say(line)
+                last = line
+        time.sleep(1)
+    raise TimeoutError(f"Calibration {calibrationID} did not end within {timeout} s")
+
+
+def _report(result, truthFile, say):
+    """Print the constants next to the model's fixed points; 0 if all are within accuracy."""
+    with open(truthFile) as stream:
+        truth = json.load(stream)
+    fixed, initial = truth["fixedPoints"]["gamma"], truth["initialConstants"]
+    accuracy = result["settings"]["digitisationAccuracy"]
+    say("")
+    say(f"Calibration {result['calibrationID']}: {result['status']} after {len(result['history'])} steps")
+    say(f"{'constant':<28}{'initial':>12}{'calibrated':>12}{'truth':>12}{'deviation':>11}")
+    worst = 0.0
+    for name, value in result["parameters"].items():
+        deviation = _first(value) / _first(fixed[name]) - 1
+        worst = max(worst, abs(deviation))
+        say(
+            f"{name:<28}{_first(initial[name]):>12.4f}{_first(value):>12.4f}{_first(fixed[name]):>12.4f}"
+            f"{deviation:>+10.2%}"
+        )
+    verdict = "within" if worst < accuracy else "NOT within"
+    say(f"All constants {verdict} digitisationAccuracy = {accuracy:.0%} of the built-in detector's truth")
+    return 0 if worst < accuracy else 1
+
+
+def _first(value):
+    """The barrel value of a FloatVec constant such as CalibrECAL; a float as it is."""
+    return value[0] if isinstance(value, list) else value
