@@ -23,17 +23,6 @@ PING = (
 )
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    local = LocalStack(tmp_path_factory.mktemp("stack"),
-                       overrides={"/Systems/Calibration/Agents/CalibrationAgent/PollingTime": "5"})
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-
-
 def _ping(env: dict, cwd) -> str:
     proc = subprocess.run([sys.executable, "-c", PING], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=60, check=False)

@@ -1,6 +1,8 @@
 """The local job backend with real processes: statuses, kills, restarts and hostile job IDs."""
+import contextlib
 import json
 import os
+import subprocess
 import signal
 import sys
 import time
@@ -161,17 +163,19 @@ def test_killing_a_finished_job_keeps_it_done(backend):
     assert _status(backend, jobID) == (DONE, "exit code 0")
 
 
-def test_killed_wrapper_is_failed_with_a_clear_message(backend):
+def test_killed_wrapper_is_failed_with_a_clear_message_once_its_worker_ends(backend):
     jobID = backend.submit(_job(_python("import time; time.sleep(60)")))["Value"]
     wrapper = _wrapper(backend.directory, jobID)
     worker = _waitForChild(wrapper)
 
     wrapper.kill()
+    _wait(lambda: _gone(wrapper))
+    assert _status(backend, jobID)[0] == RUNNING  # the worker still runs and may still report
+    worker.kill()
 
     status, message = _finalStatus(backend, jobID)
     assert status == FAILED
     assert "without an exit code" in message
-    worker.kill()
 
 
 def _waitForChild(wrapper):
@@ -179,19 +183,19 @@ def _waitForChild(wrapper):
     return wrapper.children()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="kill() only signals a live wrapper: an orphaned worker keeps running")
 def test_kill_reaches_a_worker_whose_wrapper_died(backend):
     jobID = backend.submit(_job(_python("import time; time.sleep(60)")))["Value"]
     wrapper = _wrapper(backend.directory, jobID)
     worker = _waitForChild(wrapper)
     wrapper.kill()
-    _finalStatus(backend, jobID)
+    _wait(lambda: _gone(wrapper))
 
     try:
-        backend.kill([jobID])
+        assert backend.kill([jobID])["Value"] == [jobID]
         _wait(lambda: _gone(worker), timeout=0.5)
     finally:
-        worker.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
 
 
 def test_restarted_backend_reports_the_same_statuses(backend):
@@ -228,15 +232,21 @@ def _fakeJob(backend, jobID, pid, created):
 
 
 def test_pid_file_of_an_unrelated_process_is_not_running(backend):
-    me = psutil.Process()
-    _fakeJob(backend, "recycled", os.getpid(), me.create_time() - 1000.0)
-    _fakeJob(backend, "same", os.getpid(), me.create_time())
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        created = psutil.Process(leader.pid).create_time()
+        _fakeJob(backend, "recycled", leader.pid, created - 1000.0)
+        _fakeJob(backend, "same", leader.pid, created)
 
-    statuses = backend.getStatus(["recycled", "same"])["Value"]
+        statuses = backend.getStatus(["recycled", "same"])["Value"]
 
-    assert statuses["recycled"][0] == FAILED
-    assert statuses["same"][0] == RUNNING  # the check above can tell them apart
-    assert backend.kill(["recycled"])["Value"] == []
+        assert statuses["recycled"][0] == FAILED
+        assert statuses["same"][0] == RUNNING  # the check above can tell them apart
+        assert backend.kill(["recycled"])["Value"] == []
+        assert leader.poll() is None
+    finally:
+        leader.kill()
+        leader.wait()
 
 
 def test_unknown_job_is_failed(backend):

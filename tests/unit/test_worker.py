@@ -323,7 +323,6 @@ class ReplayingService(FakeService):
         return super().getNewParameters(calibrationID, stepOnWorker)
 
 
-@pytest.mark.xfail(strict=True, reason="worker trusts getNewParameters to only hand out newer steps")
 def test_stale_answer_does_not_make_the_worker_report_again(clock, tmp_path):
     service = ReplayingService([_parameterSet(0), _parameterSet(1)])
 
@@ -332,7 +331,6 @@ def test_stale_answer_does_not_make_the_worker_report_again(clock, tmp_path):
     assert [step for step, _ in service.results] == [0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="worker only turns ProcedureError into S_ERROR; reconstruct raises ValueError")
 def test_reconstruction_error_is_reported_not_raised(clock, tmp_path):
     def reconstruct(steering, settings):
         raise ValueError("The built-in reconstruction only reads synthetic event files")

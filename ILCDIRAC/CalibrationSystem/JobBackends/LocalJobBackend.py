@@ -13,7 +13,7 @@ import sys
 
 import psutil
 
-from DIRAC import S_ERROR, S_OK, gLogger
+from DIRAC import S_ERROR, S_OK
 
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 
@@ -34,17 +34,19 @@ class LocalJobBackend:
         """
         self.directory = directory
         self.environment = dict(os.environ if environment is None else environment)
-        self.log = gLogger.getSubLogger("LocalJobBackend")
         self._children = {}
 
     def _jobDir(self, jobID):
-        if not jobID or os.sep in jobID or jobID.startswith("."):
+        if not isinstance(jobID, str) or not jobID or os.sep in jobID or jobID.startswith("."):
             raise ValueError(f"Invalid local job ID {jobID!r}")
         return os.path.join(self.directory, jobID)
 
     def submit(self, job: JobDescription):
         """Start a job; S_OK(jobID)."""
         jobID = job.name
+        environment = dict(self.environment, **job.environment)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+            return S_ERROR(f"Cannot start local job {jobID}: environment names and values must be strings")
         try:
             jobDir = self._jobDir(jobID)
             os.makedirs(jobDir)
@@ -55,14 +57,14 @@ class LocalJobBackend:
                 process = subprocess.Popen(
                     command + job.command,
                     cwd=jobDir,
-                    env=dict(self.environment, **job.environment),
+                    env=environment,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            with open(os.path.join(jobDir, _PID), "w") as stream:
-                json.dump({"pid": process.pid, "created": psutil.Process(process.pid).create_time()}, stream)
+            record = {"pid": process.pid, "created": psutil.Process(process.pid).create_time()}
+            _writeAtomically(os.path.join(jobDir, _PID), json.dumps(record))
         except (OSError, ValueError, psutil.Error) as error:
             return S_ERROR(f"Cannot start local job {jobID}: {error}")
         self._children[jobID] = process
@@ -74,58 +76,85 @@ class LocalJobBackend:
         statuses = {}
         for jobID in jobIDs:
             try:
-                statuses[jobID] = self._status(self._jobDir(jobID))
-            except (OSError, ValueError) as error:
-                statuses[jobID] = (FAILED, f"Job unknown to the local backend: {error}")
+                jobDir = self._jobDir(jobID)
+            except ValueError as error:
+                statuses[jobID] = (FAILED, str(error))
+                continue
+            if not os.path.isdir(jobDir):
+                statuses[jobID] = (FAILED, f"Job {jobID} is unknown to the local backend in {self.directory}")
+                continue
+            statuses[jobID] = self._status(jobDir)
         return S_OK(statuses)
 
     def _status(self, jobDir):
         exitCode = _readText(os.path.join(jobDir, _EXIT_CODE))
+        killed = os.path.exists(os.path.join(jobDir, _KILLED))
         if exitCode is not None:
             code = int(exitCode)
             if code == 0:
                 return DONE, "exit code 0"
-            if os.path.exists(os.path.join(jobDir, _KILLED)):
+            if killed:
                 return KILLED, f"killed (exit code {code})"
             return FAILED, f"exit code {code}" if code > 0 else f"ended by signal {-code}"
-        if self._process(jobDir) is not None:
+        if self._liveMembers(jobDir):
             return RUNNING, "running"
-        if os.path.exists(os.path.join(jobDir, _KILLED)):
+        if killed:
             return KILLED, "killed"
         return FAILED, "the job's process ended without an exit code"
 
     @staticmethod
-    def _process(jobDir):
-        """The job's live wrapper process, or None (a recycled pid is not mistaken for it)."""
+    def _liveMembers(jobDir):
+        """The live processes of the job's process group.
+
+        The group is the wrapper's session, so its members are the wrapper and what it started,
+        even after the wrapper itself died (Linux does not hand out a pid again while a process
+        group still uses it as its id). A live process holding the recorded pid with another
+        start time is a recycled pid: then the job has no members.
+        """
         text = _readText(os.path.join(jobDir, _PID))
         if text is None:
-            return None
+            return []
         recorded = json.loads(text)
+        leader = recorded["pid"]
         try:
-            process = psutil.Process(recorded["pid"])
-            if abs(process.create_time() - recorded["created"]) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
-                return None
-        except psutil.Error:
-            return None
-        return process
+            if abs(psutil.Process(leader).create_time() - recorded["created"]) > 0.01:
+                return []
+        except psutil.NoSuchProcess:
+            pass
+        members = []
+        for process in psutil.process_iter(["pid", "status"]):
+            try:
+                if os.getpgid(process.info["pid"]) == leader and process.info["status"] != psutil.STATUS_ZOMBIE:
+                    members.append(process)
+            except (ProcessLookupError, PermissionError):
+                continue
+        return members
 
     def kill(self, jobIDs):
         """Kill jobs (their whole process group); S_OK(list of job IDs that were running)."""
-        killed = []
+        killed, victims = [], []
         for jobID in jobIDs:
             try:
                 jobDir = self._jobDir(jobID)
-                process = self._process(jobDir)
+            except ValueError as error:
+                return S_ERROR(f"Cannot kill local job {jobID!r}: {error}")
+            if not os.path.isdir(jobDir) or os.path.exists(os.path.join(jobDir, _EXIT_CODE)):
+                continue
+            members = self._liveMembers(jobDir)
+            try:
                 with open(os.path.join(jobDir, _KILLED), "w"):
                     pass
-            except (OSError, ValueError) as error:
+            except OSError as error:
                 return S_ERROR(f"Cannot kill local job {jobID}: {error}")
-            if process is not None:
+            for process in members:
                 try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    killed.append(jobID)
-                except ProcessLookupError:
-                    pass
+                    process.kill()
+                except psutil.Error:
+                    continue
+            if members:
+                killed.append(jobID)
+                victims += members
+        psutil.wait_procs(victims, timeout=2)
         self._reapChildren()
         return S_OK(killed)
 
@@ -135,6 +164,12 @@ class LocalJobBackend:
             if process.poll() is not None:
                 del self._children[jobID]
 
+    def killAll(self):
+        """Kill every job of this backend that is still running (used when a stack stops)."""
+        if not os.path.isdir(self.directory):
+            return S_OK([])
+        return self.kill(sorted(name for name in os.listdir(self.directory) if not name.startswith(".")))
+
 
 def _readText(path):
     try:
@@ -142,3 +177,10 @@ def _readText(path):
             return stream.read().strip()
     except FileNotFoundError:
         return None
+
+
+def _writeAtomically(path, text):
+    partial = f"{path}.partial"
+    with open(partial, "w") as stream:
+        stream.write(text)
+    os.replace(partial, path)

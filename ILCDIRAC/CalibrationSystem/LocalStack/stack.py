@@ -401,10 +401,21 @@ class LocalStack:
                                  f"{_tail(self.log_dir / 'agent.log')}")
 
     def stop(self) -> None:
-        """Stop the agent, the service and MariaDB (whatever of them this stack started)."""
+        """Stop the agent, the worker jobs it started, the service and MariaDB."""
         with self._locked():
-            for name in ("agent", "service", "mariadb"):
+            self._terminate("agent")
+            self._kill_jobs()
+            for name in ("service", "mariadb"):
                 self._terminate(name)
+
+    def _kill_jobs(self) -> None:
+        """End the local worker jobs, which run in sessions of their own (imported here: the
+        backend needs DIRAC, which the rest of the stack does not load)."""
+        from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
+
+        result = LocalJobBackend(str(self.workdir / "jobs")).killAll()
+        if not result["OK"]:
+            raise StackError(f"Cannot stop the local worker jobs: {result['Message']}")
 
     def status(self) -> dict:
         """Ports, URL, files and, per process, its pid, whether it runs and its log."""

@@ -52,7 +52,9 @@ class CalibrationWorker:
             if not result["OK"]:
                 return result
             parameterSet = result["Value"]
-            if parameterSet is None:
+            if parameterSet is None or (
+                not parameterSet["calibrationIsFinished"] and parameterSet["currentStep"] <= step
+            ):
                 self.sleep(wait)
                 wait = min(2 * wait, self.maxPollingTime)
                 continue
@@ -71,7 +73,8 @@ class CalibrationWorker:
         self.log.info("Processing", f"stage {stage} phase {phaseID} step {step}")
         try:
             summary = self._summarise(phaseID, step, stage, parameterSet["parameters"], setup, inputData)
-        except ProcedureError as error:
+        except (ProcedureError, ValueError, OSError) as error:
+            # ValueError: inputs the reconstruction cannot use; OSError: the work directory
             return S_ERROR(f"Step {step} failed on worker {self.workerID}: {error}")
         result = self._call("submitResult", self.calibrationID, stage, phaseID, step, self.workerID, summary)
         if not result["OK"]:
