@@ -141,3 +141,62 @@ def test_seed_function_refuses_bad_arguments(stack, samples, tmp_path):
     assert "Cannot tell the particle" in lines[1]
     assert "non-empty list of sample directories" in lines[2]
     assert "numberOfJobs must be an integer" in lines[3]
+
+
+def test_killed_worker_is_resubmitted_and_the_calibration_converges(stack, samples, clients, reference_run, db):
+    """A worker killed -9 between two steps: the survivors cannot make the next step alone, so
+    the agent resubmits it at once and the calibration ends with the reference constants."""
+    import psutil
+
+    _, reference = reference_run
+    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+
+    def step0_complete():
+        cursor = db.cursor()
+        cursor.execute("SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s AND Step = 0", (calibrationID,))
+        return cursor.fetchone()[0] == WORKERS
+
+    wait_for(step0_complete, 120, interval=0.2, what="all results of step 0")
+    jobDir = stack.workdir / "jobs" / f"PandoraCaloCalibration_calid_{calibrationID}_workerid_0_attempt_"
+    victim = next(p for p in stack.workdir.joinpath("jobs").iterdir() if str(p).startswith(str(jobDir)))
+    pid = json.loads((victim / "pid.json").read_text())["pid"]
+    for process in psutil.Process(pid).children(recursive=True):
+        process.kill()
+
+    result = _result_when_finished(clients["alice"](), calibrationID)
+    assert result["parameters"] == reference["parameters"]
+    cursor = db.cursor()
+    cursor.execute(
+        "SELECT WorkerID, Status FROM JobAttempts WHERE CalibrationID = %s ORDER BY AttemptID", (calibrationID,)
+    )
+    attempts = cursor.fetchall()
+    assert [w for w, _ in attempts].count(0) == 2, attempts
+    assert dict(attempts[:WORKERS])[0] == "Failed"
+
+
+def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, clients, db):
+    from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+    import numpy as np
+
+    calibrationID, _ = reference_run
+    alice = clients["alice"]()
+    good = encode_summary(0, {"barrel": np.full(10, 10.0, np.float32), "endcap": np.full(10, 10.0, np.float32)})
+
+    def stored():
+        cursor = db.cursor()
+        cursor.execute("SELECT COUNT(*), SUM(LENGTH(Content)) FROM StepResults WHERE CalibrationID = %s",
+                       (calibrationID,))
+        return cursor.fetchone()
+
+    before = stored()
+    stale = alice.submitResult(calibrationID, 1, 0, 0, 0, good)
+    assert stale["OK"] and not stale["Value"]["Stored"] and "over" in stale["Value"]["Message"]
+    garbage = alice.submitResult(calibrationID, 1, 0, 1, 0, b"\x00not a summary")
+    assert not garbage["OK"] and garbage["Refused"] and "Result refused" in garbage["Message"]
+    wrongWorker = alice.submitResult(calibrationID, 1, 0, 1, WORKERS, good)
+    assert not wrongWorker["OK"] and "has no worker" in wrongWorker["Message"]
+    wrongPhase = alice.submitResult(calibrationID, 1, 3, 1, 0, good)
+    assert not wrongPhase["OK"] and "stage 1 phase 0" in wrongPhase["Message"]
+    notMine = clients["bob"]().submitResult(calibrationID, 1, 0, 1, 0, good)
+    assert not notMine["OK"] and "does not exist" in notMine["Message"]
+    assert stored() == before
