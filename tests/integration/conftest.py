@@ -2,28 +2,16 @@
 TLS and the CalibrationAgent running local worker processes. Stopped at the end of the session,
 also when tests fail."""
 import os
-import subprocess
-import sys
 import time
 
 import MySQLdb
 import pytest
 
+from ILCDIRAC.CalibrationSystem.LocalStack import demo
 from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
 from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
 
-SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
-
-#: The seed's snippet, word for word but for the paths and the typo 'OK '.
-SEED_SNIPPET = """
-numberOfJobs = {jobs}
-from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibration
-result = createCalibration( '{steering}', '{version}', [ '{samples}/gamma/10', '{samples}/mu-/10' ], numberOfJobs )
-if not result[ 'OK' ]:
-  raise RuntimeError( 'Creating calibration failed! Something went wrong, fix this please' )
-calibrationID = result[ 'Value' ]
-print(calibrationID)
-"""
+SOFTWARE_VERSION = demo.SOFTWARE_VERSION
 
 
 @pytest.fixture(scope="session")
@@ -71,14 +59,9 @@ def db(stack):
 
 
 def run_seed_snippet(stack, samples, jobs):
-    """Create a calibration exactly as the user guide does, in a fresh Python as alice."""
-    directory = os.path.dirname(samples["steeringFile"])
-    code = SEED_SNIPPET.format(jobs=jobs, steering=samples["steeringFile"], version=SOFTWARE_VERSION, samples=directory)
-    process = subprocess.run(
-        [sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True, text=True, timeout=120
-    )
-    assert process.returncode == 0, process.stdout + process.stderr
-    return int(process.stdout.strip().splitlines()[-1])
+    """Create a calibration exactly as the user guide does (gamma and mu- samples) as alice."""
+    directories = [samples["directories"]["gamma"], samples["directories"]["muon"]]
+    return demo.run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
 
 
 def wait_for(condition, timeout, interval=1.0, what="condition"):

@@ -1,7 +1,6 @@
 """The walking skeleton for real: the seed's calibration over TLS, with the real service,
 agent, MariaDB and local worker processes, on the built-in detector model."""
 import json
-import signal
 import time
 
 import pytest

@@ -7,7 +7,6 @@ session, so a kill reaches the worker and anything it started.
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 

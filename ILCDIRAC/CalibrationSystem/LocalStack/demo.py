@@ -40,7 +40,7 @@ def run_demo(workdir, jobs=8, events_per_file=200, files_per_sample=10, timeout=
         samples = _samples(stack.workdir / "samples", events_per_file, files_per_sample, say)
         directories = [samples["directories"][s] for s in ("gamma", "muon", "kaon", "zuds")]
         say(f"Creating the calibration as alice with the user guide's snippet ({jobs} jobs)")
-        calibrationID = _run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
+        calibrationID = run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
         say(f"Calibration {calibrationID} created; the agent submits {jobs} local worker jobs")
         client = _alice_client(stack)
         _follow(client, calibrationID, timeout, say)
@@ -79,7 +79,8 @@ def _samples(directory, events_per_file, files_per_sample, say):
     return write_samples(directory, events_per_file=events_per_file, files_per_sample=files_per_sample)
 
 
-def _run_seed_snippet(stack, steering, directories, jobs):
+def run_seed_snippet(stack, steering, directories, jobs):
+    """Create a calibration with the user guide's snippet, in a fresh Python acting as alice."""
     code = SEED_SNIPPET.format(jobs=jobs, steering=steering, version=SOFTWARE_VERSION, directories=directories)
     process = subprocess.run(
         [sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True, text=True, timeout=300
