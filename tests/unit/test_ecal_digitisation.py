@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure import ecal_digitisation
+from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError
 
 SETTINGS = {
@@ -30,6 +31,10 @@ EVENTS = [
 ]
 
 
+def _outputs(columns):
+    return {"gamma": ReconstructionOutput(columns)}
+
+
 def _columns(events):
     return {
         "nPfoTargetsTotal": np.array([e[0] for e in events], np.int32),
@@ -41,7 +46,7 @@ def _columns(events):
 
 
 def test_collect_selection():
-    summary = ecal_digitisation.collect(_columns(EVENTS), SETTINGS)
+    summary = ecal_digitisation.collect(_outputs(_columns(EVENTS)), SETTINGS)
     for region in ("barrel", "endcap"):
         expected = np.array([e[3] for e in EVENTS if e[5] == region], np.float32)
         assert summary[region].dtype == np.float32
@@ -52,13 +57,13 @@ def test_collect_refuses_bad_input():
     columns = _columns(EVENTS)
     del columns["nPfoTargetsPhotons"]
     with pytest.raises(ProcedureError, match="nPfoTargetsPhotons"):
-        ecal_digitisation.collect(columns, SETTINGS)
+        ecal_digitisation.collect(_outputs(columns), SETTINGS)
     columns = _columns(EVENTS)
     columns["TotalCaloHitEnergy"] = columns["TotalCaloHitEnergy"][:-1]
     with pytest.raises(ProcedureError, match="equal length"):
-        ecal_digitisation.collect(columns, SETTINGS)
+        ecal_digitisation.collect(_outputs(columns), SETTINGS)
     with pytest.raises(SettingsError, match="ecalEndcapCosThetaRange"):
-        ecal_digitisation.collect(_columns(EVENTS), {**SETTINGS, "ecalEndcapCosThetaRange": [0.8]})
+        ecal_digitisation.collect(_outputs(_columns(EVENTS)), {**SETTINGS, "ecalEndcapCosThetaRange": [0.8]})
 
 
 C_TRUE_BARREL = 37.52

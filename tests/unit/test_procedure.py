@@ -28,8 +28,8 @@ def test_phase_registry():
         "PhotonTraining",
     ]
     phase = get_phase(0)
-    summary = (phase.id, phase.name, phase.sample, phase.truth_energy, phase.iterative)
-    assert summary == (0, "ECalDigi", "gamma", 10.0, True)
+    summary = (phase.id, phase.name, phase.samples, phase.iterative)
+    assert summary == (0, "ECalDigi", ("gamma",), True)
     assert set(phase.summary_fields) == {"barrel", "endcap"}
     for phase_id, phase in PHASES.items():
         assert phase.id == phase_id and phase.iterative == PHASE_TABLE[phase_id].iterative

@@ -157,7 +157,7 @@ def _slice_steering(samples, files, skip, n_events, constants=None):
 def test_reconstruct_selects_events_across_file_boundaries(samples):
     gamma = samples['inputFiles']['gamma']
     steering = _slice_steering(samples, gamma[1:4], 5, 12)
-    columns = reconstruct(steering, SETTINGS)
+    columns = reconstruct(steering, SETTINGS).columns
     assert list(columns['event']) == list(range(12, 24))
     constants = read_constants(steering, ('CalibrECAL', 'ECALEndcapCorrectionFactor', 'ECalToEMGeVCalibration',
                                           'HCalToEMGeVCalibration'), SETTINGS)
@@ -168,7 +168,7 @@ def test_reconstruct_selects_events_across_file_boundaries(samples):
 
 def test_reconstruct_kaon_slice_reads_the_hadronic_constants(samples):
     steering = _slice_steering(samples, samples['inputFiles']['kaon'][2:], 6, 3)
-    columns = reconstruct(steering, SETTINGS)
+    columns = reconstruct(steering, SETTINGS).columns
     assert list(columns['event']) == [20, 21, 22]
     constants = read_constants(steering, CONSTANTS, SETTINGS)
     expected = simulate('kaon', 20, 3, constants, TRUTH)
@@ -177,13 +177,13 @@ def test_reconstruct_kaon_slice_reads_the_hadronic_constants(samples):
 
 def test_reconstruct_defaults_and_constants(samples):
     gamma = samples['inputFiles']['gamma']
-    everything = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS)
+    everything = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS).columns
     assert list(everything['event']) == list(range(28))
-    doubled = reconstruct(_slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2}), SETTINGS)
+    doubled = reconstruct(_slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2}), SETTINGS).columns
     np.testing.assert_allclose(doubled['ECalTotalCaloHitEnergy'], 2 * everything['ECalTotalCaloHitEnergy'], rtol=1e-6)
-    stage3 = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS, stage=3)
+    stage3 = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS, stage=3).columns
     assert stage3['pfoECalToEmEnergy'].sum() > everything['pfoECalToEmEnergy'].sum()
-    empty = reconstruct(_slice_steering(samples, gamma[:1], 7, 0), SETTINGS)
+    empty = reconstruct(_slice_steering(samples, gamma[:1], 7, 0), SETTINGS).columns
     assert empty['event'].shape == (0,)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from DIRAC import S_ERROR, S_OK
 
+from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import global_parameter, read_constants
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
@@ -112,13 +113,13 @@ class FakeReconstruction:
         cosTheta = [0.3, -0.1, 0.5, 0.85, -0.9, 0.3, 0.97, 0.85, 0.7]
         # cut: event 5 has two targets, event 6 |cos theta| > 0.95, event 7 too much energy
         # outside the ECal, event 8 lies between the barrel and endcap ranges
-        return {
+        return ReconstructionOutput({
             "nPfoTargetsTotal": np.array([1, 1, 1, 1, 1, 2, 1, 1, 1], np.int32),
             "nPfoTargetsPhotons": np.array([1, 1, 1, 1, 1, 1, 1, 1, 1], np.int32),
             "TotalCaloHitEnergy": np.array(energies[:7] + [10.5, 10.0], np.float32),
             "ECalTotalCaloHitEnergy": np.array(energies, np.float32),
             "pfoTargetCosTheta0": np.array(cosTheta, np.float32),
-        }
+        })
 
 
 class FakeClock:
@@ -198,7 +199,7 @@ def test_steering_file_carries_constants_and_event_slice(clock, tmp_path):
     assert _worker(service, clock, tmp_path, reconstruction).run()["OK"]
 
     settings = validate_settings({})
-    written = tmp_path / "marlinSteeringFile_1_0_1.xml"
+    written = tmp_path / "marlinSteeringFile_1_0_1_gamma.xml"
     assert written.read_bytes() == reconstruction.steerings[1]
     content = written.read_bytes()
     assert read_constants(content, constants, settings) == constants
@@ -206,7 +207,7 @@ def test_steering_file_carries_constants_and_event_slice(clock, tmp_path):
     assert global_parameter(content, "SkipNEvents") == "7"
     assert global_parameter(content, "MaxRecordNumber") == "5"
     # the first step's file keeps its own constants
-    first = (tmp_path / "marlinSteeringFile_1_0_0.xml").read_bytes()
+    first = (tmp_path / "marlinSteeringFile_1_0_0_gamma.xml").read_bytes()
     assert read_constants(first, constants, settings)["CalibrECAL"] == [40.0, 40.0]
 
 

@@ -8,8 +8,10 @@ import numpy as np
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
 
 TRUTH_ENERGY = 10.0  # GeV, the photon sample's energy
+SAMPLES = ("gamma",)
 CONSTANTS = ("CalibrECAL", "ECALEndcapCorrectionFactor")
 SUMMARY_FIELDS = {"barrel": np.dtype(np.float32), "endcap": np.dtype(np.float32)}
 COLUMNS = (
@@ -34,12 +36,13 @@ def _cos_theta_range(settings, key):
     return low, high
 
 
-def collect(columns, settings):
+def collect(outputs, settings):
     """Select contained single-photon events and return their ECal energy per region (float32).
 
     Cuts: exactly one target, a photon; less than 1 % of 10 GeV outside the ECal; |cos θ| < 0.95
     and strictly inside the region's range from the settings.
     """
+    columns = outputs["gamma"].columns
     missing = [name for name in COLUMNS if name not in columns]
     if missing:
         raise ProcedureError(f"PfoAnalysis columns {missing} are missing; phase 0 needs {list(COLUMNS)}")
@@ -104,8 +107,6 @@ def analyse(summaries, constants, settings):
     C_B' = 10·C_B/μ_B and C_E' = 10·C_E/μ_E with C_E = C_B·factor; converged when both peaks,
     measured with the current constants, are within digitisationAccuracy of 10 GeV.
     """
-    from ILCDIRAC.CalibrationSystem.Procedure.phases import PhaseOutcome  # phases.py registers this module
-
     if not summaries:
         raise FitError("phase 0 (ECalDigi): no worker summaries to analyse")
     accuracy = float(settings["digitisationAccuracy"])
@@ -135,4 +136,10 @@ def analyse(summaries, constants, settings):
                 f"{region}RelativeDeviation": (peak.mean - TRUTH_ENERGY) / TRUTH_ENERGY,
             }
         )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy))
+    plots = tuple(
+        Distribution.of_peak(
+            peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY
+        )
+        for region, peak in peaks.items()
+    )
+    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), plots)

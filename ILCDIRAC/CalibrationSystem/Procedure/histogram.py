@@ -64,6 +64,9 @@ class PeakFit:
     window_high: float
     method: str
     message: str
+    counts: np.ndarray  # the histogram the peak was taken from
+    edges: np.ndarray
+    amplitude: float | None  # of the accepted Gaussian; None for 'window-mean'
 
 
 def energy_histogram(values, accuracy, truth_energy):
@@ -228,7 +231,9 @@ def fit_peak(values, accuracy, truth_energy, fraction=0.9):
         fit = fit_gaussian(counts, edges, window)
     except FitError as error:
         notes.insert(0, f"Gaussian fit rejected ({error}); using the mean of the {fraction:.0%} window")
-        mean, sigma, method = window.mean, window.rms, "window-mean"
+        mean, sigma, method, amplitude = window.mean, window.rms, "window-mean", None
     else:
-        mean, sigma, method = fit.mean, fit.sigma, "gaussian"
-    return PeakFit(mean, sigma, entries, counts.size, window.low, window.high, method, "; ".join(notes))
+        mean, sigma, method, amplitude = fit.mean, fit.sigma, "gaussian", fit.amplitude
+    return PeakFit(
+        mean, sigma, entries, counts.size, window.low, window.high, method, "; ".join(notes), counts, edges, amplitude
+    )

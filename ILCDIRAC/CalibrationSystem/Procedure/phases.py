@@ -33,12 +33,17 @@ PHASE_TABLE = {
 
 @dataclass(frozen=True)
 class Phase:
-    """An implemented phase: how workers summarise their events and how the service analyses them."""
+    """An implemented phase: how workers summarise their events and how the service analyses them.
+
+    ``samples``: the samples a worker reconstructs for this phase. ``collect(outputs, settings)``
+    takes {sample: worker_output.ReconstructionOutput} and returns the summary arrays (exactly
+    ``summary_fields``); ``analyse(summaries, constants, settings)`` returns an
+    outcome.PhaseOutcome.
+    """
 
     id: int
     name: str
-    sample: str
-    truth_energy: float
+    samples: tuple[str, ...]
     iterative: bool
     constants: tuple[str, ...]
     summary_fields: dict[str, np.dtype]
@@ -46,40 +51,22 @@ class Phase:
     analyse: Callable
 
 
-@dataclass(frozen=True)
-class PhaseOutcome:
-    """Result of a phase analysis: the complete new constants, flat metrics, and the convergence verdict."""
-
-    constants: dict
-    metrics: dict
-    converged: bool
-
-
-def _phase(phase_id, sample, truth_energy, constants, summary_fields, module):
+def _phase(phase_id, module):
+    """The Phase of a module that defines SAMPLES, CONSTANTS, SUMMARY_FIELDS, collect and analyse."""
     spec = PHASE_TABLE[phase_id]
     return Phase(
         phase_id,
         spec.name,
-        sample,
-        truth_energy,
+        module.SAMPLES,
         spec.iterative,
-        constants,
-        summary_fields,
+        module.CONSTANTS,
+        module.SUMMARY_FIELDS,
         module.collect,
         module.analyse,
     )
 
 
-PHASES = {
-    0: _phase(
-        0,
-        "gamma",
-        ecal_digitisation.TRUTH_ENERGY,
-        ecal_digitisation.CONSTANTS,
-        ecal_digitisation.SUMMARY_FIELDS,
-        ecal_digitisation,
-    ),
-}
+PHASES = {0: _phase(0, ecal_digitisation)}
 
 
 def phase_label(phase_id):

@@ -125,7 +125,7 @@ def phases_to_run(settings):
 
 def required_samples(settings):
     """Sample types the phases that will run need."""
-    return {get_phase(position.phase).sample for position in phases_to_run(settings)}
+    return {sample for position in phases_to_run(settings) for sample in get_phase(position.phase).samples}
 
 
 def required_constants(settings):

@@ -8,6 +8,7 @@ detector model for those events.
 """
 import numpy as np
 
+from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
 from ILCDIRAC.CalibrationSystem.Procedure.steering import global_parameter, parse_steering, read_constants
 from ILCDIRAC.CalibrationSystem.Worker.detector_model import constants_used, simulate
 from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file, read_event_file
@@ -45,7 +46,8 @@ def _input_files(tree):
 
 
 def reconstruct(steering_content, settings, stage=1):
-    """PfoAnalysis columns of the events the steering file selects, with its constants.
+    """The ReconstructionOutput (PfoAnalysis columns) of the events the steering file selects,
+    reconstructed with its constants.
 
     Events [SkipNEvents, SkipNEvents + MaxRecordNumber) of the concatenated input files are used
     (MaxRecordNumber 0: all the rest; synthetic files have no run headers, so records = events).
@@ -73,5 +75,5 @@ def reconstruct(steering_content, settings, stage=1):
             pieces.append(simulate(sample, event_file.first_event + low - start, high - low, constants, truth, stage))
         start += event_file.events
     if not pieces:
-        return simulate(sample, files[0].first_event, 0, constants, truth, stage)
-    return {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
+        return ReconstructionOutput(simulate(sample, files[0].first_event, 0, constants, truth, stage))
+    return ReconstructionOutput({name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]})

@@ -83,23 +83,26 @@ class CalibrationWorker:
         return S_OK()
 
     def _summarise(self, phaseID, step, stage, parameters, setup, inputData):
-        """Reconstruct this worker's events with ``parameters``; return the phase's summary bytes."""
+        """Reconstruct this worker's events of every sample the phase needs with ``parameters``;
+        return the phase's summary bytes."""
         phase = get_phase(phaseID)
         settings = setup["settings"]
-        if phase.sample not in inputData:
-            raise ProcedureError(f"no {phase.sample} events were given to this worker")
-        files, skip, nEvents = inputData[phase.sample]
-        steering = render_steering(
-            setup["steeringFile"].encode(errors="surrogateescape"),
-            parameters,
-            settings,
-            {"LCIOInputFiles": " ".join(files), "SkipNEvents": str(skip), "MaxRecordNumber": str(nEvents)},
-        )
-        path = os.path.join(self.workDirectory, f"marlinSteeringFile_{stage}_{phaseID}_{step}.xml")
-        with open(path, "wb") as stream:
-            stream.write(steering)
-        columns = self.reconstruct(steering, settings)
-        return encode_summary(phaseID, phase.collect(columns, settings))
+        outputs = {}
+        for sample in phase.samples:
+            if sample not in inputData:
+                raise ProcedureError(f"no {sample} events were given to this worker")
+            files, skip, nEvents = inputData[sample]
+            steering = render_steering(
+                setup["steeringFile"].encode(errors="surrogateescape"),
+                parameters,
+                settings,
+                {"LCIOInputFiles": " ".join(files), "SkipNEvents": str(skip), "MaxRecordNumber": str(nEvents)},
+            )
+            path = os.path.join(self.workDirectory, f"marlinSteeringFile_{stage}_{phaseID}_{step}_{sample}.xml")
+            with open(path, "wb") as stream:
+                stream.write(steering)
+            outputs[sample] = self.reconstruct(steering, settings)
+        return encode_summary(phaseID, phase.collect(outputs, settings))
 
     def _call(self, method, *args):
         """Call the service; errors other than a refusal are retried with back-off until
