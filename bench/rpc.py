@@ -147,10 +147,9 @@ def _create_calibration(stack):
     from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
 
     samples = write_samples(stack.workdir / "bench-samples", events_per_file=100, files_per_sample=2)
-    steering = Path(samples["steeringFile"]).read_text()
     result = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))).createCalibration(
         {"gamma": samples["inputFiles"]["gamma"]}, {"gamma": samples["numberOfEventsPerFile"]["gamma"]},
-        {}, steering, SOFTWARE_VERSION, 2)
+        {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": 2})
     if not result["OK"]:
         raise RuntimeError(f"Cannot create the benchmark's calibration: {result['Message']}")
     return result["Value"]

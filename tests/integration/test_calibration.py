@@ -114,7 +114,9 @@ def test_bad_create_requests_are_refused_and_store_nothing(stack, samples, clien
         with open(samples["steeringFile"]) as stream:
             steering = stream.read()
     before = _count_calibrations(db)
-    result = clients["alice"]().createCalibration(files, counts, settings, steering, SOFTWARE_VERSION, jobs)
+    # The raw RPC: the service must defend itself whatever a client sends
+    result = clients["alice"]().executeRPC(files, counts, settings, steering, SOFTWARE_VERSION, jobs,
+                                           call="createCalibration")
     assert not result["OK"]
     assert message in result["Message"]
     assert _count_calibrations(db) == before

@@ -380,3 +380,20 @@ def test_entities_in_utf16_refused_after_parsing():
         parse_steering(content)
     utf16 = TEMPLATE.decode('ascii').replace('encoding="us-ascii"', 'encoding="UTF-16"').encode('utf-16')
     assert read_constants(utf16, ['CalibrECAL'], CLIC) == {'CalibrECAL': [37.5, 37.5]}
+
+
+def test_processor_parameters_are_set_and_read_back_by_processor_type():
+    pfo = steering.processor_name_of_type(TEMPLATE, 'PfoAnalysis')
+    assert pfo == 'MyPfoAnalysis'
+    rendered = render_steering(TEMPLATE, {}, CLIC, processor_parameters={
+        (pfo, 'RootFile'): '/work/pfoAnalysis.root',
+        ('MyDDMarlinPandora', 'PandoraSettingsXmlFile'): '/work/PandoraSettings/Training.xml',
+    })
+    assert steering.processor_parameter(rendered, pfo, 'RootFile') == '/work/pfoAnalysis.root'
+    assert steering.processor_parameter(rendered, 'MyDDMarlinPandora', 'PandoraSettingsXmlFile') == \
+        '/work/PandoraSettings/Training.xml'
+    assert steering.processor_parameter(rendered, pfo, 'NoSuchParameter') is None
+    with pytest.raises(SteeringError, match='0 processors of type Marlin'):
+        steering.processor_name_of_type(TEMPLATE, 'Marlin')
+    with pytest.raises(SteeringError, match='no <processor name="Nope">'):
+        render_steering(TEMPLATE, {}, CLIC, processor_parameters={('Nope', 'RootFile'): 'x'})

@@ -13,13 +13,28 @@ from DIRAC.Core.Base.Client import Client, createClient
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError
-from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
+from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings, validate_settings
 
 SERVICE = "Calibration/Calibration"
 MAX_STEERING_FILE_SIZE = 5 * 1024 * 1024
 
 #: What setConfig has been given: calibration settings, and events per file of LCIO samples.
 _config = {"settings": {}, "numberOfEventsPerFile": {}}
+
+
+#: Keys of a settings dict that describe the jobs rather than the procedure.
+JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion")
+
+
+def createCalibrationSettings(preset="CLIC"):
+    """A complete settings dict for a detector preset ('CLIC' or 'CLD'), to adjust and pass to
+    ``CalibrationClient().createCalibration``; 'steeringFile' and 'softwareVersion' must be set.
+
+    :return: dict of settings, or raises SettingsError for an unknown preset
+    """
+    settings = create_settings(preset)
+    settings.update(numberOfJobs=100, steeringFile=None, softwareVersion=None)
+    return settings
 
 
 @createClient(SERVICE)
@@ -29,6 +44,40 @@ class CalibrationClient(Client):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.setServer(SERVICE)
+
+    def createCalibration(self, inputFiles, numberOfEventsPerFile, settings):
+        """Create a calibration from explicit input files and a settings dict.
+
+        :param dict inputFiles: {sample type: [file, ...]} for 'gamma', 'muon', 'kaon', 'zuds'
+        :param dict numberOfEventsPerFile: {sample type: events in each file}
+        :param dict settings: e.g. from createCalibrationSettings(); besides the calibration
+            settings it holds numberOfJobs, steeringFile (a local path) and softwareVersion
+        :return: S_OK(calibrationID) or S_ERROR saying what is wrong
+        """
+        if not isinstance(settings, dict):
+            return S_ERROR(f"settings must be a dict, not {type(settings).__name__}")
+        procedure = {key: value for key, value in settings.items() if key not in JOB_KEYS}
+        steering = _readSteeringFile(settings.get("steeringFile"))
+        if not steering["OK"]:
+            return steering
+        return self.executeRPC(
+            inputFiles, numberOfEventsPerFile, procedure, steering["Value"], settings.get("softwareVersion"),
+            settings.get("numberOfJobs"), call="createCalibration",
+        )
+
+
+def _readSteeringFile(path):
+    """S_OK(text of a local steering file) or S_ERROR saying why it cannot be used."""
+    if not isinstance(path, str):
+        return S_ERROR(f"steeringFile must be the path of a steering file, not {type(path).__name__}")
+    try:
+        with open(path, "rb") as stream:
+            steering = stream.read(MAX_STEERING_FILE_SIZE + 1)
+    except OSError as error:
+        return S_ERROR(f"Cannot read the steering file {path!r}: {error.strerror}")
+    if len(steering) > MAX_STEERING_FILE_SIZE:
+        return S_ERROR(f"The steering file {path!r} is larger than {MAX_STEERING_FILE_SIZE} bytes")
+    return S_OK(steering.decode(errors="surrogateescape"))
 
 
 def setConfig(numberOfEventsPerFile=None, **settings):
@@ -62,23 +111,13 @@ def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
     :return: S_OK(calibrationID) or S_ERROR saying what is wrong
     """
     initializeDIRAC()
-    if not isinstance(steeringFile, str):
-        return S_ERROR(f"steeringFile must be the path of a steering file, not {type(steeringFile).__name__}")
-    try:
-        with open(steeringFile, "rb") as stream:
-            steering = stream.read(MAX_STEERING_FILE_SIZE + 1)
-    except OSError as error:
-        return S_ERROR(f"Cannot read the steering file {steeringFile!r}: {error.strerror}")
-    if len(steering) > MAX_STEERING_FILE_SIZE:
-        return S_ERROR(f"The steering file {steeringFile!r} is larger than {MAX_STEERING_FILE_SIZE} bytes")
     try:
         files, counts = discover_input_files(inputFiles, _config["numberOfEventsPerFile"])
     except ProcedureError as error:
         return S_ERROR(f"Calibration not created: {error}")
-    return CalibrationClient().createCalibration(
-        files, counts, dict(_config["settings"]), steering.decode(errors="surrogateescape"), softwareVersion,
-        numberOfJobs,
-    )
+    settings = dict(_config["settings"], steeringFile=steeringFile, softwareVersion=softwareVersion,
+                    numberOfJobs=numberOfJobs)
+    return CalibrationClient().createCalibration(files, counts, settings)
 
 
 def initializeDIRAC():

@@ -244,6 +244,20 @@ class CalibrationDB(DB):
             )
         return S_OK(steps)
 
+    def getFiles(self, calibrationID, names=None):
+        """S_OK({name: bytes}) of the files a calibration produced (all, or those in ``names``)."""
+        sql, args = "SELECT Name, Content FROM CalibrationFiles WHERE CalibrationID = %s", [calibrationID]
+        if names is not None:
+            if not names:
+                return S_OK({})
+            sql += f" AND Name IN ({', '.join(['%s'] * len(names))})"
+            args += list(names)
+        try:
+            rows = self._fetch(sql + " ORDER BY Name", args)
+        except _DBError as error:
+            return S_ERROR(str(error))
+        return S_OK({name: bytes(content) for name, content in rows})
+
     def getEvents(self, calibrationID):
         """S_OK(list of (time, source, message)) of a calibration, oldest first."""
         try:
@@ -340,6 +354,13 @@ class CalibrationDB(DB):
                          calibrationID),
                     )
                     self._insertStep(conn, calibrationID, step + 1, stage, phase, iteration, outcome.parameters, now)
+                if outcome.files:
+                    cursor = conn.cursor()
+                    cursor.executemany(
+                        "REPLACE INTO CalibrationFiles (CalibrationID, Name, Step, Content) VALUES (%s, %s, %s, %s)",
+                        [(calibrationID, name, step, content) for name, content in outcome.files.items()],
+                    )
+                    cursor.close()
                 self._logEvent(conn, calibrationID, "service", outcome.message)
         except _DBError as error:
             return S_ERROR(f"Could not advance calibration {calibrationID}: {error}")

@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS Steps (
   FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Files a calibration produced: plots of its steps, the merged photon likelihood.
+CREATE TABLE IF NOT EXISTS CalibrationFiles (
+  CalibrationID INT UNSIGNED NOT NULL,
+  Name VARCHAR(255) NOT NULL,
+  Step INT UNSIGNED NOT NULL,
+  Content LONGBLOB NOT NULL,
+  PRIMARY KEY (CalibrationID, Name),
+  FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 -- A log of what happened to each calibration, for users and administrators.
 CREATE TABLE IF NOT EXISTS CalibrationEvents (
   EventID BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,

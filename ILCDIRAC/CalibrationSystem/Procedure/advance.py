@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase, phase_label
+from ILCDIRAC.CalibrationSystem.Procedure.plots import render_plot
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position, next_position
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 
@@ -27,9 +28,13 @@ class StepState:
     parameters: dict
 
 
+#: File names under which a step's artifacts are kept with the calibration.
+ARTIFACT_FILES = {"photonLikelihood": "newPandoraLikelihoodData.xml"}
+
+
 @dataclass(frozen=True)
 class StepOutcome:
-    """What the analysis of a step decided."""
+    """What the analysis of a step decided, and the files (plots, artifacts) it produced."""
 
     status: str
     parameters: dict
@@ -37,6 +42,24 @@ class StepOutcome:
     next_position: Position | None
     message: str
     metrics: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+
+def plot_file_name(state, plot_name):
+    """Name of a step's plot among the calibration's files, sorted by step."""
+    return f"step{state.step:03d}_stage{state.stage}_phase{state.phase}_{plot_name}.png"
+
+
+def _files(state, outcome, metrics):
+    """PNGs of the step's plots and its artifacts; a plot that cannot be drawn is noted in the
+    metrics rather than failing the calibration."""
+    files = {ARTIFACT_FILES[name]: content for name, content in outcome.artifacts.items()}
+    for plot in outcome.plots:
+        try:
+            files[plot_file_name(state, plot.name)] = render_plot(plot)
+        except (TypeError, ValueError) as error:
+            metrics[f"plotError_{plot.name}"] = str(error)
+    return files
 
 
 def results_needed(number_of_jobs, settings):
@@ -57,10 +80,12 @@ def advance(state, contents, settings):
         outcome = phase.analyse(summaries, state.parameters, settings)
     except FitError as error:
         return StepOutcome(FAILED, state.parameters, False, None, f"Analysis of {where} failed: {error}")
+    metrics = dict(outcome.metrics)
+    files = _files(state, outcome, metrics)
     following = next_position(Position(state.stage, state.phase), outcome.converged, settings)
     if following is None:
         return StepOutcome(
-            FINISHED, outcome.constants, outcome.converged, None, f"Finished after {where}", outcome.metrics
+            FINISHED, outcome.constants, outcome.converged, None, f"Finished after {where}", metrics, files
         )
     repeats = following == Position(state.stage, state.phase)
     if repeats and state.iteration >= settings["nMaxIterationsPerPhase"]:
@@ -68,9 +93,9 @@ def advance(state, contents, settings):
             f"{phase.name} did not converge within nMaxIterationsPerPhase={settings['nMaxIterationsPerPhase']}"
             f" iterations ({where}); the constants reached so far are kept"
         )
-        return StepOutcome(FAILED, outcome.constants, False, None, message, outcome.metrics)
+        return StepOutcome(FAILED, outcome.constants, False, None, message, metrics, files)
     message = (
         f"{where} analysed: {'repeating' if repeats else 'moving on to'} {phase_label(following.phase)}"
         f" (stage {following.stage})"
     )
-    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following, message, outcome.metrics)
+    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following, message, metrics, files)

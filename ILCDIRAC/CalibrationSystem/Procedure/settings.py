@@ -34,6 +34,13 @@ DEFAULT_SETTINGS = {
     'ecalEndcapCosThetaRange': [0.8, 0.92],
     'hcalBarrelCosThetaRange': [0.2, 0.6],
     'hcalEndcapCosThetaRange': [0.8, 0.9],
+    # CalibrHCALOther (phase 2): absorber and scintillator thicknesses (mm) of the HCal endcap
+    # and ring, and whether to keep the reference's extra T_K/mu_endcap factor (physics.md 2.3.5).
+    'hcalEndcapAbsorberThickness': 20.0,
+    'hcalEndcapScintillatorThickness': 3.0,
+    'hcalRingAbsorberThickness': 20.0,
+    'hcalRingScintillatorThickness': 3.0,
+    'hcalOtherEndcapMeanCorrection': True,
 }
 
 #: Detector-specific values; ``create_settings`` lays them over DEFAULT_SETTINGS.
@@ -153,6 +160,11 @@ _CHECKS = {
     'ecalEndcapCosThetaRange': _cos_range,
     'hcalBarrelCosThetaRange': _cos_range,
     'hcalEndcapCosThetaRange': _cos_range,
+    'hcalEndcapAbsorberThickness': _positive,
+    'hcalEndcapScintillatorThickness': _positive,
+    'hcalRingAbsorberThickness': _positive,
+    'hcalRingScintillatorThickness': _positive,
+    'hcalOtherEndcapMeanCorrection': _boolean,
 }
 
 

@@ -115,6 +115,21 @@ def read_constants(content, names, settings):
     return constants
 
 
+def processor_name_of_type(content, processor_type):
+    """The name of the one processor of ``processor_type`` (e.g. 'PfoAnalysis')."""
+    root = _as_tree(content).getroot()
+    found = root.xpath('processor[@type=$type] | group/processor[@type=$type]', type=processor_type)
+    if len(found) != 1:
+        raise SteeringError(f'steering file has {len(found)} processors of type {processor_type}: it needs exactly one')
+    return found[0].get('name')
+
+
+def processor_parameter(content, processor, name):
+    """Value of a parameter of the processor named ``processor``, or None if it is not set."""
+    parameter = _parameter(_processor(_as_tree(content).getroot(), processor), name)
+    return None if parameter is None else _value(parameter)
+
+
 def global_parameter(content, name):
     """Value of a <global> parameter (e.g. LCIOInputFiles), or None if it is not set."""
     root = _as_tree(content).getroot()
@@ -167,12 +182,14 @@ def _check_global_parameters(global_parameters):
                                 'use a non-empty name and a str (or int) value')
 
 
-def render_steering(template, constants, settings, global_parameters=None):
+def render_steering(template, constants, settings, global_parameters=None, processor_parameters=None):
     """Return the steering file ``template`` with the constants and <global> parameters written in.
 
     Every constant goes into its processor as element text (a 'value' attribute is dropped; a
     missing <parameter> is appended). The settings also decide MaxClusterEnergyToApplySoftComp = 0
     (disableSoftwareCompensation) and ECALLayers (when nEcalThickLayers > 0).
+    ``processor_parameters`` maps (processor name, parameter name) to a text to set (e.g. the
+    PfoAnalysis RootFile or DDMarlinPandora's PandoraSettingsXmlFile of a step).
     """
     if not isinstance(constants, dict):
         raise SteeringError(f'constants must be a dict name -> value, got {type(constants).__name__}')
@@ -193,4 +210,6 @@ def render_steering(template, constants, settings, global_parameters=None):
             _append(root, section)
         for name, value in global_parameters.items():
             _set_parameter(section, name, str(value))
+    for (processor, name), value in (processor_parameters or {}).items():
+        _set_parameter(_processor(root, processor), name, str(value))
     return etree.tostring(tree, xml_declaration=True, encoding='UTF-8')

@@ -12,9 +12,17 @@ from DIRAC.Core.DISET.private.TransportPool import getGlobalTransportPool
 from DIRAC.Core.Security import Properties
 
 from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import FINISHED, RUNNING, CalibrationDB
-from ILCDIRAC.CalibrationSystem.Procedure.advance import FAILED, StepOutcome, StepState, advance, results_needed
+from ILCDIRAC.CalibrationSystem.Procedure.advance import (
+    ARTIFACT_FILES,
+    FAILED,
+    StepOutcome,
+    StepState,
+    advance,
+    results_needed,
+)
 from ILCDIRAC.CalibrationSystem.Procedure.creation import plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 
@@ -45,6 +53,7 @@ class CalibrationHandler(RequestHandler):
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
         cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
         cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
+        cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
         return S_OK()
 
     def initialize(self):
@@ -183,7 +192,9 @@ class CalibrationHandler(RequestHandler):
         :param int calibrationID: the calibration
         :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
             'steeringFile' (the user's steering file with the final constants), 'settings',
-            'history' (constants and metrics of every step)}); S_ERROR while it is not finished
+            'steeringFileInput' (as given), 'history' (constants and metrics of every step),
+            'files' ({name: content}: the plots of every step, convergence.png and, after the
+            photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not finished
         """
         result = self._ownCalibration(calibrationID)
         if not result["OK"]:
@@ -199,13 +210,15 @@ class CalibrationHandler(RequestHandler):
             )
         steering = self.calibrationDB.getSteeringFile(calibrationID)
         history = self.calibrationDB.getSteps(calibrationID)
-        for answer in (steering, history):
+        files = self.calibrationDB.getFiles(calibrationID)
+        for answer in (steering, history, files):
             if not answer["OK"]:
                 return answer
         try:
             finalSteering = render_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
-        except ProcedureError as error:
-            return S_ERROR(f"Cannot write the final steering file of calibration {calibrationID}: {error}")
+            files["Value"]["convergence.png"] = convergence_plot(history["Value"])
+        except (ProcedureError, ValueError) as error:
+            return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
         return S_OK(
             {
                 "calibrationID": calibrationID,
@@ -213,8 +226,10 @@ class CalibrationHandler(RequestHandler):
                 "statusMessage": calibration["StatusMessage"],
                 "parameters": calibration["Parameters"],
                 "steeringFile": finalSteering.decode(),
+                "steeringFileInput": steering["Value"].decode(errors="surrogateescape"),
                 "settings": calibration["Settings"],
                 "history": history["Value"],
+                "files": files["Value"],
             }
         )
 
@@ -276,6 +291,24 @@ class CalibrationHandler(RequestHandler):
             }
         )
 
+    types_getNewPhotonLikelihood = [_INT]
+
+    def export_getNewPhotonLikelihood(self, calibrationID):
+        """The photon likelihood merged at the end of the training (stage 2), for stage 3.
+
+        :return: S_OK(bytes of the merged likelihood XML), or S_ERROR while it does not exist yet
+        """
+        result = self._ownCalibration(calibrationID)
+        if not result["OK"]:
+            return result
+        name = ARTIFACT_FILES["photonLikelihood"]
+        files = self.calibrationDB.getFiles(calibrationID, [name])
+        if not files["OK"]:
+            return files
+        if name not in files["Value"]:
+            return S_ERROR(f"Calibration {calibrationID} has no merged photon likelihood yet")
+        return S_OK(files["Value"][name])
+
     types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes)]
 
     def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content):
@@ -309,6 +342,8 @@ class CalibrationHandler(RequestHandler):
         if not result["OK"]:
             return result
         if result["Value"]:
+            if self.advanceOnLastResult:
+                self._advanceIfComplete(calibration)
             return S_OK({"Stored": True, "Message": f"Result of worker {workerID} for step {stepID} stored"})
         if stepID != calibration["Step"] or calibration["Status"] != RUNNING:
             message = f"Step {stepID} is over (calibration at step {calibration['Step']}, {calibration['Status']})"
@@ -330,21 +365,31 @@ class CalibrationHandler(RequestHandler):
             return result
         report = {}
         for calibration in result["Value"]:
-            calibrationID = calibration["CalibrationID"]
-            counted = self.calibrationDB.countResults(calibrationID, calibration["Step"])
-            if not counted["OK"]:
-                report[calibrationID] = f"Error: {counted['Message']}"
-                continue
-            if counted["Value"] < results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
-                continue
-            advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
-            if not advanced["OK"]:
-                self.log.error("Step advancement failed", advanced["Message"])
-                report[calibrationID] = f"Error: {advanced['Message']}"
-            elif advanced["Value"] is not None:
-                self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
-                report[calibrationID] = advanced["Value"].message
+            message = self._advanceIfComplete(calibration)
+            if message:
+                report[calibration["CalibrationID"]] = message
         return S_OK(report)
+
+    def _advanceIfComplete(self, calibration):
+        """Analyse the calibration's current step if it has enough results: what happened, or None.
+
+        Called by the agent's cycle and, at once, when the result completing a step arrives;
+        the DB transaction makes sure a step is analysed only once whoever calls first.
+        """
+        calibrationID = calibration["CalibrationID"]
+        counted = self.calibrationDB.countResults(calibrationID, calibration["Step"])
+        if not counted["OK"]:
+            return f"Error: {counted['Message']}"
+        if counted["Value"] < results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
+            return None
+        advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
+        if not advanced["OK"]:
+            self.log.error("Step advancement failed", advanced["Message"])
+            return f"Error: {advanced['Message']}"
+        if advanced["Value"] is None:
+            return None
+        self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
+        return advanced["Value"].message
 
 
 def _decideStep(calibration, contents):

@@ -12,8 +12,18 @@ from DIRAC import S_ERROR, S_OK, gLogger
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase
-from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
+from ILCDIRAC.CalibrationSystem.Procedure.steering import (
+    processor_name_of_type,
+    processor_parameter,
+    render_steering,
+)
 from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
+    MERGED_LIKELIHOOD,
+    PACKAGE_TRAINING_SETTINGS,
+    write_calibration_settings,
+    write_training_settings,
+)
 
 
 class CalibrationWorker:
@@ -87,22 +97,57 @@ class CalibrationWorker:
         return the phase's summary bytes."""
         phase = get_phase(phaseID)
         settings = setup["settings"]
+        template = setup["steeringFile"].encode(errors="surrogateescape")
+        stepParameters = self._stepParameters(stage, template, settings)
         outputs = {}
         for sample in phase.samples:
             if sample not in inputData:
                 raise ProcedureError(f"no {sample} events were given to this worker")
             files, skip, nEvents = inputData[sample]
             steering = render_steering(
-                setup["steeringFile"].encode(errors="surrogateescape"),
+                template,
                 parameters,
                 settings,
                 {"LCIOInputFiles": " ".join(files), "SkipNEvents": str(skip), "MaxRecordNumber": str(nEvents)},
+                stepParameters,
             )
             path = os.path.join(self.workDirectory, f"marlinSteeringFile_{stage}_{phaseID}_{step}_{sample}.xml")
             with open(path, "wb") as stream:
                 stream.write(steering)
             outputs[sample] = self.reconstruct(steering, settings)
         return encode_summary(phaseID, phase.collect(outputs, settings))
+
+    def _stepParameters(self, stage, template, settings):
+        """Processor parameters a stage sets: the PfoAnalysis output in the work directory, and
+        the PandoraSettings of the photon training (stage 2) or of the merged likelihood (stage 3)."""
+        pandora = settings["DDPandoraPFANewProcessorName"]
+        configured = processor_parameter(template, pandora, "PandoraSettingsXmlFile")
+        parameters = {
+            (processor_name_of_type(template, "PfoAnalysis"), "RootFile"): os.path.join(
+                os.path.abspath(self.workDirectory), "pfoAnalysis.root"
+            )
+        }
+        if stage == 2:
+            parameters[(pandora, "PandoraSettingsXmlFile")] = write_training_settings(
+                self.workDirectory, PACKAGE_TRAINING_SETTINGS
+            )
+        elif stage == 3:
+            parameters[(pandora, "PandoraSettingsXmlFile")] = write_calibration_settings(
+                self.workDirectory, self._mergedLikelihood(), configured
+            )
+        return parameters
+
+    def _mergedLikelihood(self):
+        """The stage-2 likelihood, fetched once from the service (waiting while it is not there)."""
+        path = os.path.join(self.workDirectory, MERGED_LIKELIHOOD)
+        if not os.path.exists(path):
+            result = self._call("getNewPhotonLikelihood", self.calibrationID)
+            if not result["OK"]:
+                raise ProcedureError(f"no merged photon likelihood: {result['Message']}")
+            content = result["Value"]
+            with open(path, "wb") as stream:
+                stream.write(content.encode(errors="surrogateescape") if isinstance(content, str) else content)
+        return path
 
     def _call(self, method, *args):
         """Call the service; errors other than a refusal are retried with back-off until
