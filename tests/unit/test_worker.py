@@ -146,11 +146,12 @@ def clock(monkeypatch):
 
 def _worker(service, clock, tmp_path, reconstruct=None, **timing):
     timing = dict({"pollingTime": 1.0, "maxPollingTime": 5.0, "serviceTimeout": 60.0}, **timing)
+    reconstruct = reconstruct or FakeReconstruction()
     return CalibrationWorker(
         service,
         CALIBRATION_ID,
         WORKER_ID,
-        reconstruct or FakeReconstruction(),
+        lambda setup, inputData: reconstruct,
         workDirectory=str(tmp_path),
         sleep=clock.sleep,
         **timing,

@@ -29,18 +29,20 @@ from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
 class CalibrationWorker:
     """One worker of one calibration."""
 
-    def __init__(self, client, calibrationID, workerID, reconstruct, workDirectory=".", pollingTime=2.0,
+    def __init__(self, client, calibrationID, workerID, reconstructionFor, workDirectory=".", pollingTime=2.0,
                  maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
         """
         :param client: a CalibrationClient (or anything with the service's methods)
-        :param reconstruct: callable(steering bytes, settings) -> PfoAnalysis columns
+        :param reconstructionFor: callable(setup, inputData) -> reconstruct, where
+            reconstruct(steering bytes, settings) -> worker_output.ReconstructionOutput
         :param float pollingTime: first wait between two polls; doubled up to ``maxPollingTime``
         :param float serviceTimeout: how long the service may fail to answer before giving up
         """
         self.client = client
         self.calibrationID = calibrationID
         self.workerID = workerID
-        self.reconstruct = reconstruct
+        self.reconstructionFor = reconstructionFor
+        self.reconstruct = None
         self.workDirectory = workDirectory
         self.pollingTime = pollingTime
         self.maxPollingTime = maxPollingTime
@@ -56,6 +58,10 @@ class CalibrationWorker:
         inputData = self._call("getInputDataDict", self.calibrationID, self.workerID)
         if not inputData["OK"]:
             return inputData
+        try:
+            self.reconstruct = self.reconstructionFor(setup["Value"], inputData["Value"])
+        except ProcedureError as error:
+            return S_ERROR(f"Worker {self.workerID} cannot reconstruct: {error}")
         step, processed, wait = -1, 0, self.pollingTime
         while True:
             result = self._call("getNewParameters", self.calibrationID, step)

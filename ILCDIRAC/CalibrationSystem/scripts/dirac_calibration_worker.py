@@ -8,17 +8,27 @@ reports the result, and waits for the next step until the calibration ends.
 Example:
   $ dirac-calibration-worker --calibration-id 3 --worker-id 12
 """
+import os
+
 from DIRAC.Core.Base.Script import Script
 
 
 @Script()
 def main():
-    defaults = {"polling-time": "2", "max-polling-time": "10", "service-timeout": "600"}
+    defaults = {
+        "polling-time": "2",
+        "max-polling-time": "10",
+        "service-timeout": "600",
+        "reconstruction": "auto",
+        "ilcsoft-init": None,
+    }
     Script.registerSwitch("", "calibration-id=", "ID of the calibration (required)")
     Script.registerSwitch("", "worker-id=", "ID of this worker within the calibration (required)")
     Script.registerSwitch("", "polling-time=", "first wait between polls, seconds (default 2)")
     Script.registerSwitch("", "max-polling-time=", "longest wait between polls, seconds (default 10)")
     Script.registerSwitch("", "service-timeout=", "how long the service may be unreachable, seconds (default 600)")
+    Script.registerSwitch("", "reconstruction=", "auto (default), builtin (detector model) or marlin")
+    Script.registerSwitch("", "ilcsoft-init=", "iLCSoft init script for Marlin; '{version}' is the release")
     switches, _ = Script.parseCommandLine(ignoreErrors=False)
     options = dict(defaults, **dict(switches))
 
@@ -26,7 +36,7 @@ def main():
     from DIRAC import gLogger
 
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-    from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
+    from ILCDIRAC.CalibrationSystem.Worker.reconstruction import choose_reconstruction
     from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
 
     try:
@@ -40,7 +50,9 @@ def main():
         CalibrationClient(),
         calibrationID,
         workerID,
-        reconstruct,
+        lambda setup, inputData: choose_reconstruction(
+            options["reconstruction"], setup, inputData, os.getcwd(), options["ilcsoft-init"]
+        ),
         pollingTime=timing["polling-time"],
         maxPollingTime=timing["max-polling-time"],
         serviceTimeout=timing["service-timeout"],

@@ -1,0 +1,29 @@
+"""Which reconstruction a worker runs: iLCSoft's Marlin, or the built-in detector model.
+
+The built-in model reads only synthetic event files, Marlin only real ones; 'auto' looks at the
+worker's input files and takes the one that can read them.
+"""
+from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
+from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct as builtin_reconstruct
+from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
+from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file
+
+MODES = ("auto", "builtin", "marlin")
+
+
+def choose_reconstruction(mode, setup, input_data, work_directory, init_script=None):
+    """The reconstruct callable for a worker.
+
+    :param str mode: 'auto', 'builtin' or 'marlin'
+    :param dict setup: the calibration setup from the service (softwareVersion, settings, ...)
+    :param dict input_data: {sample: [files, skip, events]} of this worker
+    :param str init_script: the iLCSoft init script (template with '{version}') for Marlin
+    """
+    if mode not in MODES:
+        raise SettingsError(f"Unknown reconstruction {mode!r}: use one of {', '.join(MODES)}")
+    files = [name for sample_files, _, _ in input_data.values() for name in sample_files]
+    if mode == "auto":
+        mode = "builtin" if files and all(is_synthetic_file(name) for name in files) else "marlin"
+    if mode == "builtin":
+        return builtin_reconstruct
+    return MarlinReconstruction(setup["softwareVersion"], work_directory, init_script)

@@ -1,0 +1,75 @@
+"""The worker's stage handling: PandoraSettings of the training (stage 2) and of the merged
+likelihood (stage 3), the likelihood fetched once, and the choice of the reconstruction."""
+import os
+
+import pytest
+from DIRAC import S_ERROR, S_OK
+from lxml import etree
+
+from test_worker import FakeReconstruction, FakeService, _parameterSet, _worker, clock  # noqa: F401
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.steering import processor_parameter
+from ILCDIRAC.CalibrationSystem.Worker import reconstruction
+from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct as builtin
+from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
+
+
+class LikelihoodService(FakeService):
+    """Serves the merged likelihood after ``unavailable`` refusals."""
+
+    def __init__(self, steps, unavailable=0):
+        super().__init__(steps)
+        self.unavailable = unavailable
+
+    def getNewPhotonLikelihood(self, calibrationID):
+        self.calls.append(("getNewPhotonLikelihood", calibrationID))
+        if self.unavailable:
+            self.unavailable -= 1
+            return S_ERROR("no merged photon likelihood yet")
+        return S_OK("<NSignalEvents>1 2</NSignalEvents>")
+
+
+def _stage(step, stage):
+    return dict(_parameterSet(step), currentStage=stage)
+
+
+def _pandora_settings(steering):
+    return processor_parameter(steering, "MyDDMarlinPandora", "PandoraSettingsXmlFile")
+
+
+def test_stage_2_uses_training_settings_and_stage_3_the_merged_likelihood(clock, tmp_path):
+    service = LikelihoodService([_stage(0, 2), _stage(1, 3), _stage(2, 3)], unavailable=2)
+    reconstruction = FakeReconstruction()
+
+    assert _worker(service, clock, tmp_path, reconstruction).run()["OK"]
+
+    training, stage3, again = (_pandora_settings(s) for s in reconstruction.steerings)
+    assert training == str(tmp_path / "PandoraSettingsPhotonTraining.xml")
+    algorithm = etree.parse(training).find(".//algorithm[@type='PhotonReconstruction']")
+    assert algorithm.findtext("ShouldMakePdfHistograms") == "true"
+    assert algorithm.findtext("HistogramFile") == str(tmp_path / "PandoraLikelihoodDataPhotonTraining.xml")
+    assert stage3 == again == str(tmp_path / "PandoraSettingsCalibration.xml")
+    merged = etree.parse(stage3).find(".//algorithm[@type='PhotonReconstruction']").findtext("HistogramFile")
+    assert merged == str(tmp_path / "newPhotonLikelihood.xml")
+    assert open(merged).read() == "<NSignalEvents>1 2</NSignalEvents>"
+    assert len([c for c in service.calls if c[0] == "getNewPhotonLikelihood"]) == 3  # 2 waits, then once
+    root_file = processor_parameter(reconstruction.steerings[0], "MyPfoAnalysis", "RootFile")
+    assert root_file == os.path.join(str(tmp_path), "pfoAnalysis.root")
+
+
+def test_stage_1_keeps_the_configured_pandora_settings(clock, tmp_path):
+    reconstruction = FakeReconstruction()
+    assert _worker(FakeService([_parameterSet(0)]), clock, tmp_path, reconstruction).run()["OK"]
+    assert _pandora_settings(reconstruction.steerings[0]) == "PandoraSettingsDefault.xml"
+
+
+def test_reconstruction_is_chosen_by_the_input_files(tmp_path):
+    setup = {"softwareVersion": "ILCSoft-2019-04-01_gcc62"}
+    synthetic = {"gamma": [["/d/gamma_10GeV_000.synthetic.json"], 0, 10]}
+    lcio = {"gamma": [["/d/gamma_10GeV_000.slcio"], 0, 10]}
+    assert reconstruction.choose_reconstruction("auto", setup, synthetic, str(tmp_path)) is builtin
+    assert isinstance(reconstruction.choose_reconstruction("auto", setup, lcio, str(tmp_path)), MarlinReconstruction)
+    assert reconstruction.choose_reconstruction("builtin", setup, lcio, str(tmp_path)) is builtin
+    with pytest.raises(SettingsError, match="Unknown reconstruction 'geant4'"):
+        reconstruction.choose_reconstruction("geant4", setup, synthetic, str(tmp_path))
