@@ -57,15 +57,15 @@ def _client_loop(conn, proxy):
     client = CalibrationClient(proxyLocation=proxy)
     conn.send("started")
     while (command := conn.recv()) is not None:
-        _, calibrationID, step, calls = command
-        warm = client.getNewParameters(calibrationID, step)
+        _, (calibrationID, credential), step, calls = command
+        warm = client.getNewParameters(calibrationID, step, credential)
         conn.send(None if warm["OK"] else warm["Message"])
         conn.recv()
         latencies, errors = [], []
         start = time.perf_counter()
         for _ in range(calls):
             before = time.perf_counter()
-            result = client.getNewParameters(calibrationID, step)
+            result = client.getNewParameters(calibrationID, step, credential)
             latencies.append(time.perf_counter() - before)
             if not result["OK"]:
                 errors.append(result["Message"])
@@ -102,12 +102,12 @@ class ClientPool:
         except EOFError:
             raise RuntimeError("a client process died; its traceback is printed above") from None
 
-    def run(self, n_clients, calibrationID, step, calls, service):
+    def run(self, n_clients, calibration, step, calls, service):
         """One row: the first ``n_clients`` clients make ``calls`` calls each, all at once."""
         deadline = time.monotonic() + ROW_TIMEOUT
         active = self.conns[:n_clients]
         for conn in active:
-            conn.send(("run", calibrationID, step, calls))
+            conn.send(("run", calibration, step, calls))
         warm_errors = [message for conn in active if (message := self._receive(conn, deadline))]
         if warm_errors:
             raise RuntimeError(f"getNewParameters failed before the measurement: {warm_errors[0]}")
@@ -142,7 +142,8 @@ def _cpu_seconds(process):
 
 
 def _create_calibration(stack):
-    """One calibration of alice at step 0 (the agent is stopped, so it stays there)."""
+    """One calibration of alice at step 0 (the agent is stopped, so it stays there), and the
+    credential its workers call with."""
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
     from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
 
@@ -152,7 +153,10 @@ def _create_calibration(stack):
         {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": 2})
     if not result["OK"]:
         raise RuntimeError(f"Cannot create the benchmark's calibration: {result['Message']}")
-    return result["Value"]
+    credential = CalibrationClient(useCertificates=True).getWorkerCredential(result["Value"])
+    if not credential["OK"]:
+        raise RuntimeError(f"Cannot get the workers' credential: {credential['Message']}")
+    return result["Value"], credential["Value"]
 
 
 def _set_tcp_nodelay(stack, enabled):
@@ -186,14 +190,15 @@ def _print_table(rows):
         print("  ".join(cell.rjust(width) for cell, width in zip(cells, widths)))
 
 
-def _warm_up(calibrationID, proxy):
+def _warm_up(calibration, proxy):
     """A fresh service connects to the DB and imports lazily on its first calls: not measured.
     Also checks that the replies are still the ones the rows are named after."""
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
 
+    calibrationID, credential = calibration
     client = CalibrationClient(proxyLocation=proxy)
     for reply, step in [*STEPS.items()] * WARM_UP_CALLS:
-        result = client.getNewParameters(calibrationID, step)
+        result = client.getNewParameters(calibrationID, step, credential)
         if not result["OK"]:
             raise RuntimeError(f"getNewParameters fails on the restarted service: {result['Message']}")
         if (result["Value"] is None) != (reply == "poll"):
@@ -219,7 +224,7 @@ def main(argv=None):
 
         DIRAC.initialize(require_auth=False)
         proxy = str(stack.pki.proxy("alice"))
-        calibrationID = _create_calibration(stack)
+        calibration = _create_calibration(stack)
         pool = ClientPool(max(n for _, n, _ in plan), proxy)
         current = None
         for index, (reply, n_clients, calls) in enumerate(plan):
@@ -228,8 +233,8 @@ def main(argv=None):
             for nodelay in (False, True) if index % 2 == 0 else (True, False):
                 if nodelay != current:
                     service, current = _set_tcp_nodelay(stack, nodelay), nodelay
-                    _warm_up(calibrationID, proxy)
-                measured[reply, n_clients, nodelay] = pool.run(n_clients, calibrationID, STEPS[reply], calls, service)
+                    _warm_up(calibration, proxy)
+                measured[reply, n_clients, nodelay] = pool.run(n_clients, calibration, STEPS[reply], calls, service)
                 print(f"[{time.monotonic() - began:5.1f} s] measured TCP_NODELAY={nodelay} clients={n_clients} "
                       f"reply={reply}", file=sys.stderr)
         ok = True

@@ -115,8 +115,8 @@ def test_bad_create_requests_are_refused_and_store_nothing(stack, samples, clien
             steering = stream.read()
     before = _count_calibrations(db)
     # The raw RPC: the service must defend itself whatever a client sends
-    result = clients["alice"]().executeRPC(files, counts, settings, steering, SOFTWARE_VERSION, jobs,
-                                           call="createCalibration")
+    job = {"steeringFile": steering, "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": jobs}
+    result = clients["alice"]().executeRPC(files, counts, settings, job, call="createCalibration")
     assert not result["OK"]
     assert message in result["Message"]
     assert _count_calibrations(db) == before
@@ -181,6 +181,7 @@ def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, cli
 
     calibrationID, _ = reference_run
     alice = clients["alice"]()
+    credential = clients["host"]().getWorkerCredential(calibrationID)["Value"]
     good = encode_summary(0, {"barrel": np.full(10, 10.0, np.float32), "endcap": np.full(10, 10.0, np.float32)})
 
     def stored():
@@ -190,14 +191,16 @@ def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, cli
         return cursor.fetchone()
 
     before = stored()
-    stale = alice.submitResult(calibrationID, 1, 0, 0, 0, good)
+    stale = alice.submitResult(calibrationID, 1, 0, 0, 0, good, credential)
     assert stale["OK"] and not stale["Value"]["Stored"] and "over" in stale["Value"]["Message"]
-    garbage = alice.submitResult(calibrationID, 1, 0, 1, 0, b"\x00not a summary")
+    garbage = alice.submitResult(calibrationID, 1, 0, 1, 0, b"\x00not a summary", credential)
     assert not garbage["OK"] and garbage["Refused"] and "Result refused" in garbage["Message"]
-    wrongWorker = alice.submitResult(calibrationID, 1, 0, 1, WORKERS, good)
+    wrongWorker = alice.submitResult(calibrationID, 1, 0, 1, WORKERS, good, credential)
     assert not wrongWorker["OK"] and "has no worker" in wrongWorker["Message"]
-    wrongPhase = alice.submitResult(calibrationID, 1, 3, 1, 0, good)
+    wrongPhase = alice.submitResult(calibrationID, 1, 3, 1, 0, good, credential)
     assert not wrongPhase["OK"] and "stage 1 phase 0" in wrongPhase["Message"]
-    notMine = clients["bob"]().submitResult(calibrationID, 1, 0, 1, 0, good)
+    notMine = clients["bob"]().submitResult(calibrationID, 1, 0, 1, 0, good, credential)
     assert not notMine["OK"] and "does not exist" in notMine["Message"]
+    noCredential = alice.submitResult(calibrationID, 1, 0, 1, 0, good, "guess")
+    assert not noCredential["OK"] and "worker credential" in noCredential["Message"]
     assert stored() == before

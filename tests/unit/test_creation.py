@@ -11,13 +11,18 @@ FILES = {"gamma": [f"/data/gamma/10/g_{i}.slcio" for i in range(3)], "muon": ["/
 COUNTS = {"gamma": 100, "muon": 100}
 
 
+ECAL_ONLY = {"stopStage": 1, "stopPhase": 0}
+
+
 def plan(**changes):
-    arguments = dict(
-        input_files=FILES, events_per_file=COUNTS, settings={}, steering_file=STEERING,
-        software_version="ILCSoft-2019-04-01_gcc62", number_of_jobs=7,
-    )
-    arguments.update(changes)
-    return plan_calibration(**arguments)
+    arguments = dict(input_files=FILES, events_per_file=COUNTS, settings=ECAL_ONLY)
+    job = dict(steeringFile=STEERING, softwareVersion="ILCSoft-2019-04-01_gcc62", numberOfJobs=7)
+    for key, value in changes.items():
+        if key in arguments:
+            arguments[key] = value
+        else:
+            job[key] = value
+    return plan_calibration(job=job, **arguments)
 
 
 def test_a_good_request_is_planned_without_losing_events():
@@ -40,13 +45,13 @@ def test_sample_keys_are_case_insensitive():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"number_of_jobs": "7"}, "numberOfJobs must be an integer"),
-        ({"number_of_jobs": True}, "numberOfJobs must be an integer"),
-        ({"number_of_jobs": 0}, "numberOfJobs must be between 1"),
-        ({"number_of_jobs": 301}, "events"),
-        ({"software_version": ""}, "softwareVersion must be a non-empty string"),
-        ({"software_version": "v 1"}, "no spaces"),
-        ({"software_version": 3}, "softwareVersion must be a non-empty string"),
+        ({"numberOfJobs": "7"}, "numberOfJobs must be an integer"),
+        ({"numberOfJobs": True}, "numberOfJobs must be an integer"),
+        ({"numberOfJobs": 0}, "numberOfJobs must be between 1"),
+        ({"numberOfJobs": 301}, "events"),
+        ({"softwareVersion": ""}, "softwareVersion must be a non-empty string"),
+        ({"softwareVersion": "v 1"}, "no spaces"),
+        ({"softwareVersion": 3}, "softwareVersion must be a non-empty string"),
         ({"input_files": []}, "inputFiles must be a non-empty dict"),
         ({"input_files": {"muon": FILES["muon"]}, "events_per_file": {"muon": 100}}, "Missing input samples ['gamma']"),
         ({"input_files": {"gamma": FILES["gamma"], "photon": ["x"]}}, "unknown sample type 'photon'"),
@@ -58,10 +63,17 @@ def test_sample_keys_are_case_insensitive():
         ({"events_per_file": {"gamma": 2.5, "muon": 1}}, "must be a positive integer"),
         ({"settings": {"digitisationAccuracy": "0.05"}}, "digitisationAccuracy"),
         ({"settings": {"noSuchSetting": 1}}, "noSuchSetting"),
-        ({"settings": {"stopPhase": 4}}, "not implemented"),
-        ({"steering_file": b"<marlin>"}, "steering"),
-        ({"steering_file": b"<marlin/>"}, "MyDDCaloDigi"),
-        ({"steering_file": STEERING.replace(b"CalibrECAL", b"CalibrXXXX")}, "CalibrECAL"),
+        ({"settings": {}}, "Missing input samples ['kaon', 'zuds']"),
+        ({"settings": {"startStage": 2, "startPhase": 0}}, "is not a phase"),
+        ({"steeringFile": b"<marlin>"}, "steering"),
+        ({"steeringFile": b"<marlin/>"}, "MyDDCaloDigi"),
+        ({"steeringFile": STEERING.replace(b"CalibrECAL", b"CalibrXXXX")}, "CalibrECAL"),
+        ({"steeringFile": "<marlin/>"}, "steering file's content"),
+        ({"outputPath": "relative/dir"}, "must be an absolute path"),
+        ({"outputPath": "/ilc/user/a/../b"}, "without '..'"),
+        ({"outputSE": "CERN SRM"}, "not a storage element"),
+        ({"outputSE": 3}, "must be strings"),
+        ({"priority": 3}, "unknown job options ['priority']"),
     ],
 )
 def test_bad_requests_are_refused_with_a_reason(changes, message):

@@ -36,8 +36,6 @@ def test_phase_registry():
 
 
 def test_get_phase_refusals():
-    with pytest.raises(ProcedureError, match=r"phase 1 \(HCalDigi\) is not implemented"):
-        get_phase(1)
     for bad in (6, -1, "0", True):
         with pytest.raises(ProcedureError, match="Unknown calibration phase"):
             get_phase(bad)
@@ -83,10 +81,13 @@ def test_next_position_refuses_invalid_position():
         next_position(Position(2, 0), True, _settings())
 
 
-def test_check_sequence_accepts_implemented_runs():
-    for start, stop in [((1, 0), (1, 0)), ((3, 0), (3, 0))]:
+def test_check_sequence_accepts_valid_runs():
+    for start, stop in [((1, 0), (1, 0)), ((3, 0), (3, 0)), ((1, 2), (1, 3)), ((2, 5), (2, 5))]:
         check_sequence(_settings(start, stop))
-        assert phases_to_run(_settings(start, stop)) == [Position(*start)]
+    assert phases_to_run(_settings((1, 0), (1, 0))) == [Position(1, 0)]
+    full = [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 5), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4)]
+    assert phases_to_run(_settings((1, 0), (3, 4))) == [Position(*p) for p in full]
+    assert required_samples(_settings((1, 0), (3, 4))) == {"gamma", "muon", "kaon", "zuds"}
     assert required_samples(_settings(stop=(1, 0))) == {"gamma"}
     assert required_constants(_settings(stop=(1, 0))) == {"CalibrECAL", "ECALEndcapCorrectionFactor"}
 
@@ -98,11 +99,6 @@ def test_check_sequence_accepts_implemented_runs():
         ((4, 0), (3, 4), r"startStage=4"),
         ((1, 0), (3, 5), r"stopStage=3, stopPhase=5 is not a phase"),
         ((3, 0), (1, 0), r"before the start"),
-        ((1, 2), (1, 3), r"needs the kaon reconstruction"),
-        ((3, 2), (3, 2), r"needs the kaon reconstruction"),
-        ((1, 0), (3, 4), r"not implemented yet: stage 1 phase 1 \(HCalDigi\)"),
-        ((1, 0), (1, 1), r"stage 1 phase 1 \(HCalDigi\)\. Implemented"),
-        ((2, 5), (2, 5), r"phase 5 \(PhotonTraining\)"),
     ],
 )
 def test_check_sequence_refusals(start, stop, message):

@@ -13,7 +13,7 @@ def test_defaults():
     assert DEFAULT_SETTINGS['digitisationAccuracy'] == 0.05
     assert DEFAULT_SETTINGS['pandoraPFAAccuracy'] == 0.025
     assert (DEFAULT_SETTINGS['startStage'], DEFAULT_SETTINGS['startPhase']) == (1, 0)
-    assert (DEFAULT_SETTINGS['stopStage'], DEFAULT_SETTINGS['stopPhase']) == (1, 0)
+    assert (DEFAULT_SETTINGS['stopStage'], DEFAULT_SETTINGS['stopPhase']) == (3, 4)
     assert DEFAULT_SETTINGS['fractionOfFinishedJobsNeededToStartNextStep'] == 0.9
     assert DEFAULT_SETTINGS['nMaxIterationsPerPhase'] == 30
     assert DEFAULT_SETTINGS['disableSoftwareCompensation'] is True
@@ -147,8 +147,8 @@ def test_boundaries_accepted():
 
 def test_start_after_stop_is_refused():
     with pytest.raises(SettingsError, match=r'\(1, 1\).*\(1, 0\)'):
-        validate_settings({'startPhase': 1})
-    assert validate_settings({'startPhase': 1, 'stopStage': 3, 'stopPhase': 4})['startPhase'] == 1
+        validate_settings({'startPhase': 1, 'stopPhase': 0, 'stopStage': 1})
+    assert validate_settings({'startPhase': 1})['startPhase'] == 1
     with pytest.raises(SettingsError, match='comes after stop'):
         validate_settings({'startStage': 3, 'stopStage': 2, 'stopPhase': 5})
 

@@ -42,8 +42,10 @@ def test_encode_checks_fields():
         encode_summary(0, {"barrel": _arrays()["barrel"]})
     with pytest.raises(SummaryError, match="float32"):
         encode_summary(0, {**_arrays(), "endcap": np.array([1.0, 2.0])})
-    with pytest.raises(ProcedureError, match="not implemented"):
+    with pytest.raises(SummaryError, match="unexpected: \\['barrel', 'endcap'\\]"):
         encode_summary(4, _arrays())
+    with pytest.raises(ProcedureError, match="Unknown calibration phase 6"):
+        encode_summary(6, _arrays())
 
 
 @pytest.mark.parametrize(

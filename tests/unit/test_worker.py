@@ -16,6 +16,7 @@ from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
 
 TEMPLATE = (Path(__file__).parent / "calibration_steering.xml").read_text()
 CALIBRATION_ID, WORKER_ID = 7, 1
+CREDENTIAL = "0123abcd" * 8
 GAMMA_SLICE = [["/data/gamma_0001.slcio", "/data/gamma_0002.slcio"], 7, 5]
 # Known phase-0 selection: 3 barrel and 2 endcap photons pass, the other events are cut.
 BARREL = [9.5, 10.0, 10.5]
@@ -61,7 +62,8 @@ class FakeService:
         queue = self.failures.get(method)
         return queue.pop(0) if queue else None
 
-    def getCalibrationSetup(self, calibrationID):
+    def getCalibrationSetup(self, calibrationID, credential):
+        assert credential == CREDENTIAL
         self.calls.append(("getCalibrationSetup", calibrationID))
         failure = self._failure("getCalibrationSetup")
         if failure:
@@ -69,11 +71,13 @@ class FakeService:
         settings = validate_settings({})
         return S_OK({"settings": settings, "steeringFile": TEMPLATE, "softwareVersion": "v1", "numberOfJobs": 2})
 
-    def getInputDataDict(self, calibrationID, workerID):
+    def getInputDataDict(self, calibrationID, workerID, credential):
+        assert credential == CREDENTIAL
         self.calls.append(("getInputDataDict", calibrationID, workerID))
         return self._failure("getInputDataDict") or S_OK(self.inputData)
 
-    def getNewParameters(self, calibrationID, stepOnWorker):
+    def getNewParameters(self, calibrationID, stepOnWorker, credential):
+        assert credential == CREDENTIAL
         self.calls.append(("getNewParameters", calibrationID, stepOnWorker))
         failure = self._failure("getNewParameters")
         if failure:
@@ -90,7 +94,8 @@ class FakeService:
             self.current += 1
             self.pollsSinceReport = 0
 
-    def submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content):
+    def submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
+        assert credential == CREDENTIAL
         self.calls.append(("submitResult", calibrationID, stageID, phaseID, stepID, workerID))
         failure = self._failure("submitResult")
         if failure:
@@ -151,6 +156,7 @@ def _worker(service, clock, tmp_path, reconstruct=None, **timing):
         service,
         CALIBRATION_ID,
         WORKER_ID,
+        CREDENTIAL,
         lambda setup, inputData: reconstruct,
         workDirectory=str(tmp_path),
         sleep=clock.sleep,
@@ -279,14 +285,14 @@ def test_missing_sample_fails_with_clear_message(clock, tmp_path):
     assert _calls(service, "submitResult") == []
 
 
-def test_unimplemented_phase_fails_with_clear_message(clock, tmp_path):
-    parameterSet = dict(_parameterSet(0), currentPhase=3)
+def test_unknown_phase_fails_with_clear_message(clock, tmp_path):
+    parameterSet = dict(_parameterSet(0), currentPhase=7)
     service = FakeService([parameterSet])
 
     result = _worker(service, clock, tmp_path).run()
 
     assert not result["OK"]
-    assert "not implemented" in result["Message"]
+    assert "Unknown calibration phase 7" in result["Message"]
     assert service.results == []
 
 
@@ -317,12 +323,13 @@ class ReplayingService(FakeService):
         super().__init__(steps)
         self.replayed = False
 
-    def getNewParameters(self, calibrationID, stepOnWorker):
+    def getNewParameters(self, calibrationID, stepOnWorker, credential):
+        assert credential == CREDENTIAL
         if stepOnWorker == 0 and not self.replayed:
             self.replayed = True
             self.calls.append(("getNewParameters", calibrationID, stepOnWorker))
             return S_OK(self.steps[0])
-        return super().getNewParameters(calibrationID, stepOnWorker)
+        return super().getNewParameters(calibrationID, stepOnWorker, credential)
 
 
 def test_stale_answer_does_not_make_the_worker_report_again(clock, tmp_path):

@@ -22,7 +22,7 @@ class LikelihoodService(FakeService):
         super().__init__(steps)
         self.unavailable = unavailable
 
-    def getNewPhotonLikelihood(self, calibrationID):
+    def getNewPhotonLikelihood(self, calibrationID, credential):
         self.calls.append(("getNewPhotonLikelihood", calibrationID))
         if self.unavailable:
             self.unavailable -= 1

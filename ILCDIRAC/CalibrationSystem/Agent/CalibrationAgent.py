@@ -4,11 +4,13 @@ Each cycle, for every running calibration: read the state of its jobs from the j
 submit the workers that never had a job, resubmit failed workers in batches (the seed's rule:
 wait until enough have failed, then resubmit them all at once), and fail a calibration whose
 jobs fail too often. Then it asks the service to analyse every step that has enough results,
-and kills the jobs left over by calibrations that have ended.
+kills the jobs left over by calibrations that have ended, copies the results of finished
+calibrations to their output location once, and removes those kept longer than the retention.
 
 A cycle is idempotent: an attempt is recorded before its job is submitted, so a crash between
 the two leaves an attempt that the next cycle declares lost and resubmits, never a double.
 """
+import datetime
 import math
 import os
 import sys
@@ -19,6 +21,7 @@ from DIRAC.Core.Base.AgentModule import AgentModule
 from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
 from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import (
     FAILED,
+    FINISHED,
     FINAL_JOB_STATUSES,
     JOB_FAILED,
     JOB_KILLED,
@@ -29,9 +32,13 @@ from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import (
     RUNNING,
     CalibrationDB,
 )
+from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DEFAULT_OPTIONS as DIRAC_BACKEND_OPTIONS
+from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DiracJobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 from ILCDIRAC.CalibrationSystem.Procedure.advance import results_needed
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import collectResult, resultFiles
+from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import ENVIRONMENT_VARIABLE
 
 AGENT_NAME = "Calibration/CalibrationAgent"
 
@@ -42,11 +49,17 @@ class CalibrationAgent(AgentModule):
     def initialize(self):
         self.calibrationDB = CalibrationDB(parentLogger=self.log)
         backendName = self.am_getOption("JobBackend", "Local")
-        if backendName != "Local":
-            return S_ERROR(f"Unknown JobBackend {backendName!r}: this installation provides 'Local'")
-        directory = self.am_getOption("LocalJobDirectory", os.path.join(self.am_getWorkDirectory(), "jobs"))
-        os.makedirs(directory, exist_ok=True)
-        self.backend = LocalJobBackend(directory)
+        if backendName == "Local":
+            directory = self.am_getOption("LocalJobDirectory", os.path.join(self.am_getWorkDirectory(), "jobs"))
+            os.makedirs(directory, exist_ok=True)
+            self.backend = LocalJobBackend(directory)
+        elif backendName == "DIRAC":
+            try:
+                self.backend = DiracJobBackend({k: self.am_getOption(k, v) for k, v in DIRAC_BACKEND_OPTIONS.items()})
+            except ValueError as error:
+                return S_ERROR(f"DIRAC job backend options: {error}")
+        else:
+            return S_ERROR(f"Unknown JobBackend {backendName!r}: use Local or DIRAC")
         self.resubmissionFraction = float(self.am_getOption("ResubmissionFraction", 0.1))
         self.maxFailedAttemptsPerJob = float(self.am_getOption("MaxFailedAttemptsPerJob", 1.0))
         self.workerOptions = [
@@ -55,6 +68,8 @@ class CalibrationAgent(AgentModule):
             "--max-polling-time",
             str(self.am_getOption("WorkerMaxPollingTime", 10)),
         ]
+        self.retention = datetime.timedelta(minutes=float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes",
+                                                                            7 * 24 * 60)))
         self.serviceClient = CalibrationClient()
         return S_OK()
 
@@ -72,7 +87,11 @@ class CalibrationAgent(AgentModule):
         else:
             for calibrationID, message in advanced["Value"].items():
                 self.log.info("Calibration", f"{calibrationID}: {message}")
-        return self._killLeftoverJobs()
+        for task in (self._killLeftoverJobs, self._copyResults, self._removeExpired):
+            result = task()
+            if not result["OK"]:
+                self.log.error("Agent task failed", f"{task.__name__}: {result['Message']}")
+        return S_OK()
 
     # ------------------------------------------------------------------ running calibrations
 
@@ -91,14 +110,22 @@ class CalibrationAgent(AgentModule):
             self.log.warn("Calibration failed", f"{calibrationID}: {message}")
             return self.calibrationDB.setStatus(calibrationID, FAILED, message, "agent")
 
+        requested = self.calibrationDB.getResubmissionRequests(calibrationID)
+        if not requested["OK"]:
+            return requested
         neverSubmitted = [wid for wid, attempt in attempts.items() if attempt is None]
         ended = [wid for wid, attempt in attempts.items() if attempt and attempt["Status"] in FINAL_JOB_STATUSES]
-        toSubmit = neverSubmitted
+        toSubmit = set(neverSubmitted) | (set(ended) & requested["Value"])
         if ended and self._shouldResubmit(calibration, attempts, len(ended)):
             self.log.info("Resubmitting workers", f"calibration {calibrationID}: {sorted(ended)}")
-            toSubmit = neverSubmitted + ended
+            toSubmit |= set(ended)
+        if not toSubmit:
+            return S_OK()
+        credential = self.serviceClient.getWorkerCredential(calibrationID)
+        if not credential["OK"]:
+            return credential
         for workerID in sorted(toSubmit):
-            result = self._submit(calibration, workerID)
+            result = self._submit(calibration, workerID, credential["Value"])
             if not result["OK"]:
                 return result
         return S_OK()
@@ -140,8 +167,12 @@ class CalibrationAgent(AgentModule):
         alive = sum(1 for a in attempts.values() if a and a["Status"] not in FINAL_JOB_STATUSES)
         return alive < missing
 
-    def _submit(self, calibration, workerID):
+    def _submit(self, calibration, workerID, credential):
         calibrationID = calibration["CalibrationID"]
+        workerInput = self.calibrationDB.getWorkerInputData(calibrationID, workerID)
+        if not workerInput["OK"]:
+            return workerInput
+        inputData = [name for files, _, _ in workerInput["Value"].values() for name in files]
         result = self.calibrationDB.addAttempt(calibrationID, workerID, self.backend.name)
         if not result["OK"]:
             return result
@@ -160,9 +191,9 @@ class CalibrationAgent(AgentModule):
                 "--worker-id",
                 str(workerID),
                 *self.workerOptions,
-                "-o",
-                "/DIRAC/Security/UseServerCertificate=yes",
             ],
+            environment={ENVIRONMENT_VARIABLE: credential},
+            inputData=tuple(inputData),
         )
         submitted = self.backend.submit(job)
         if not submitted["OK"]:
@@ -189,4 +220,38 @@ class CalibrationAgent(AgentModule):
                 return killed
             for attempt in alive:
                 self.calibrationDB.setAttemptStatus(attempt["AttemptID"], JOB_KILLED, "calibration ended")
+        return S_OK()
+
+    def _copyResults(self):
+        """Copy the results of finished calibrations to their output location, once each."""
+        result = self.calibrationDB.getCalibrations(statuses=[FINISHED])
+        if not result["OK"]:
+            return result
+        for calibration in result["Value"]:
+            if not calibration["OutputPath"] or calibration["ResultsCopied"]:
+                continue
+            collected = collectResult(self.calibrationDB, calibration)
+            if not collected["OK"]:
+                return collected
+            copied = self.backend.copyResults(calibration, resultFiles(collected["Value"]))
+            if not copied["OK"]:
+                self.log.error("Cannot copy results", f"calibration {calibration['CalibrationID']}: {copied['Message']}")
+                continue
+            marked = self.calibrationDB.setResultsCopied(calibration["CalibrationID"], calibration["OutputPath"])
+            if not marked["OK"]:
+                return marked
+        return S_OK()
+
+    def _removeExpired(self):
+        """Remove ended calibrations whose results were copied longer than the retention time ago."""
+        result = self.calibrationDB.getCalibrations(statuses=[FINISHED])
+        if not result["OK"]:
+            return result
+        now = datetime.datetime.utcnow()
+        for calibration in result["Value"]:
+            if calibration["ResultsCopied"] and calibration["EndTime"] + self.retention < now:
+                removed = self.calibrationDB.deleteCalibration(calibration["CalibrationID"])
+                if not removed["OK"]:
+                    return removed
+                self.log.notice("Removed calibration after the retention time", str(calibration["CalibrationID"]))
         return S_OK()

@@ -23,7 +23,7 @@ _config = {"settings": {}, "numberOfEventsPerFile": {}}
 
 
 #: Keys of a settings dict that describe the jobs rather than the procedure.
-JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion")
+JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion", "outputPath", "outputSE")
 
 
 def createCalibrationSettings(preset="CLIC"):
@@ -51,19 +51,19 @@ class CalibrationClient(Client):
         :param dict inputFiles: {sample type: [file, ...]} for 'gamma', 'muon', 'kaon', 'zuds'
         :param dict numberOfEventsPerFile: {sample type: events in each file}
         :param dict settings: e.g. from createCalibrationSettings(); besides the calibration
-            settings it holds numberOfJobs, steeringFile (a local path) and softwareVersion
+            settings it holds numberOfJobs, steeringFile (a local path), softwareVersion and
+            optionally outputPath and outputSE (where the results are copied at the end)
         :return: S_OK(calibrationID) or S_ERROR saying what is wrong
         """
         if not isinstance(settings, dict):
             return S_ERROR(f"settings must be a dict, not {type(settings).__name__}")
         procedure = {key: value for key, value in settings.items() if key not in JOB_KEYS}
+        job = {key: settings[key] for key in JOB_KEYS if settings.get(key) is not None}
         steering = _readSteeringFile(settings.get("steeringFile"))
         if not steering["OK"]:
             return steering
-        return self.executeRPC(
-            inputFiles, numberOfEventsPerFile, procedure, steering["Value"], settings.get("softwareVersion"),
-            settings.get("numberOfJobs"), call="createCalibration",
-        )
+        job["steeringFile"] = steering["Value"]
+        return self.executeRPC(inputFiles, numberOfEventsPerFile, procedure, job, call="createCalibration")
 
 
 def _readSteeringFile(path):

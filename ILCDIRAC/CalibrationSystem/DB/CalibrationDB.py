@@ -28,7 +28,7 @@ FAILED_JOB_STATUSES = (JOB_FAILED, JOB_KILLED, JOB_LOST)
 _CALIBRATION_COLUMNS = (
     "CalibrationID, Owner, OwnerGroup, OwnerDN, Status, StatusMessage, SoftwareVersion, NumberOfJobs, "
     "Settings, InputFiles, EventsPerFile, Stage, Phase, Step, PhaseIteration, Parameters, "
-    "CreationTime, LastUpdate, EndTime"
+    "OutputPath, OutputSE, ResultsCopied, WorkerCredentialHash, CreationTime, LastUpdate, EndTime"
 )
 _JSON_COLUMNS = ("Settings", "InputFiles", "EventsPerFile", "Parameters")
 
@@ -73,6 +73,7 @@ class CalibrationDB(DB):
         conn.commit()
 
     def _run(self, conn, sql, args=None):
+        """Execute a statement on ``conn`` (None: a pooled connection); _DBError on failure."""
         result = self._update(sql, args=args, conn=conn)
         if not result["OK"]:
             raise _DBError(result["Message"])
@@ -86,15 +87,16 @@ class CalibrationDB(DB):
 
     # ------------------------------------------------------------------ creation
 
-    def createCalibration(self, owner, calibration, workerInputData, parameters, position):
+    def createCalibration(self, owner, calibration, workerInputData, parameters, position, credentialHash):
         """Store a new calibration, its workers and its first step in one transaction.
 
         :param dict owner: Owner, OwnerGroup, OwnerDN
         :param dict calibration: Settings, InputFiles, EventsPerFile (JSON-able), SteeringFile
-            (bytes), SoftwareVersion, NumberOfJobs
+            (bytes), SoftwareVersion, NumberOfJobs, OutputPath, OutputSE
         :param list workerInputData: per worker, the JSON-able input data dict
         :param dict parameters: the constants of the first step
         :param position: (stage, phase) of the first step
+        :param credentialHash: callable(calibrationID, creationTime) -> hash of the workers' credential
         :return: S_OK(calibrationID)
         """
         now = _now()
@@ -105,8 +107,8 @@ class CalibrationDB(DB):
                     conn,
                     "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
                     "Settings, InputFiles, EventsPerFile, SteeringFile, Stage, Phase, Step, PhaseIteration, "
-                    "Parameters, CreationTime, LastUpdate) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s)",
+                    "Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
                     (
                         owner["Owner"],
                         owner["OwnerGroup"],
@@ -121,11 +123,18 @@ class CalibrationDB(DB):
                         stage,
                         phase,
                         json.dumps(parameters),
+                        calibration.get("OutputPath", ""),
+                        calibration.get("OutputSE", ""),
                         now,
                         now,
                     ),
                 )
                 calibrationID = result["lastRowId"]
+                self._run(
+                    conn,
+                    "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
+                    (credentialHash(calibrationID, now), calibrationID),
+                )
                 rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
                 cursor = conn.cursor()
                 cursor.executemany(
@@ -384,6 +393,76 @@ class CalibrationDB(DB):
             return S_ERROR(str(error))
         return S_OK(changed)
 
+    def setOutput(self, calibrationID, outputPath, outputSE):
+        """Change where a calibration's results go; they will be copied (again)."""
+        try:
+            self._run(
+                None,
+                "UPDATE Calibrations SET OutputPath = %s, OutputSE = %s, ResultsCopied = 0, LastUpdate = %s "
+                "WHERE CalibrationID = %s",
+                (outputPath, outputSE, _now(), calibrationID),
+            )
+        except _DBError as error:
+            return S_ERROR(str(error))
+        return self.logEvent(calibrationID, "service", f"Results will be copied to {outputPath} on {outputSE}")
+
+    def setResultsCopied(self, calibrationID, outputPath):
+        """Record that the results went to ``outputPath`` (unless the output changed meanwhile)."""
+        try:
+            self._run(
+                None,
+                "UPDATE Calibrations SET ResultsCopied = 1 WHERE CalibrationID = %s AND OutputPath = %s",
+                (calibrationID, outputPath),
+            )
+        except _DBError as error:
+            return S_ERROR(str(error))
+        return self.logEvent(calibrationID, "agent", f"Results copied to {outputPath}")
+
+    def deleteCalibration(self, calibrationID):
+        """Remove an ended calibration and everything of it; S_OK(False) if it is still running."""
+        try:
+            with self._transaction_connection() as conn:
+                result = self._run(
+                    conn,
+                    f"DELETE FROM Calibrations WHERE CalibrationID = %s AND Status IN "
+                    f"({', '.join(['%s'] * len(ENDED_STATUSES))})",
+                    (calibrationID, *ENDED_STATUSES),
+                )
+        except _DBError as error:
+            return S_ERROR(str(error))
+        return S_OK(result["Value"] == 1)
+
+    def requestResubmission(self, calibrationID, workerIDs):
+        """Ask the agent to resubmit these workers at its next cycle (if their job has ended)."""
+        if not workerIDs:
+            return S_OK(0)
+        return self._update(
+            f"UPDATE Workers SET ResubmitRequested = 1 WHERE CalibrationID = %s "
+            f"AND WorkerID IN ({', '.join(['%s'] * len(workerIDs))})",
+            args=(calibrationID, *workerIDs),
+        )
+
+    def getResubmissionRequests(self, calibrationID):
+        """S_OK(set of worker IDs whose resubmission was requested)."""
+        try:
+            rows = self._fetch(
+                "SELECT WorkerID FROM Workers WHERE CalibrationID = %s AND ResubmitRequested = 1", (calibrationID,)
+            )
+        except _DBError as error:
+            return S_ERROR(str(error))
+        return S_OK({int(row[0]) for row in rows})
+
+    def countJobStatuses(self, calibrationID):
+        """S_OK({status: number of workers whose newest job is in it}), 'Unsubmitted' included."""
+        result = self.getNewestAttempts(calibrationID)
+        if not result["OK"]:
+            return result
+        counts = {}
+        for attempt in result["Value"].values():
+            status = attempt["Status"] if attempt else "Unsubmitted"
+            counts[status] = counts.get(status, 0) + 1
+        return S_OK(counts)
+
     # ------------------------------------------------------------------ jobs (agent)
 
     def getNewestAttempts(self, calibrationID):
@@ -449,6 +528,11 @@ class CalibrationDB(DB):
                     "INSERT INTO JobAttempts (CalibrationID, WorkerID, Backend, Status, SubmissionTime, LastUpdate) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
                     (calibrationID, workerID, backend, JOB_SUBMITTING, now, now),
+                )
+                self._run(
+                    conn,
+                    "UPDATE Workers SET ResubmitRequested = 0 WHERE CalibrationID = %s AND WorkerID = %s",
+                    (calibrationID, workerID),
                 )
         except _DBError as error:
             return S_ERROR(str(error))

@@ -16,6 +16,7 @@ class JobDescription:
     ownerDN: str
     command: list
     environment: dict = field(default_factory=dict)
+    inputData: tuple = ()  # the worker's input files, for a backend that stages them (grid LFNs)
 
     @property
     def name(self):

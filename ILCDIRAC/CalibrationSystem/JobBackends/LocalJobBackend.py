@@ -19,6 +19,8 @@ from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 WAITING, RUNNING, DONE, FAILED, KILLED = "Waiting", "Running", "Done", "Failed", "Killed"
 
 _DESCRIPTION, _PID, _EXIT_CODE, _KILLED, _OUTPUT = "job.json", "pid.json", "exit_code", "killed", "output.log"
+#: Local jobs run on the service's host, with its certificate (there is no owner proxy here)
+HOST_CERTIFICATE_SWITCH = ["-o", "/DIRAC/Security/UseServerCertificate=yes"]
 
 
 class LocalJobBackend:
@@ -54,7 +56,7 @@ class LocalJobBackend:
             command = [sys.executable, "-m", "ILCDIRAC.CalibrationSystem.JobBackends.LocalJobWrapper", jobDir, "--"]
             with open(os.path.join(jobDir, _OUTPUT), "ab") as output:
                 process = subprocess.Popen(
-                    command + job.command,
+                    command + job.command + HOST_CERTIFICATE_SWITCH,
                     cwd=jobDir,
                     env=environment,
                     stdin=subprocess.DEVNULL,
@@ -163,6 +165,17 @@ class LocalJobBackend:
             if process.poll() is not None:
                 del self._children[jobID]
 
+    def copyResults(self, calibration, files):
+        """Write a calibration's result files into OutputPath/calib<ID>/ on this host."""
+        directory = os.path.join(calibration["OutputPath"], f"calib{calibration['CalibrationID']}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            for name, content in files.items():
+                _writeAtomically(os.path.join(directory, name), content)
+        except OSError as error:
+            return S_ERROR(f"Cannot write the results into {directory}: {error}")
+        return S_OK(directory)
+
     def killAll(self):
         """Kill every job of this backend that is still running (used when a stack stops)."""
         if not os.path.isdir(self.directory):
@@ -178,8 +191,8 @@ def _readText(path):
         return None
 
 
-def _writeAtomically(path, text):
+def _writeAtomically(path, content):
     partial = f"{path}.partial"
-    with open(partial, "w") as stream:
-        stream.write(text)
+    with open(partial, "wb" if isinstance(content, bytes) else "w") as stream:
+        stream.write(content)
     os.replace(partial, path)

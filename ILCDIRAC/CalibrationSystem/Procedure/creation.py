@@ -19,6 +19,10 @@ from ILCDIRAC.CalibrationSystem.Procedure.steering import read_constants
 
 MAX_NUMBER_OF_JOBS = 10000
 MAX_SOFTWARE_VERSION_LENGTH = 128
+MAX_OUTPUT_PATH_LENGTH = 1024
+MAX_OUTPUT_SE_LENGTH = 128
+#: What the job description of a request holds; outputPath and outputSE may be left out.
+JOB_KEYS = ("steeringFile", "softwareVersion", "numberOfJobs", "outputPath", "outputSE")
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,32 @@ class CalibrationPlan:
     worker_input_data: list  # per worker: {sample type: [files, skip, number of events]}
     parameters: dict  # the constants of the first step, read from the steering file
     position: tuple  # (stage, phase) of the first step
+    steering_file: bytes
+    software_version: str
+    number_of_jobs: int
+    output_path: str  # where the agent copies the results ('' : nowhere)
+    output_se: str
 
 
-def plan_calibration(input_files, events_per_file, settings, steering_file, software_version, number_of_jobs):
-    """Check a calibration request; return its CalibrationPlan or raise a ProcedureError."""
+def plan_calibration(input_files, events_per_file, settings, job):
+    """Check a calibration request; return its CalibrationPlan or raise a ProcedureError.
+
+    ``job``: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
+    and optionally 'outputPath', 'outputSE'}.
+    """
+    if not isinstance(job, dict):
+        raise SettingsError(f"the job description must be a dict with {list(JOB_KEYS)}, not {type(job).__name__}")
+    unknown = sorted(set(job) - set(JOB_KEYS), key=str)
+    if unknown:
+        raise SettingsError(f"unknown job options {unknown}: use {list(JOB_KEYS)}")
+    steering_file = job.get("steeringFile")
+    if not isinstance(steering_file, bytes):
+        raise SettingsError("the steering file's content must be given as steeringFile")
+    number_of_jobs, software_version = job.get("numberOfJobs"), job.get("softwareVersion")
+    output_path, output_se = job.get("outputPath", ""), job.get("outputSE", "")
     _check_number_of_jobs(number_of_jobs)
     _check_software_version(software_version)
+    check_output(output_path, output_se)
     full_settings = validate_settings(settings if settings is not None else {})
     check_sequence(full_settings)
     files = _sample_dict(input_files, "inputFiles", _check_file_list)
@@ -58,7 +82,8 @@ def plan_calibration(input_files, events_per_file, settings, steering_file, soft
     ]
     parameters = read_constants(steering_file, sorted(required_constants(full_settings)), full_settings)
     return CalibrationPlan(
-        full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings))
+        full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings)),
+        steering_file, software_version, number_of_jobs, output_path, output_se,
     )
 
 
@@ -77,6 +102,19 @@ def _check_software_version(version):
             f"softwareVersion {version[:40]!r} is not a release name: no spaces, "
             f"at most {MAX_SOFTWARE_VERSION_LENGTH} characters"
         )
+
+
+def check_output(path, storage_element):
+    """SettingsError unless ``path`` and ``storage_element`` can be where results are copied."""
+    if not isinstance(path, str) or not isinstance(storage_element, str):
+        raise SettingsError("outputPath and outputSE must be strings")
+    if path and (not path.startswith("/") or ".." in path.split("/") or len(path) > MAX_OUTPUT_PATH_LENGTH):
+        raise SettingsError(
+            f"outputPath {path[:60]!r} must be an absolute path (a directory or an LFN) without '..', "
+            f"at most {MAX_OUTPUT_PATH_LENGTH} characters"
+        )
+    if len(storage_element) > MAX_OUTPUT_SE_LENGTH or any(c.isspace() for c in storage_element):
+        raise SettingsError(f"outputSE {storage_element[:40]!r} is not a storage element name")
 
 
 def _sample_dict(value, name, check_entry):

@@ -1,21 +1,28 @@
 """Registry of the calibration phases (physics.md §1.1).
 
-Every phase of the procedure is named in PHASE_TABLE, so that the sequence (procedure.py) and
-error messages know all six. A phase is *implemented* once it has an entry in PHASES: its
-sample, the constants it reads and changes, the summary a worker sends, and the collector and
-analysis functions. Adding a phase means writing its module and adding one entry here.
+PHASE_TABLE names every phase and says whether it iterates; PHASES holds, for each, the samples
+a worker reconstructs, the constants it reads and changes, the summary a worker sends, and the
+collector and analysis functions of its module. Adding a phase means writing its module and
+adding one entry to each.
 """
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure import ecal_digitisation
+from ILCDIRAC.CalibrationSystem.Procedure import (
+    ecal_digitisation,
+    em_scale,
+    hadronic_scale,
+    hcal_digitisation,
+    mip_calibration,
+    photon_training,
+)
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 
 
 class PhaseSpec(NamedTuple):
-    """What the sequence must know of every phase, implemented or not."""
+    """What the sequence must know of every phase."""
 
     name: str
     iterative: bool  # False: the phase runs one step and always moves on (§1.4)
@@ -33,7 +40,7 @@ PHASE_TABLE = {
 
 @dataclass(frozen=True)
 class Phase:
-    """An implemented phase: how workers summarise their events and how the service analyses them.
+    """A phase: how workers summarise their events and how the service analyses them.
 
     ``samples``: the samples a worker reconstructs for this phase. ``collect(outputs, settings)``
     takes {sample: worker_output.ReconstructionOutput} and returns the summary arrays (exactly
@@ -66,22 +73,23 @@ def _phase(phase_id, module):
     )
 
 
-PHASES = {0: _phase(0, ecal_digitisation)}
+PHASES = {
+    0: _phase(0, ecal_digitisation),
+    1: _phase(1, hcal_digitisation),
+    2: _phase(2, mip_calibration),
+    3: _phase(3, em_scale),
+    4: _phase(4, hadronic_scale),
+    5: _phase(5, photon_training),
+}
 
 
 def phase_label(phase_id):
-    """'phase N (Name)' for messages, also for phases that are not implemented."""
+    """'phase N (Name)' for messages."""
     return f"phase {phase_id} ({PHASE_TABLE[phase_id].name})"
 
 
 def get_phase(phase_id):
-    """The implemented phase ``phase_id``; ProcedureError naming it if unknown or not implemented yet."""
-    if isinstance(phase_id, bool) or not isinstance(phase_id, (int, np.integer)) or phase_id not in PHASE_TABLE:
-        raise ProcedureError(f"Unknown calibration phase {phase_id!r}: phases are 0 to {max(PHASE_TABLE)}")
-    if phase_id not in PHASES:
-        implemented = ", ".join(phase_label(p) for p in sorted(PHASES))
-        raise ProcedureError(
-            f"{phase_label(phase_id)} is not implemented yet; implemented: {implemented}."
-            " Choose start/stop settings that only run implemented phases."
-        )
+    """The phase ``phase_id``; ProcedureError if there is no such phase."""
+    if isinstance(phase_id, bool) or not isinstance(phase_id, (int, np.integer)) or phase_id not in PHASES:
+        raise ProcedureError(f"Unknown calibration phase {phase_id!r}: phases are 0 to {max(PHASES)}")
     return PHASES[int(phase_id)]

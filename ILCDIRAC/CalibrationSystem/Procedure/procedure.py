@@ -8,11 +8,9 @@ settings are checked before anything runs.
 from typing import NamedTuple
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError
-from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE, PHASES, get_phase, phase_label
+from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE, get_phase
 
 STAGES = {1: (0, 1, 2, 3, 4), 2: (5,), 3: (0, 1, 2, 3, 4)}
-# Phase 2 reads the kaon reconstruction of phase 1's last step, so a sequence cannot start there.
-NEEDS_PREVIOUS_PHASE = {2: 1}
 
 
 class Position(NamedTuple):
@@ -100,20 +98,6 @@ def check_sequence(settings):
         raise SettingsError(
             f"The stop (stage {stop.stage}, phase {stop.phase}) is before the start"
             f" (stage {start.stage}, phase {start.phase}); the stop names the last phase that runs"
-        )
-    if start.phase in NEEDS_PREVIOUS_PHASE:
-        needed = NEEDS_PREVIOUS_PHASE[start.phase]
-        raise SettingsError(
-            f"Cannot start at {phase_label(start.phase)}: it needs the kaon reconstruction of"
-            f" {phase_label(needed)} of the same calibration; start at phase {needed} instead"
-        )
-    missing = [position for position in _span(start, stop) if position.phase not in PHASES]
-    if missing:
-        names = ", ".join(f"stage {p.stage} {phase_label(p.phase)}" for p in missing)
-        raise SettingsError(
-            f"These phases would run but are not implemented yet: {names}."
-            f" Implemented: {', '.join(phase_label(p) for p in sorted(PHASES))}; choose startStage/startPhase and"
-            " stopStage/stopPhase to run only those"
         )
 
 

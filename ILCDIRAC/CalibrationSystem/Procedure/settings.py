@@ -16,10 +16,9 @@ DEFAULT_SETTINGS = {
     'pandoraPFAAccuracy': 0.025,
     'startStage': 1,
     'startPhase': 0,
-    # The last phase this system implements today (stage 1, phase 0 = ECalDigi); widened to
-    # stage 3 / phase 4 when the other phases land.
-    'stopStage': 1,
-    'stopPhase': 0,
+    # The last phase that runs: the full procedure ends with the hadronic scale of stage 3.
+    'stopStage': 3,
+    'stopPhase': 4,
     'fractionOfFinishedJobsNeededToStartNextStep': 0.9,
     'nMaxIterationsPerPhase': 30,
     'disableSoftwareCompensation': True,

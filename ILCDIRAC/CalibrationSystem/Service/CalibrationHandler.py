@@ -3,15 +3,21 @@
 Each method checks its arguments and the caller, then makes one call into the pure procedure
 code and the CalibrationDB. The handler keeps no state of its own: everything is in the DB,
 so a restart of the service loses nothing.
+
+Who may call what: users act on their own calibrations (same username and group), trusted
+hosts on all; worker methods also need the calibration's worker credential; the agent's
+methods need TrustedHost (Authorization section of ConfigTemplate.cfg).
 """
+import datetime
 import socket
 
-from DIRAC import S_ERROR, S_OK, gLogger
+from DIRAC import S_ERROR, S_OK, gConfig, gLogger
+from DIRAC.ConfigurationSystem.Client.PathFinder import getAgentSection
 from DIRAC.Core.DISET.RequestHandler import RequestHandler
 from DIRAC.Core.DISET.private.TransportPool import getGlobalTransportPool
-from DIRAC.Core.Security import Properties
+from DIRAC.Core.Security import Locations, Properties
 
-from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import FINISHED, RUNNING, CalibrationDB
+from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import ENDED_STATUSES, FINISHED, KILLED, RUNNING, CalibrationDB
 from ILCDIRAC.CalibrationSystem.Procedure.advance import (
     ARTIFACT_FILES,
     FAILED,
@@ -20,13 +26,15 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
     advance,
     results_needed,
 )
-from ILCDIRAC.CalibrationSystem.Procedure.creation import plan_calibration
+from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
-from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot
-from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import collectResult
+from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash, loadKey, matches, workerCredential
 
 _INT = (int,)
+AGENT = "Calibration/CalibrationAgent"
+DEFAULT_RETENTION_MINUTES = 7 * 24 * 60
 
 
 def _refuse(message):
@@ -39,6 +47,12 @@ def _refuse(message):
 def _isInt(*values):
     """DISET's type check lets booleans through as ints; identifiers must be real integers."""
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _idList(calibrationIDs):
+    if not isinstance(calibrationIDs, (list, tuple)) or not all(_isInt(c) for c in calibrationIDs):
+        return None
+    return list(dict.fromkeys(calibrationIDs))
 
 
 class CalibrationHandler(RequestHandler):
@@ -54,6 +68,11 @@ class CalibrationHandler(RequestHandler):
         cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
         cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
         cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
+        keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
+        try:
+            cls.credentialKey = loadKey(keyFile)
+        except (OSError, ValueError, TypeError) as error:
+            return S_ERROR(f"Cannot read the worker credential secret (WorkerCredentialKeyFile {keyFile}): {error}")
         return S_OK()
 
     def initialize(self):
@@ -78,7 +97,8 @@ class CalibrationHandler(RequestHandler):
         }
 
     def _ownCalibration(self, calibrationID):
-        """The calibration, if the caller owns it (same user and group) or is a trusted host."""
+        """The calibration, if the caller owns it (same user and group) or is a trusted host;
+        another user's calibration is answered as if it did not exist."""
         if not _isInt(calibrationID):
             return _refuse(f"A calibration ID is an integer, not {calibrationID!r}")
         result = self.calibrationDB.getCalibration(calibrationID)
@@ -92,6 +112,17 @@ class CalibrationHandler(RequestHandler):
             return _refuse(f"Calibration {calibrationID} does not exist")
         return result
 
+    def _workerCalibration(self, calibrationID, credential):
+        """The calibration, for a caller that may act as one of its workers: owner or trusted
+        host, holding the calibration's worker credential."""
+        result = self._ownCalibration(calibrationID)
+        if result["OK"] and not matches(credential, result["Value"]["WorkerCredentialHash"]):
+            return _refuse(f"Not a worker of calibration {calibrationID}: wrong or missing worker credential")
+        return result
+
+    def _credential(self, calibration):
+        return workerCredential(self.credentialKey, calibration["CalibrationID"], calibration["CreationTime"])
+
     @staticmethod
     def _parameterSet(calibration):
         return {
@@ -104,32 +135,37 @@ class CalibrationHandler(RequestHandler):
             "statusMessage": calibration["StatusMessage"],
         }
 
+    def _forEach(self, calibrationIDs, action):
+        """Apply ``action(calibrationID) -> S_OK/S_ERROR`` to a list of IDs: S_OK({id: message})."""
+        ids = _idList(calibrationIDs)
+        if ids is None:
+            return _refuse(f"Expected a list of calibration IDs, not {calibrationIDs!r}")
+        report = {}
+        for calibrationID in ids:
+            result = action(calibrationID)
+            report[calibrationID] = result["Value"] if result["OK"] else f"Error: {result['Message']}"
+        return S_OK(report)
+
     # ------------------------------------------------------------------ users
 
     # Checked by plan_calibration, whose messages say more than DISET's type mismatch
-    types_createCalibration = [None, None, None, str, None, None]
+    types_createCalibration = [None, None, None, None]
 
-    def export_createCalibration(self, inputFiles, numberOfEventsPerFile, settings, steeringFile, softwareVersion,
-                                 numberOfJobs):
+    def export_createCalibration(self, inputFiles, numberOfEventsPerFile, settings, job):
         """Create a calibration; its jobs are submitted by the CalibrationAgent.
 
         :param dict inputFiles: {sample type: [file, ...]} for 'gamma', 'muon', 'kaon', 'zuds'
         :param dict numberOfEventsPerFile: {sample type: events in each file of that sample}
         :param dict settings: calibration settings (missing ones take their defaults)
-        :param str steeringFile: the Marlin steering file (XML text) with the initial constants
-        :param str softwareVersion: the iLCSoft release the workers run
-        :param int numberOfJobs: how many worker jobs share the events
+        :param dict job: 'steeringFile' (the Marlin steering file's XML text, with the initial
+            constants), 'softwareVersion' (the iLCSoft release), 'numberOfJobs', and optionally
+            'outputPath' and 'outputSE' (where the agent copies the results)
         :return: S_OK(calibrationID)
         """
+        if isinstance(job, dict) and isinstance(job.get("steeringFile"), str):
+            job = dict(job, steeringFile=job["steeringFile"].encode(errors="surrogateescape"))
         try:
-            plan = plan_calibration(
-                inputFiles,
-                numberOfEventsPerFile,
-                settings,
-                steeringFile.encode(errors="surrogateescape"),
-                softwareVersion,
-                numberOfJobs,
-            )
+            plan = plan_calibration(inputFiles, numberOfEventsPerFile, settings, job)
         except ProcedureError as error:
             return S_ERROR(f"Calibration not created: {error}")
         caller = self._caller()
@@ -139,50 +175,76 @@ class CalibrationHandler(RequestHandler):
                 "Settings": plan.settings,
                 "InputFiles": plan.input_files,
                 "EventsPerFile": plan.events_per_file,
-                "SteeringFile": steeringFile.encode(errors="surrogateescape"),
-                "SoftwareVersion": softwareVersion,
-                "NumberOfJobs": numberOfJobs,
+                "SteeringFile": plan.steering_file,
+                "SoftwareVersion": plan.software_version,
+                "NumberOfJobs": plan.number_of_jobs,
+                "OutputPath": plan.output_path,
+                "OutputSE": plan.output_se,
             },
             plan.worker_input_data,
             plan.parameters,
             plan.position,
+            lambda calibrationID, created: credentialHash(workerCredential(self.credentialKey, calibrationID, created)),
         )
         if result["OK"]:
-            self.log.info("Calibration created", f"{result['Value']} by {caller['Owner']} ({numberOfJobs} jobs)")
+            self.log.info("Calibration created", f"{result['Value']} by {caller['Owner']} ({plan.number_of_jobs} jobs)")
         return result
 
     types_getUserCalibrationStatuses = []
 
     def export_getUserCalibrationStatuses(self):
-        """The caller's calibrations: status, position and progress of the current step.
+        """The caller's calibrations: status, position, progress of the current step, jobs.
 
-        :return: S_OK(list of dicts, one per calibration, oldest first)
+        :return: S_OK(list of dicts, one per calibration, oldest first), with
+            'percentageOfFinishedJobs' the share of the jobs that reported the current step and
+            'fractionOfFinishedJobsNeededToStartNextStep' the share it needs (both in %)
         """
         caller = self._caller()
         result = self.calibrationDB.getCalibrations(owner=caller["Owner"], ownerGroup=caller["OwnerGroup"])
         if not result["OK"]:
             return result
+        retention = datetime.timedelta(minutes=self._retentionMinutes())
+        now = datetime.datetime.utcnow()
         statuses = []
         for calibration in result["Value"]:
-            counted = self.calibrationDB.countResults(calibration["CalibrationID"], calibration["Step"])
-            if not counted["OK"]:
-                return counted
-            statuses.append(
-                {
-                    "calibrationID": calibration["CalibrationID"],
-                    "status": calibration["Status"],
-                    "statusMessage": calibration["StatusMessage"],
-                    "currentStage": calibration["Stage"],
-                    "currentPhase": calibration["Phase"],
-                    "currentStep": calibration["Step"],
-                    "numberOfJobs": calibration["NumberOfJobs"],
-                    "resultsInCurrentStep": counted["Value"],
-                    "resultsNeeded": results_needed(calibration["NumberOfJobs"], calibration["Settings"]),
-                    "creationTime": calibration["CreationTime"],
-                    "endTime": calibration["EndTime"],
-                }
-            )
+            calibrationID = calibration["CalibrationID"]
+            counted = self.calibrationDB.countResults(calibrationID, calibration["Step"])
+            jobs = self.calibrationDB.countJobStatuses(calibrationID)
+            for answer in (counted, jobs):
+                if not answer["OK"]:
+                    return answer
+            total = calibration["NumberOfJobs"]
+            status = {
+                "calibrationID": calibrationID,
+                "status": calibration["Status"],
+                "statusMessage": calibration["StatusMessage"],
+                "currentStage": calibration["Stage"],
+                "currentPhase": calibration["Phase"],
+                "currentStep": calibration["Step"],
+                "numberOfJobs": total,
+                "jobs": jobs["Value"],
+                "resultsInCurrentStep": counted["Value"],
+                "resultsNeeded": results_needed(total, calibration["Settings"]),
+                "percentageOfFinishedJobs": 100.0 * counted["Value"] / total,
+                "fractionOfFinishedJobsNeededToStartNextStep": 100.0
+                * calibration["Settings"]["fractionOfFinishedJobsNeededToStartNextStep"],
+                "creationTime": calibration["CreationTime"],
+                "endTime": calibration["EndTime"],
+                "outputPath": calibration["OutputPath"],
+                "outputSE": calibration["OutputSE"],
+                "resultsCopied": bool(calibration["ResultsCopied"]),
+            }
+            if calibration["EndTime"] and calibration["ResultsCopied"]:
+                left = calibration["EndTime"] + retention - now
+                status["timeLeftBeforeOutputWillBeDeleted"] = max(left.total_seconds(), 0.0)
+            statuses.append(status)
         return S_OK(statuses)
+
+    @staticmethod
+    def _retentionMinutes():
+        return gConfig.getValue(
+            f"{getAgentSection(AGENT)}/TimeToKeepCalibrationResultsInMinutes", DEFAULT_RETENTION_MINUTES
+        )
 
     types_getResult = [_INT]
 
@@ -191,61 +253,108 @@ class CalibrationHandler(RequestHandler):
 
         :param int calibrationID: the calibration
         :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
-            'steeringFile' (the user's steering file with the final constants), 'settings',
-            'steeringFileInput' (as given), 'history' (constants and metrics of every step),
-            'files' ({name: content}: the plots of every step, convergence.png and, after the
-            photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not finished
+            'steeringFile' (the user's steering file with the final constants),
+            'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
+            every step), 'files' ({name: content}: the plots of every step, convergence.png and,
+            after the photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not
+            finished (or if it failed or was killed, saying why)
         """
         result = self._ownCalibration(calibrationID)
         if not result["OK"]:
             return result
         calibration = result["Value"]
         if calibration["Status"] != FINISHED:
-            where = (
-                f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
-            )
+            where = f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
             return S_ERROR(
                 f"Calibration {calibrationID} has no result: it is {calibration['Status']} ({where})"
                 + (f": {calibration['StatusMessage']}" if calibration["StatusMessage"] else "")
             )
-        steering = self.calibrationDB.getSteeringFile(calibrationID)
-        history = self.calibrationDB.getSteps(calibrationID)
-        files = self.calibrationDB.getFiles(calibrationID)
-        for answer in (steering, history, files):
-            if not answer["OK"]:
-                return answer
+        return collectResult(self.calibrationDB, calibration)
+
+    types_killCalibration = [_INT, str]
+
+    def export_killCalibration(self, calibrationID, reason):
+        """Stop a running calibration; the agent kills its jobs.
+
+        :param int calibrationID: the calibration
+        :param str reason: why, kept as the calibration's status message
+        :return: S_OK(message) or S_ERROR if it does not exist or has already ended
+        """
+        result = self._ownCalibration(calibrationID)
+        if not result["OK"]:
+            return result
+        caller = self._caller()
+        message = f"Killed by {caller['Owner'] or caller['OwnerDN']}: {reason or 'no reason given'}"
+        changed = self.calibrationDB.setStatus(calibrationID, KILLED, message, "service")
+        if not changed["OK"]:
+            return changed
+        if not changed["Value"]:
+            return _refuse(f"Calibration {calibrationID} has already ended ({result['Value']['Status']})")
+        return S_OK(f"Calibration {calibrationID} killed; its jobs are being killed")
+
+    types_killCalibrations = [list, str]
+
+    def export_killCalibrations(self, calibrationIDs, reason):
+        """Kill several calibrations: S_OK({calibrationID: message or 'Error: ...'})."""
+        return self._forEach(calibrationIDs, lambda calibrationID: self.export_killCalibration(calibrationID, reason))
+
+    types_cleanCalibration = [_INT]
+
+    def export_cleanCalibration(self, calibrationID):
+        """Delete an ended calibration with everything it stored (results included).
+
+        :return: S_OK(message) or S_ERROR if it does not exist or is still running
+        """
+        result = self._ownCalibration(calibrationID)
+        if not result["OK"]:
+            return result
+        deleted = self.calibrationDB.deleteCalibration(calibrationID)
+        if not deleted["OK"]:
+            return deleted
+        if not deleted["Value"]:
+            return _refuse(f"Calibration {calibrationID} is still running: kill it before cleaning it")
+        return S_OK(f"Calibration {calibrationID} deleted")
+
+    types_cleanCalibrations = [list]
+
+    def export_cleanCalibrations(self, calibrationIDs):
+        """Clean several calibrations: S_OK({calibrationID: message or 'Error: ...'})."""
+        return self._forEach(calibrationIDs, self.export_cleanCalibration)
+
+    types_changeDirectoryToCopyTo = [_INT, str, str]
+
+    def export_changeDirectoryToCopyTo(self, calibrationID, newPath, newSE):
+        """Change where the agent copies the calibration's results (copied again if already done).
+
+        :param str newPath: absolute directory (local deployment) or LFN directory (grid)
+        :param str newSE: storage element for the grid ('' locally)
+        """
+        result = self._ownCalibration(calibrationID)
+        if not result["OK"]:
+            return result
         try:
-            finalSteering = render_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
-            files["Value"]["convergence.png"] = convergence_plot(history["Value"])
-        except (ProcedureError, ValueError) as error:
-            return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
-        return S_OK(
-            {
-                "calibrationID": calibrationID,
-                "status": calibration["Status"],
-                "statusMessage": calibration["StatusMessage"],
-                "parameters": calibration["Parameters"],
-                "steeringFile": finalSteering.decode(),
-                "steeringFileInput": steering["Value"].decode(errors="surrogateescape"),
-                "settings": calibration["Settings"],
-                "history": history["Value"],
-                "files": files["Value"],
-            }
-        )
+            check_output(newPath, newSE)
+        except ProcedureError as error:
+            return _refuse(str(error))
+        changed = self.calibrationDB.setOutput(calibrationID, newPath, newSE)
+        if not changed["OK"]:
+            return changed
+        return S_OK(f"Results of calibration {calibrationID} will be copied to {newPath} {newSE}".rstrip())
 
     # ------------------------------------------------------------------ workers
 
-    types_getNewParameters = [_INT, _INT]
+    types_getNewParameters = [_INT, _INT, str]
 
-    def export_getNewParameters(self, calibrationID, stepOnWorker):
+    def export_getNewParameters(self, calibrationID, stepOnWorker, credential):
         """The constants of the current step, if the worker has not processed it yet.
 
         :param int calibrationID: the calibration
         :param int stepOnWorker: the last step the worker processed (-1 at its start)
+        :param str credential: the calibration's worker credential
         :return: S_OK(parameter set dict) when there is a newer step or the calibration has
             ended (``calibrationIsFinished`` True), S_OK(None) while the worker must wait
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -253,29 +362,29 @@ class CalibrationHandler(RequestHandler):
             return S_OK(None)
         return S_OK(self._parameterSet(calibration))
 
-    types_getInputDataDict = [_INT, _INT]
+    types_getInputDataDict = [_INT, _INT, str]
 
-    def export_getInputDataDict(self, calibrationID, workerID):
+    def export_getInputDataDict(self, calibrationID, workerID, credential):
         """The events a worker reprocesses at every step.
 
         :return: S_OK({sample type: [[file, ...], events to skip, number of events]})
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         if not _isInt(workerID) or not 0 <= workerID < result["Value"]["NumberOfJobs"]:
             return _refuse(f"Calibration {calibrationID} has no worker {workerID!r}")
         return self.calibrationDB.getWorkerInputData(calibrationID, workerID)
 
-    types_getCalibrationSetup = [_INT]
+    types_getCalibrationSetup = [_INT, str]
 
-    def export_getCalibrationSetup(self, calibrationID):
+    def export_getCalibrationSetup(self, calibrationID, credential):
         """What a worker needs once: the settings, the template steering file, the release.
 
         :return: S_OK({'settings': dict, 'steeringFile': str, 'softwareVersion': str,
             'numberOfJobs': int})
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -291,14 +400,14 @@ class CalibrationHandler(RequestHandler):
             }
         )
 
-    types_getNewPhotonLikelihood = [_INT]
+    types_getNewPhotonLikelihood = [_INT, str]
 
-    def export_getNewPhotonLikelihood(self, calibrationID):
+    def export_getNewPhotonLikelihood(self, calibrationID, credential):
         """The photon likelihood merged at the end of the training (stage 2), for stage 3.
 
         :return: S_OK(bytes of the merged likelihood XML), or S_ERROR while it does not exist yet
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         name = ARTIFACT_FILES["photonLikelihood"]
@@ -309,15 +418,15 @@ class CalibrationHandler(RequestHandler):
             return S_ERROR(f"Calibration {calibrationID} has no merged photon likelihood yet")
         return S_OK(files["Value"][name])
 
-    types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes)]
+    types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes), str]
 
-    def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content):
+    def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
         """Store a worker's result (summary) for a step.
 
         :return: S_OK({'Stored': bool, 'Message': str}): not stored when the step is over or
             the worker already reported it; S_ERROR for a malformed or oversized result
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -351,7 +460,7 @@ class CalibrationHandler(RequestHandler):
             message = f"Worker {workerID} had already reported step {stepID}"
         return S_OK({"Stored": False, "Message": message})
 
-    # ------------------------------------------------------------------ agent
+    # ------------------------------------------------------------------ agent (TrustedHost)
 
     types_checkForStepIncrement = []
 
@@ -390,6 +499,75 @@ class CalibrationHandler(RequestHandler):
             return None
         self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
         return advanced["Value"].message
+
+    types_getWorkerCredential = [_INT]
+
+    def export_getWorkerCredential(self, calibrationID):
+        """The worker credential of a calibration, for the jobs the agent submits.
+
+        :return: S_OK(str)
+        """
+        result = self._ownCalibration(calibrationID)
+        if not result["OK"]:
+            return result
+        credential = self._credential(result["Value"])
+        if not matches(credential, result["Value"]["WorkerCredentialHash"]):
+            return S_ERROR(
+                f"The worker credential of calibration {calibrationID} cannot be derived any more: "
+                "the WorkerCredentialKeyFile changed since its creation"
+            )
+        return S_OK(credential)
+
+    types_resubmitJobs = [list]
+
+    def export_resubmitJobs(self, workers):
+        """Ask the agent to resubmit workers at its next cycle (once their job has ended).
+
+        :param list workers: [calibrationID, workerID] pairs
+        :return: S_OK({calibrationID: number of workers marked})
+        """
+        if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 and _isInt(*pair) for pair in workers):
+            return _refuse("resubmitJobs takes a list of [calibrationID, workerID] pairs")
+        byCalibration = {}
+        for calibrationID, workerID in workers:
+            byCalibration.setdefault(calibrationID, []).append(workerID)
+        return self._forEach(
+            list(byCalibration),
+            lambda calibrationID: self.calibrationDB.requestResubmission(calibrationID, byCalibration[calibrationID]),
+        )
+
+    types_getCalibrationsToBeKilled = []
+
+    def export_getCalibrationsToBeKilled(self):
+        """S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])."""
+        return self.calibrationDB.getEndedCalibrationsWithLiveJobs([KILLED, FAILED])
+
+    types_getNumberOfJobsPerCalibration = []
+
+    def export_getNumberOfJobsPerCalibration(self):
+        """S_OK({calibrationID: numberOfJobs}) of the running calibrations."""
+        result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
+        if not result["OK"]:
+            return result
+        return S_OK({c["CalibrationID"]: c["NumberOfJobs"] for c in result["Value"]})
+
+    types_getRunningCalibrations = []
+
+    def export_getRunningCalibrations(self):
+        """S_OK([IDs of the running calibrations])."""
+        return self._idsWithStatus([RUNNING])
+
+    types_getActiveCalibrations = []
+
+    def export_getActiveCalibrations(self):
+        """S_OK([IDs of every calibration kept: running ones and ended ones not yet removed])."""
+        return self._idsWithStatus([RUNNING, *ENDED_STATUSES])
+
+    def _idsWithStatus(self, statuses):
+        result = self.calibrationDB.getCalibrations(statuses=statuses)
+        if not result["OK"]:
+            return result
+        return S_OK([c["CalibrationID"] for c in result["Value"]])
 
 
 def _decideStep(calibration, contents):

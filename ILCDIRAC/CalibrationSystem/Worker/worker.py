@@ -29,10 +29,11 @@ from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
 class CalibrationWorker:
     """One worker of one calibration."""
 
-    def __init__(self, client, calibrationID, workerID, reconstructionFor, workDirectory=".", pollingTime=2.0,
-                 maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
+    def __init__(self, client, calibrationID, workerID, credential, reconstructionFor, workDirectory=".",
+                 pollingTime=2.0, maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
         """
         :param client: a CalibrationClient (or anything with the service's methods)
+        :param str credential: the calibration's worker credential, shown with every call
         :param reconstructionFor: callable(setup, inputData) -> reconstruct, where
             reconstruct(steering bytes, settings) -> worker_output.ReconstructionOutput
         :param float pollingTime: first wait between two polls; doubled up to ``maxPollingTime``
@@ -41,6 +42,7 @@ class CalibrationWorker:
         self.client = client
         self.calibrationID = calibrationID
         self.workerID = workerID
+        self.credential = credential
         self.reconstructionFor = reconstructionFor
         self.reconstruct = None
         self.workDirectory = workDirectory
@@ -110,6 +112,7 @@ class CalibrationWorker:
             if sample not in inputData:
                 raise ProcedureError(f"no {sample} events were given to this worker")
             files, skip, nEvents = inputData[sample]
+            files = [self._localFile(name) for name in files]
             steering = render_steering(
                 template,
                 parameters,
@@ -122,6 +125,12 @@ class CalibrationWorker:
                 stream.write(steering)
             outputs[sample] = self.reconstruct(steering, settings)
         return encode_summary(phaseID, phase.collect(outputs, settings))
+
+    def _localFile(self, name):
+        """A grid job finds its input data downloaded into its working directory; elsewhere the
+        file is read where it is."""
+        downloaded = os.path.join(self.workDirectory, os.path.basename(name))
+        return downloaded if os.path.isfile(downloaded) else name
 
     def _stepParameters(self, stage, template, settings):
         """Processor parameters a stage sets: the PfoAnalysis output in the work directory, and
@@ -156,12 +165,13 @@ class CalibrationWorker:
         return path
 
     def _call(self, method, *args):
-        """Call the service; errors other than a refusal are retried with back-off until
+        """Call a worker method of the service (the credential is added as last argument);
+        errors other than a refusal are retried with back-off until
         ``serviceTimeout`` has passed, so a service restart does not lose the worker."""
         deadline = time.monotonic() + self.serviceTimeout
         wait = self.pollingTime
         while True:
-            result = getattr(self.client, method)(*args)
+            result = getattr(self.client, method)(*args, self.credential)
             if result["OK"] or result.get("Refused") or time.monotonic() + wait > deadline:
                 if not result["OK"]:
                     self.log.error(f"{method} failed", result["Message"])

@@ -36,6 +36,7 @@ def main():
     from DIRAC import gLogger
 
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+    from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import CREDENTIAL_FILE, ENVIRONMENT_VARIABLE
     from ILCDIRAC.CalibrationSystem.Worker.reconstruction import choose_reconstruction
     from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
 
@@ -46,10 +47,18 @@ def main():
     except (TypeError, ValueError):
         gLogger.error("--calibration-id and --worker-id are required integers; the times are numbers of seconds")
         dexit(2)
+    credential = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not credential and os.path.exists(CREDENTIAL_FILE):
+        with open(CREDENTIAL_FILE) as stream:
+            credential = stream.read().strip()
+    if not credential:
+        gLogger.error(f"No worker credential: set {ENVIRONMENT_VARIABLE} or provide the file {CREDENTIAL_FILE}")
+        dexit(2)
     worker = CalibrationWorker(
         CalibrationClient(),
         calibrationID,
         workerID,
+        credential,
         lambda setup, inputData: choose_reconstruction(
             options["reconstruction"], setup, inputData, os.getcwd(), options["ilcsoft-init"]
         ),

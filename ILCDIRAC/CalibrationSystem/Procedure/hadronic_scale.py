@@ -1,0 +1,253 @@
+"""Phase 4, HadronicEnergy: Pandora's hadronic energy scale from 50 GeV K0L (physics.md §2.5).
+
+Chi-square method: for well-reconstructed kaons the HCal (x) and ECal (y) hadronic energies lie
+on a line x/I_H + y/I_E = 1. A grid scan finds the intercepts; each scale is then multiplied by
+T_K/I, so that both intercepts move to the kinetic energy T_K. The worker applies the event cuts;
+the service applies the 3σ band, so that its metrics say how many kaons the band kept.
+"""
+import math
+
+import numpy as np
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError, SummaryError
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome, Scatter
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
+
+TRUTH_ENERGY = NOMINAL_ENERGY["kaon"]  # GeV, sets the grid step (accuracy x 50 GeV)
+TARGET_ENERGY = KAON_KINETIC_ENERGY  # GeV, the ideal intercept of both axes
+SAMPLES = ("kaon",)
+CONSTANTS = ("ECalToHadGeVCalibrationBarrel", "ECalToHadGeVCalibrationEndCap", "HCalToHadGeVCalibration")
+SUMMARY_FIELDS = {"ecalToHad": np.dtype(np.float32), "hcalToHad": np.dtype(np.float32)}
+COLUMNS = (
+    "nPfoTargetsTotal",
+    "nPfoTargetsNeutralHadrons",
+    "nPfosTotal",
+    "nPfosNeutralHadrons",
+    "pfoECalToHadEnergy",
+    "pfoHCalToHadEnergy",
+    "pfoMinHCalLayerToEdge",
+)
+RESOLUTION = 0.55  # σ(E) = 0.55·√E for both calorimeters
+BAND_SIGMAS = 3.0
+EDGE_LAYER_FRACTION = 0.1  # the shower must stay more than ceil(0.1·nHcalLayers) layers from the HCal edge
+MIN_EVENTS = 10
+MAX_PLOT_POINTS = 5000
+# Events per block of the grid scan: two (grid size x block) float64 buffers stay within a few MB.
+_BLOCK = 4096
+_GUESS_EVENTS = 4096  # events of the subsample whose best grid point bounds the full scan
+_BOUND_MARGIN = 1e-9
+
+
+def collect(outputs, settings):
+    """HCal (x) and ECal (y) hadronic energies (float32) of kaons reconstructed as one neutral hadron.
+
+    Cuts: one target, a neutral hadron; one PFO, a neutral hadron; pfoMinHCalLayerToEdge >
+    ceil(0.1·nHcalLayers); both energies finite and non-negative.
+    """
+    columns = outputs["kaon"].columns
+    missing = [name for name in COLUMNS if name not in columns]
+    if missing:
+        raise ProcedureError(f"PfoAnalysis columns {missing} are missing; phase 4 needs {list(COLUMNS)}")
+    data = {name: np.asarray(columns[name]) for name in COLUMNS}
+    shapes = {name: array.shape for name, array in data.items()}
+    if len(set(shapes.values())) != 1 or data["pfoHCalToHadEnergy"].ndim != 1:
+        raise ProcedureError(f"PfoAnalysis columns must be 1-D arrays of equal length, got shapes {shapes}")
+    layers = settings.get("nHcalLayers")
+    if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or layers < 1:
+        raise SettingsError(f"Setting nHcalLayers must be a positive integer, got {layers!r}")
+    min_layers_to_edge = math.ceil(int(layers) / 10)  # = ceil(0.1·n), exact in integers
+    ecal = data["pfoECalToHadEnergy"].astype(np.float64)
+    hcal = data["pfoHCalToHadEnergy"].astype(np.float64)
+    selected = (
+        (data["nPfoTargetsTotal"] == 1)
+        & (data["nPfoTargetsNeutralHadrons"] == 1)
+        & (data["nPfosTotal"] == 1)
+        & (data["nPfosNeutralHadrons"] == 1)
+        & (data["pfoMinHCalLayerToEdge"] > min_layers_to_edge)
+        & np.isfinite(ecal)
+        & np.isfinite(hcal)
+        & (ecal >= 0)
+        & (hcal >= 0)
+    )
+    return {"ecalToHad": ecal[selected].astype(np.float32), "hcalToHad": hcal[selected].astype(np.float32)}
+
+
+def intercept_grid(accuracy):
+    """The intercepts scanned: 0.5·T_K + i·accuracy·50 GeV for i = 0 … int(1/accuracy) − 1.
+
+    The results are therefore quantised to accuracy·50 GeV and clamped to this range.
+    """
+    # The small offset keeps e.g. 1/0.01 from truncating to 99 if it rounds just below 100.
+    size = int(1.0 / accuracy + 1e-9)
+    if size < 2:
+        raise SettingsError(
+            f"pandoraPFAAccuracy = {accuracy} gives a chi-square grid of {size} intercept value(s); use at most 0.5"
+        )
+    return 0.5 * TARGET_ENERGY + np.arange(size) * accuracy * TRUTH_ENERGY
+
+
+def in_band(hcal, ecal):
+    """Events within 3σ of the ideal line x + y = T_K: |x + y − T_K| ≤ 3·0.55·√(x + y), x, y ≥ 0."""
+    total = hcal + ecal
+    return (
+        (hcal >= 0)
+        & (ecal >= 0)
+        & (np.abs(total - TARGET_ENERGY) <= BAND_SIGMAS * RESOLUTION * np.sqrt(np.maximum(total, 0.0)))
+    )
+
+
+def _scan(hcal, ecal, ecal_intercepts, hcal_intercepts, bound=np.inf):
+    """Σ (x·a + y·b − a·b)²/(x·a² + y·b²) over the events for every (a, b) = (ecal_intercepts[i], hcal_intercepts[j]).
+
+    Events are summed in blocks; a grid point whose partial sum exceeds ``bound`` is abandoned
+    (every term is >= 0, so it cannot end below the bound) and returned as +inf.
+    """
+    sums = np.zeros((ecal_intercepts.size, hcal_intercepts.size))
+    active = np.ones(sums.shape, dtype=bool)
+    numerator = np.empty((hcal_intercepts.size, min(_BLOCK, hcal.size)))
+    denominator = np.empty_like(numerator)
+    # An event without energy gives a zero denominator: +inf, which fit_intercepts refuses.
+    with np.errstate(divide="ignore"):
+        for start in range(0, hcal.size, _BLOCK):
+            x = hcal[start : start + _BLOCK]
+            y = ecal[start : start + _BLOCK]
+            for i, a in enumerate(ecal_intercepts):
+                columns = np.flatnonzero(active[i])
+                if columns.size == 0:
+                    continue
+                b = hcal_intercepts[columns, None]
+                num = numerator[: columns.size, : x.size]
+                den = denominator[: columns.size, : x.size]
+                np.multiply(b, y - a, out=num)  # x·a + y·b − a·b = x·a + b·(y − a)
+                num += x * a
+                np.square(num, out=num)
+                np.multiply(b * b, y, out=den)
+                den += x * (a * a)
+                num /= den
+                sums[i, columns] += num.sum(axis=1)
+            active &= sums <= bound
+    sums[~active] = np.inf
+    return sums
+
+
+def chi_square_grid(hcal, ecal, grid):
+    """χ²[i, j] of the events around the line x/b + y/a = 1 with a = grid[i] (ECal), b = grid[j] (HCal).
+
+    Per event d = |x·a + y·b − a·b|/√(a²+b²) and σ_d = √((σ_x·a)² + (σ_y·b)²)/√(a²+b²) with
+    σ_x² = 0.55²·x, σ_y² = 0.55²·y; the √(a²+b²) cancels in d/σ_d, and squaring makes the float
+    absolute value of the reference implicit. Exact, O(grid² x events), in blocks of events.
+    """
+    hcal, ecal, grid = (np.asarray(v, dtype=np.float64) for v in (hcal, ecal, grid))
+    return _scan(hcal, ecal, grid, grid) / RESOLUTION**2
+
+
+def fit_intercepts(hcal, ecal, accuracy):
+    """(I_E, I_H, χ²_min) of the grid point with the smallest χ²; the first one wins a tie
+    (ECal intercept in the outer loop, HCal in the inner one).
+
+    Same result as the argmin of chi_square_grid, faster: the minimum on a subsample of the
+    events gives a bound (its χ² on all events), and the full scan abandons every grid point
+    whose partial χ² exceeds that bound. The relative margin keeps rounding from dropping a tie.
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64).ravel(), np.asarray(ecal, dtype=np.float64).ravel()
+    if hcal.size == 0 or hcal.size != ecal.size:
+        raise FitError(f"phase 4 (HadronicEnergy): cannot fit a line to {hcal.size} HCal and {ecal.size} ECal energies")
+    grid = intercept_grid(accuracy)
+    stride = max(1, hcal.size // _GUESS_EVENTS)
+    guess = _scan(hcal[::stride], ecal[::stride], grid, grid)
+    i, j = np.unravel_index(int(np.argmin(guess)), guess.shape)
+    bound = _scan(hcal, ecal, grid[[i]], grid[[j]])[0, 0] * (1.0 + _BOUND_MARGIN)
+    if not np.isfinite(bound):
+        raise FitError(
+            "phase 4 (HadronicEnergy): the chi-square scan gave non-finite values;"
+            " an event has zero hadronic energy in both calorimeters"
+        )
+    sums = _scan(hcal, ecal, grid, grid, bound)
+    i, j = np.unravel_index(int(np.argmin(sums)), sums.shape)
+    return float(grid[i]), float(grid[j]), float(sums[i, j] / RESOLUTION**2)
+
+
+def _current_constant(constants, name):
+    if name not in constants:
+        raise ProcedureError(f"Constant {name} is missing; phase 4 needs {list(CONSTANTS)}")
+    try:
+        value = float(constants[name])
+    except (TypeError, ValueError):
+        raise ProcedureError(f"Constant {name} must be a number, got {constants[name]!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ProcedureError(f"Constant {name} must be a positive number, got {value}")
+    return value
+
+
+def _gather(summaries, field):
+    try:
+        return np.concatenate([np.asarray(summary[field], dtype=np.float64).ravel() for summary in summaries])
+    except KeyError:
+        raise SummaryError(f"phase 4 (HadronicEnergy): a worker summary has no field {field!r}") from None
+
+
+def analyse(summaries, constants, settings):
+    """New hadronic scales from the workers' summaries.
+
+    HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E, and the EndCap
+    value is set to the barrel one; converged when both intercepts, measured with the current
+    constants, are within pandoraPFAAccuracy of T_K (relative to T_K).
+    """
+    if not summaries:
+        raise FitError("phase 4 (HadronicEnergy): no worker summaries to analyse")
+    accuracy = float(settings["pandoraPFAAccuracy"])
+    hcal_scale = _current_constant(constants, "HCalToHadGeVCalibration")
+    ecal_scale = _current_constant(constants, "ECalToHadGeVCalibrationBarrel")
+    hcal, ecal = _gather(summaries, "hcalToHad"), _gather(summaries, "ecalToHad")
+    if hcal.size != ecal.size:
+        raise SummaryError(
+            f"phase 4 (HadronicEnergy): {hcal.size} HCal but {ecal.size} ECal energies;"
+            " a worker summary is inconsistent"
+        )
+    band = in_band(hcal, ecal)
+    hcal, ecal = hcal[band], ecal[band]
+    if hcal.size < MIN_EVENTS:
+        raise FitError(
+            f"phase 4 (HadronicEnergy): only {hcal.size} of {band.size} selected kaons lie within 3σ of"
+            f" x + y = {TARGET_ENERGY:.3f} GeV, at least {MIN_EVENTS} are needed. Use more kaon events, or"
+            " seed the hadronic scales within about 20 % of their final values."
+        )
+    ecal_intercept, hcal_intercept, chi2 = fit_intercepts(hcal, ecal, accuracy)
+    grid = intercept_grid(accuracy)
+    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants["HCalToHadGeVCalibration"] = TARGET_ENERGY * hcal_scale / hcal_intercept
+    new_constants["ECalToHadGeVCalibrationBarrel"] = TARGET_ENERGY * ecal_scale / ecal_intercept
+    new_constants["ECalToHadGeVCalibrationEndCap"] = new_constants["ECalToHadGeVCalibrationBarrel"]
+    deviation = max(abs(hcal_intercept - TARGET_ENERGY), abs(ecal_intercept - TARGET_ENERGY)) / TARGET_ENERGY
+    edges = (float(grid[0]), float(grid[-1]))
+    metrics = {
+        "maxRelativeDeviation": deviation,
+        "accuracy": accuracy,
+        "target": TARGET_ENERGY,
+        "ecalIntercept": ecal_intercept,
+        "hcalIntercept": hcal_intercept,
+        "ecalRelativeDeviation": (ecal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
+        "hcalRelativeDeviation": (hcal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
+        "ecalInterceptAtGridEdge": float(ecal_intercept in edges),
+        "hcalInterceptAtGridEdge": float(hcal_intercept in edges),
+        "gridLow": edges[0],
+        "gridHigh": edges[1],
+        "gridStep": accuracy * TRUTH_ENERGY,
+        "chi2Minimum": chi2,
+        "chi2PerEvent": chi2 / hcal.size,
+        "eventsSelected": float(band.size),
+        "eventsInBand": float(hcal.size),
+        "bandFraction": hcal.size / band.size,
+    }
+    stride = -(-hcal.size // MAX_PLOT_POINTS)
+    plot = Scatter(
+        "hadronic_scale",
+        "Hadronic scale: 50 GeV K0L within the 3σ band",
+        "HCal hadronic energy [GeV]",
+        "ECal hadronic energy [GeV]",
+        hcal[::stride],
+        ecal[::stride],
+        (hcal_intercept, ecal_intercept),
+        TARGET_ENERGY,
+    )
+    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))

@@ -1,0 +1,236 @@
+"""Phase 2, MuonAndHCalOtherDigi: GeV-to-MIP scales and the HCal ring constant (physics.md §2.3).
+
+Muons give the MIP peaks: the digitised, direction-corrected hit energies set Pandora's
+ECal/HCal/Muon GeV-to-MIP constants, and the simulated hit energies in the HCal endcap and ring
+(P_EC, P_R) give their sampling ratio. Kaons give the mean direction corrections of endcap and
+ring hits (D_EC, D_R) and the HCal-endcap energy peak μ_EC, all measured in this step with the
+current constants, so the phase does not depend on files of an earlier step (bug 5 fixed):
+
+    CalibrHCALOther = (D_EC/D_R)·(P_EC/P_R)·A·CalibrHCALEndcap·(T_K/μ_EC, if hcalOtherEndcapMeanCorrection)
+
+with A = (t_abs,EC·t_sc,R)/(t_abs,R·t_sc,EC) from the thickness settings (not hard-coded to 1).
+The phase runs once and always moves on.
+"""
+import numpy as np
+
+from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS, check_binning, edges
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
+
+SAMPLES = ("muon", "kaon")
+#: constant -> (summary field, muon histogram) whose maximum bin is the MIP peak; the constant is 1/peak.
+MIP_SCALES = {
+    "ECalToMipCalibration": ("ecalMip", "ECalDirectionCorrectedCaloHitEnergy"),
+    "HCalToMipCalibration": ("hcalMip", "HCalDirectionCorrectedCaloHitEnergy"),
+    "MuonToMipCalibration": ("muonMip", "MuonDirectionCorrectedCaloHitEnergy"),
+}
+CALORIMETERS = {"ECalToMipCalibration": "ECal", "HCalToMipCalibration": "HCal", "MuonToMipCalibration": "Muon system"}
+#: HCal region -> (summary field, muon histogram) of the simulated MIP peak (P_EC, P_R).
+SIM_MIP = {
+    "endcap": ("hcalEndcapSimMip", "HCalDirectionCorrectedSimCaloHitEndCap"),
+    "ring": ("hcalRingSimMip", "HCalDirectionCorrectedSimCaloHitOther"),
+}
+#: HCal region -> (summary field, kaon histogram) whose mean is the direction correction (D_EC, D_R).
+DIRECTION = {
+    "endcap": ("hcalEndcapDirection", "HCalEndCapDirectionCorrectionSimCaloHit"),
+    "ring": ("hcalRingDirection", "HCalOtherDirectionCorrectionSimCaloHit"),
+}
+KAON_ENERGIES = "kaonHCalEndcapEnergy"
+CONSTANTS = (*MIP_SCALES, "CalibrHCALOther", "CalibrHCALEndcap")
+SUMMARY_FIELDS = {
+    **{field: np.dtype(np.float64) for field, _ in (*MIP_SCALES.values(), *SIM_MIP.values())},
+    **{field: np.dtype(np.float64) for field, _ in DIRECTION.values()},  # [sumw, sumwx]
+    KAON_ENERGIES: np.dtype(np.float32),
+}
+PEAK_FINDER_OFFSET = 10  # the SimCaloHit peak finder compares each bin with the bins 10 away
+
+
+def _histogram(output, name, sample):
+    try:
+        histogram = output.histograms[name]
+    except KeyError:
+        raise ProcedureError(
+            f"The {sample} reconstruction has no histogram {name}; the PfoAnalysis processor must run with"
+            " CollectCalibrationDetails=1"
+        ) from None
+    check_binning(name, histogram)
+    return histogram
+
+
+def collect(outputs, settings):
+    """Muon histogram counts (float64), kaon direction-correction sums [sumw, sumwx], kaon endcap energies.
+
+    The kaons are those phase 1 takes for its endcap peak, reconstructed with the current constants.
+    """
+    muon, kaon = outputs["muon"], outputs["kaon"]
+    summary = {
+        field: np.asarray(_histogram(muon, name, "muon").counts, dtype=np.float64)
+        for field, name in (*MIP_SCALES.values(), *SIM_MIP.values())
+    }
+    for field, name in DIRECTION.values():
+        histogram = _histogram(kaon, name, "kaon")
+        summary[field] = np.array([histogram.sumw, histogram.sumwx], dtype=np.float64)
+    summary[KAON_ENERGIES] = hcal_digitisation.select(kaon.columns, settings)["endcap"]
+    return summary
+
+
+def _bin_centres(name):
+    bin_edges = edges(name)
+    return 0.5 * (bin_edges[:-1] + bin_edges[1:])
+
+
+def max_bin_peak(counts, name):
+    """Centre of the fullest bin of histogram ``name`` (the first one on ties); ProcedureError if empty."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if not counts.max(initial=0.0) > 0:
+        raise ProcedureError(f"Histogram {name} is empty: the muon sample gave no hits to find a MIP peak in")
+    return float(_bin_centres(name)[int(np.argmax(counts))])
+
+
+def sim_hit_peak(counts, name):
+    """The SimCaloHit MIP peak of histogram ``name`` (PandoraAnalysis' peak finder, 0-based here).
+
+    Bin j (10 <= j <= N-12, i.e. ROOT bins 11..N-11) is a candidate if it holds more than the bins
+    10 below and 10 above; the fullest candidate wins, the first one on ties. Upstream returned
+    bin 0 when there was none; here that is a ProcedureError.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    offset = PEAK_FINDER_OFFSET
+    j = np.arange(offset, counts.size - offset - 1)
+    candidates = j[(counts[j] > counts[j - offset]) & (counts[j] > counts[j + offset]) & (counts[j] > 0)]
+    if candidates.size == 0:
+        raise ProcedureError(
+            f"No MIP peak in histogram {name} ({counts.sum():g} entries): no bin holds more than the bins"
+            f" {offset} below and above it. Use more muon events or check the muon sample"
+        )
+    best = candidates[int(np.argmax(counts[candidates]))]
+    return float(_bin_centres(name)[best])
+
+
+def direction_correction(sums, name):
+    """Mean of the filled values from the summed ROOT statistics [Σw, Σwx]; ProcedureError if empty."""
+    sumw, sumwx = sums
+    if not sumw > 0:
+        raise ProcedureError(
+            f"Histogram {name} is empty: no contained kaon gave HCal hits to average the direction correction"
+        )
+    return float(sumwx / sumw)
+
+
+def thickness_factor(settings):
+    """A = (t_abs,EC·t_sc,R)/(t_abs,R·t_sc,EC): the ring's sampling relative to the endcap's."""
+    return (float(settings["hcalEndcapAbsorberThickness"]) * float(settings["hcalRingScintillatorThickness"])) / (
+        float(settings["hcalRingAbsorberThickness"]) * float(settings["hcalEndcapScintillatorThickness"])
+    )
+
+
+def calibr_hcal_other(d_endcap, d_ring, p_endcap, p_ring, factor, calibr_hcal_endcap, endcap_mean=None):
+    """CalibrHCALOther = (D_EC/D_R)(P_EC/P_R)·A·CalibrHCALEndcap, times T_K/μ_EC when ``endcap_mean`` is given."""
+    value = (d_endcap / d_ring) * (p_endcap / p_ring) * factor * calibr_hcal_endcap
+    return value * KAON_KINETIC_ENERGY / endcap_mean if endcap_mean is not None else value
+
+
+def _summed(summaries, field, size):
+    arrays = [np.asarray(summary[field], dtype=np.float64) for summary in summaries]
+    for index, array in enumerate(arrays):
+        if array.shape != (size,):
+            raise ProcedureError(
+                f"phase 2 (MuonAndHCalOtherDigi): worker summary {index} has {array.size} values of {field},"
+                f" {size} are needed; all workers must use the calibration's PfoAnalysis binning"
+            )
+        if np.any(array < 0):
+            raise ProcedureError(f"phase 2 (MuonAndHCalOtherDigi): worker summary {index} has negative {field}")
+    return np.sum(arrays, axis=0)
+
+
+def _endcap_constant(constants):
+    try:
+        value = float(constants["CalibrHCALEndcap"])
+    except KeyError:
+        raise ProcedureError(
+            "Constant 'CalibrHCALEndcap' is missing; phase 2 derives CalibrHCALOther from it"
+        ) from None
+    except (TypeError, ValueError):
+        raise ProcedureError(f"CalibrHCALEndcap must be a number, got {constants['CalibrHCALEndcap']!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ProcedureError(f"CalibrHCALEndcap must be a positive number, got {value}")
+    return value
+
+
+def _endcap_peak(summaries, accuracy):
+    try:
+        peak = fit_peak(np.concatenate([s[KAON_ENERGIES] for s in summaries]), accuracy, hcal_digitisation.TRUTH_ENERGY)
+    except FitError as error:
+        raise FitError(f"phase 2 (MuonAndHCalOtherDigi), kaon HCal endcap energy: {error}") from error
+    if not peak.mean > 0:
+        raise FitError(f"phase 2 (MuonAndHCalOtherDigi): kaon HCal endcap peak at {peak.mean} GeV, cannot scale by it")
+    return peak
+
+
+def analyse(summaries, constants, settings):
+    """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged."""
+    if not summaries:
+        raise ProcedureError("phase 2 (MuonAndHCalOtherDigi): no worker summaries to analyse")
+    endcap_constant = _endcap_constant(constants)
+    totals = {
+        field: _summed(summaries, field, HISTOGRAMS[name][0])
+        for field, name in (*MIP_SCALES.values(), *SIM_MIP.values())
+    }
+    mip_peaks = {constant: max_bin_peak(totals[field], name) for constant, (field, name) in MIP_SCALES.items()}
+    sim_peaks = {region: sim_hit_peak(totals[field], name) for region, (field, name) in SIM_MIP.items()}
+    directions = {
+        region: direction_correction(_summed(summaries, field, 2), name) for region, (field, name) in DIRECTION.items()
+    }
+    if not all(value > 0 for value in (*sim_peaks.values(), *directions.values())):
+        raise ProcedureError(
+            f"phase 2 (MuonAndHCalOtherDigi): MIP peaks {sim_peaks} and direction corrections {directions} must be"
+            " positive to form CalibrHCALOther"
+        )
+    endcap_peak = _endcap_peak(summaries, float(settings["digitisationAccuracy"]))
+    factor = thickness_factor(settings)
+    mean_correction = bool(settings["hcalOtherEndcapMeanCorrection"])
+    other = calibr_hcal_other(
+        directions["endcap"], directions["ring"], sim_peaks["endcap"], sim_peaks["ring"], factor, endcap_constant,
+        endcap_peak.mean if mean_correction else None,
+    )
+    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants.update({constant: 1.0 / peak for constant, peak in mip_peaks.items()})
+    new_constants["CalibrHCALOther"] = other
+    metrics = {
+        "ecalMipPeak": mip_peaks["ECalToMipCalibration"],
+        "hcalMipPeak": mip_peaks["HCalToMipCalibration"],
+        "muonMipPeak": mip_peaks["MuonToMipCalibration"],
+        "hcalEndcapSimMipPeak": sim_peaks["endcap"],
+        "hcalRingSimMipPeak": sim_peaks["ring"],
+        "hcalEndcapDirectionCorrection": directions["endcap"],
+        "hcalRingDirectionCorrection": directions["ring"],
+        "mipPeakRatio": sim_peaks["endcap"] / sim_peaks["ring"],
+        "directionCorrectionRatio": directions["endcap"] / directions["ring"],
+        "thicknessFactor": factor,
+        "kaonHCalEndcapMean": endcap_peak.mean,
+        "kaonHCalEndcapSigma": endcap_peak.sigma,
+        "kaonHCalEndcapEntries": float(endcap_peak.entries),
+        "kaonHCalEndcapFitMethod": endcap_peak.method,
+        "kaonHCalEndcapFitMessage": endcap_peak.message,
+        "endcapMeanCorrection": KAON_KINETIC_ENERGY / endcap_peak.mean if mean_correction else 1.0,
+        **{f"{field}Entries": float(totals[field].sum()) for field in totals},
+    }
+    plots = (
+        *(
+            Distribution(field, f"{CALORIMETERS[constant]} MIP peak: 10 GeV muons",
+                         "direction-corrected calorimeter hit energy [GeV]", totals[field], edges(name),
+                         peak=mip_peaks[constant])
+            for constant, (field, name) in MIP_SCALES.items()
+        ),
+        *(
+            Distribution(field, f"HCal {region} MIP peak: 10 GeV muons", "direction-corrected sim hit energy [GeV]",
+                         totals[field], edges(name), peak=sim_peaks[region])
+            for region, (field, name) in SIM_MIP.items()
+        ),
+        Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",
+                             "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY),
+    )
+    return PhaseOutcome(new_constants, metrics, True, plots)

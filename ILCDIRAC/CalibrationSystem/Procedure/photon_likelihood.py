@@ -1,0 +1,340 @@
+"""Pandora's photon-likelihood XML: read, write and merge (physics.md §3).
+
+A training run (stage 2) makes every worker write one file; the service merges them into the
+likelihood stage 3 reconstructs with. The file is Pandora's: a *rootless* sequence of elements
+(EnergyBinLowerEdges, optionally NEnergyBins, NSignalEvents, NBackgroundEvents, then one
+PhotonSig/PhotonBkg<Variable>_<k> histogram per variable and energy bin k) as LCContent's
+PhotonReconstructionAlgorithm writes and reads it. A histogram holds NBinsX, XLow, XHigh and
+BinContents: NBinsX + 2 numbers (underflow, the bins, overflow), normalised to unit sum.
+
+The merge is a count-weighted average: merged p = Σ p_i·N_i / Σ N_i with N the worker's signal or
+background count of that energy bin, in floating point (no rounding to integers), so the priors
+N_sig/N_bkg Pandora's photon ID uses are preserved. An energy bin nobody filled keeps N = 0 and
+p = 0 (no division by a substitute 1). Files are only merged when their binning is identical.
+"""
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from lxml import etree
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+
+MAX_LIKELIHOOD_BYTES = 5 * 1024 * 1024
+
+#: Lower edges (GeV, cluster EM energy) of the energy bins the training configures.
+ENERGY_BIN_LOWER_EDGES = (0.0, 0.2, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 20.0)
+
+#: The likelihood variables in the order Pandora writes them, with their default (nbins, low, high).
+VARIABLES = {
+    "PeakRms": (50, 0.0, 5.0),
+    "RmsRatio": (30, 1.0, 3.0),
+    "LongProfileStart": (11, -0.5, 10.5),
+    "LongProfileDiscrepancy": (42, -0.02, 0.82),
+    "PeakEnergyFraction": (52, -0.02, 1.02),
+    "MinDistanceToTrack": (40, 0.0, 20.0),
+}
+KINDS = ("Sig", "Bkg")  # signal (photon) and background PDFs
+
+
+def histogram_names(n_energy_bins=len(ENERGY_BIN_LOWER_EDGES)):
+    """Names of all PDF histograms, in the order Pandora writes them: variable, energy bin, Sig/Bkg."""
+    return [
+        f"Photon{kind}{variable}_{k}" for variable in VARIABLES for k in range(n_energy_bins) for kind in KINDS
+    ]
+
+
+#: The canonical 108 histograms (6 variables x 9 energy bins x signal/background): name -> (nbins, low, high).
+HISTOGRAMS = {
+    f"Photon{kind}{variable}_{k}": binning
+    for variable, binning in VARIABLES.items()
+    for k in range(len(ENERGY_BIN_LOWER_EDGES))
+    for kind in KINDS
+}
+
+_HISTOGRAM_NAME = re.compile(r"Photon(Sig|Bkg)([A-Za-z]+)_([0-9]+)")
+_XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?\?>")
+_DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+_SCALAR_ELEMENTS = ("EnergyBinLowerEdges", "NEnergyBins", "NSignalEvents", "NBackgroundEvents")
+
+
+@dataclass(frozen=True)
+class LikelihoodData:
+    """One photon-likelihood file.
+
+    ``energy_bin_lower_edges``, ``n_signal``, ``n_background``: float64 arrays of one value per
+    energy bin (the counts are whole numbers). ``histograms``: name -> (nbins, xlow, xhigh,
+    contents) with contents a float64 array of nbins + 2 values (underflow, bins, overflow).
+    """
+
+    energy_bin_lower_edges: np.ndarray
+    n_signal: np.ndarray
+    n_background: np.ndarray
+    histograms: dict
+
+
+def _energy_bin(name):
+    """(kind, energy bin) of a histogram name."""
+    kind, _, k = _HISTOGRAM_NAME.fullmatch(name).groups()
+    return kind, int(k)
+
+
+def _error(message):
+    return ProcedureError(f"Photon likelihood file: {message}")
+
+
+def _numbers(element, name):
+    text = (element.text or "").split()
+    try:
+        values = np.array([float(v) for v in text], dtype=np.float64)
+    except ValueError:
+        raise _error(f"<{name}> must hold numbers separated by spaces, got {element.text!r}") from None
+    if not np.all(np.isfinite(values)):
+        raise _error(f"<{name}> holds non-finite values")
+    return values
+
+
+def _event_counts(element, name, n_energy_bins):
+    values = _numbers(element, name)
+    if values.size != n_energy_bins:
+        raise _error(f"<{name}> has {values.size} values, one per energy bin ({n_energy_bins}) is needed")
+    if np.any(values < 0) or np.any(values != np.floor(values)):
+        raise _error(f"<{name}> must hold non-negative whole numbers (event counts), got {values.tolist()}")
+    return values
+
+
+def _histogram(element):
+    name = element.tag
+    children = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # comments
+        if child.tag in children or child.tag not in ("NBinsX", "XLow", "XHigh", "BinContents"):
+            raise _error(f"histogram <{name}> has an unexpected or repeated element <{child.tag}>")
+        children[child.tag] = child
+    missing = [tag for tag in ("NBinsX", "XLow", "XHigh", "BinContents") if tag not in children]
+    if missing:
+        raise _error(f"histogram <{name}> lacks {missing}")
+    nbins_text = (children["NBinsX"].text or "").strip()
+    if not nbins_text.isdigit() or int(nbins_text) < 1:
+        raise _error(f"histogram <{name}> has NBinsX {nbins_text!r}, a positive whole number is needed")
+    nbins = int(nbins_text)
+    low, high = (_scalar(children[tag], f"{name}/{tag}") for tag in ("XLow", "XHigh"))
+    if not high > low:
+        raise _error(f"histogram <{name}> has XHigh {high} not above XLow {low}")
+    contents = _numbers(children["BinContents"], f"{name}/BinContents")
+    if contents.size != nbins + 2:
+        raise _error(
+            f"histogram <{name}> has {contents.size} bin contents; NBinsX={nbins} needs {nbins + 2}"
+            " (underflow, bins, overflow)"
+        )
+    if np.any(contents < 0):
+        raise _error(f"histogram <{name}> has negative bin contents; a PDF cannot")
+    return nbins, low, high, contents
+
+
+def _scalar(element, name):
+    value = _numbers(element, name)
+    if value.size != 1:
+        raise _error(f"<{name}> must hold one number, got {element.text!r}")
+    return float(value[0])
+
+
+def _document_body(content):
+    """The file's bytes without an XML declaration (which could not stand inside the synthetic root)."""
+    if not isinstance(content, (bytes, bytearray)):
+        raise _error(f"content must be bytes, got {type(content).__name__}")
+    data = bytes(content)
+    if len(data) > MAX_LIKELIHOOD_BYTES:
+        raise _error(
+            f"{len(data)} bytes, more than the limit of {MAX_LIKELIHOOD_BYTES}; a likelihood file is far"
+            " smaller, check that the right file was given"
+        )
+    if b"<!" in data.replace(b"<!--", b""):
+        raise _error("it contains a DOCTYPE, entity declaration or CDATA section, which is refused for safety")
+    declaration = _XML_DECLARATION.match(data)
+    if declaration:
+        encoding = _DECLARED_ENCODING.search(declaration.group())
+        if encoding and encoding.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
+            raise _error(f"encoding {encoding.group(1).decode()} is not supported; write it as UTF-8")
+        data = data[declaration.end():]
+    elif data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data
+
+
+def parse_likelihood(content):
+    """Parse a photon-likelihood file (bytes); ProcedureError if it is malformed, unsafe or incomplete.
+
+    The rootless sequence is wrapped in a synthetic root and parsed without entity resolution, DTD
+    loading or network access. All histograms of the canonical set for the file's number of
+    energy bins must be present, nothing else.
+    """
+    body = _document_body(content)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        root = etree.fromstring(b"<PhotonLikelihood>" + body + b"</PhotonLikelihood>", parser)
+    except etree.XMLSyntaxError as error:
+        raise _error(f"not a well-formed sequence of XML elements: {error}") from None
+    if (root.text or "").strip():
+        raise _error(f"text {root.text.strip()[:40]!r} outside any element")
+    scalars, histograms = {}, {}
+    for element in root:
+        if (element.tail or "").strip():
+            raise _error(f"text {element.tail.strip()[:40]!r} outside any element")
+        if not isinstance(element.tag, str):
+            continue  # comments and processing instructions carry no data
+        if element.tag in scalars or element.tag in histograms:
+            raise _error(f"element <{element.tag}> appears twice")
+        if element.tag in _SCALAR_ELEMENTS:
+            scalars[element.tag] = element
+        elif _HISTOGRAM_NAME.fullmatch(element.tag):
+            histograms[element.tag] = _histogram(element)
+        else:
+            raise _error(f"unexpected element <{element.tag}>; is this a Pandora photon-likelihood file?")
+    for tag in ("EnergyBinLowerEdges", "NSignalEvents", "NBackgroundEvents"):
+        if tag not in scalars:
+            raise _error(f"<{tag}> is missing")
+    edges = _numbers(scalars["EnergyBinLowerEdges"], "EnergyBinLowerEdges")
+    if edges.size == 0 or np.any(np.diff(edges) <= 0):
+        raise _error(f"<EnergyBinLowerEdges> must be increasing numbers, got {edges.tolist()}")
+    if "NEnergyBins" in scalars and _scalar(scalars["NEnergyBins"], "NEnergyBins") != edges.size:
+        raise _error(f"<NEnergyBins> disagrees with the {edges.size} EnergyBinLowerEdges")
+    n_signal = _event_counts(scalars["NSignalEvents"], "NSignalEvents", edges.size)
+    n_background = _event_counts(scalars["NBackgroundEvents"], "NBackgroundEvents", edges.size)
+    expected = histogram_names(edges.size)
+    missing = [name for name in expected if name not in histograms]
+    unexpected = sorted(set(histograms) - set(expected))
+    if missing or unexpected:
+        raise _error(
+            f"histograms missing: {missing[:6]}{' ...' if len(missing) > 6 else ''};"
+            f" unexpected: {unexpected[:6]}. A file with {edges.size} energy bins has exactly {len(expected)}"
+        )
+    return LikelihoodData(edges, n_signal, n_background, {name: histograms[name] for name in expected})
+
+
+def _format_floats(values):
+    return " ".join(repr(float(v)) for v in values)
+
+
+def _format_counts(values, name):
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values != np.floor(values)):
+        raise ProcedureError(f"{name} must be non-negative whole numbers to be written, got {values.tolist()}")
+    return " ".join(str(int(v)) for v in values)
+
+
+def write_likelihood(data):
+    """The rootless XML bytes of ``data`` in Pandora's layout (values written to round-trip exactly)."""
+    check_likelihood(data)
+    lines = [
+        f"<EnergyBinLowerEdges>{_format_floats(data.energy_bin_lower_edges)}</EnergyBinLowerEdges>",
+        f"<NSignalEvents>{_format_counts(data.n_signal, 'NSignalEvents')}</NSignalEvents>",
+        f"<NBackgroundEvents>{_format_counts(data.n_background, 'NBackgroundEvents')}</NBackgroundEvents>",
+    ]
+    for name in histogram_names(len(data.energy_bin_lower_edges)):
+        nbins, low, high, contents = data.histograms[name]
+        lines += [
+            f"<{name}>",
+            f"    <NBinsX>{int(nbins)}</NBinsX>",
+            f"    <XLow>{float(low)!r}</XLow>",
+            f"    <XHigh>{float(high)!r}</XHigh>",
+            f"    <BinContents>{_format_floats(contents)}</BinContents>",
+            f"</{name}>",
+        ]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def check_likelihood(data):
+    """Refuse LikelihoodData whose parts do not fit together (counts per energy bin, histogram set, sizes)."""
+    n_energy_bins = len(data.energy_bin_lower_edges)
+    if len(data.n_signal) != n_energy_bins or len(data.n_background) != n_energy_bins:
+        raise ProcedureError(
+            f"Photon likelihood: {n_energy_bins} energy bins but {len(data.n_signal)} signal and"
+            f" {len(data.n_background)} background counts"
+        )
+    expected = histogram_names(n_energy_bins)
+    if set(data.histograms) != set(expected):
+        raise ProcedureError(
+            f"Photon likelihood: the histograms must be exactly the {len(expected)} PhotonSig/PhotonBkg"
+            f" histograms of {n_energy_bins} energy bins"
+        )
+    for name in expected:
+        nbins, _, _, contents = data.histograms[name]
+        if len(contents) != int(nbins) + 2:
+            raise ProcedureError(
+                f"Photon likelihood: histogram {name} needs {int(nbins) + 2} contents, has {len(contents)}"
+            )
+
+
+def weighted_counts(data):
+    """name -> p·N: each PDF scaled back to the number of candidates of its kind and energy bin."""
+    counts = {}
+    for name, (_, _, _, contents) in data.histograms.items():
+        kind, k = _energy_bin(name)
+        n = data.n_signal[k] if kind == "Sig" else data.n_background[k]
+        counts[name] = np.asarray(contents, dtype=np.float64) * n
+    return counts
+
+
+def binnings(data):
+    """name -> (nbins, low, high) of every histogram of ``data``."""
+    return {name: (int(nbins), float(low), float(high)) for name, (nbins, low, high, _) in data.histograms.items()}
+
+
+def _accumulate(arrays):
+    """Element-wise sum, added in the given order so that every merge path gives the same bits."""
+    total = np.array(arrays[0], dtype=np.float64)
+    for array in arrays[1:]:
+        total += array
+    return total
+
+
+def merge_weighted(energy_bin_lower_edges, histogram_binnings, parts):
+    """Merge already-checked parts, each (n_signal, n_background, counts: name -> p·N), into LikelihoodData.
+
+    N and p·N are summed over the parts; each merged PDF is Σ p·N / Σ N, and 0 where Σ N = 0.
+    ``histogram_binnings``: name -> (nbins, low, high), shared by all parts.
+    """
+    if not parts:
+        raise ProcedureError("No photon likelihood files to merge: no worker of the training step sent one")
+    n_signal = _accumulate([part[0] for part in parts])
+    n_background = _accumulate([part[1] for part in parts])
+    histograms = {}
+    for name, (nbins, low, high) in histogram_binnings.items():
+        kind, k = _energy_bin(name)
+        n = n_signal[k] if kind == "Sig" else n_background[k]
+        summed = _accumulate([part[2][name] for part in parts])
+        histograms[name] = (int(nbins), float(low), float(high), summed / n if n > 0 else np.zeros_like(summed))
+    data = LikelihoodData(np.array(energy_bin_lower_edges, dtype=np.float64), n_signal, n_background, histograms)
+    check_likelihood(data)
+    return data
+
+
+def merge_likelihoods(items):
+    """The count-weighted merge of several likelihood files (see the module docstring).
+
+    ProcedureError if there is nothing to merge or the energy bins or any histogram binning differ.
+    """
+    items = list(items)
+    if not items:
+        raise ProcedureError("No photon likelihood files to merge: no worker of the training step sent one")
+    for item in items:
+        check_likelihood(item)
+    first = items[0]
+    reference = binnings(first)
+    for index, item in enumerate(items[1:], start=1):
+        if not np.array_equal(item.energy_bin_lower_edges, first.energy_bin_lower_edges):
+            raise ProcedureError(
+                f"Photon likelihood file {index} has energy bins {np.asarray(item.energy_bin_lower_edges).tolist()},"
+                f" file 0 has {np.asarray(first.energy_bin_lower_edges).tolist()}: they cannot be merged."
+                " All workers must use the same PandoraSettingsPhotonTraining.xml"
+            )
+        differing = sorted(name for name, binning in binnings(item).items() if reference.get(name) != binning)
+        if differing:
+            raise ProcedureError(
+                f"Photon likelihood file {index} bins {differing[:3]} differently from file 0: they cannot be"
+                " merged. All workers must use the same PandoraSettingsPhotonTraining.xml"
+            )
+    parts = [(item.n_signal, item.n_background, weighted_counts(item)) for item in items]
+    return merge_weighted(first.energy_bin_lower_edges, reference, parts)

@@ -1,0 +1,68 @@
+"""The result of a finished calibration, as the service hands it out and the agent copies it.
+
+One place builds it, so that ``getResult``, ``dirac-calibration-result`` and the copy to the
+output location always hold the same files.
+"""
+import json
+
+from DIRAC import S_ERROR, S_OK
+
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot
+from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
+
+STEERING_FILE = "steeringFile.xml"
+STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
+SUMMARY_FILE = "calibration.json"
+CONVERGENCE_PLOT = "convergence.png"
+
+
+def collectResult(calibrationDB, calibration):
+    """S_OK(result dict) of a calibration read from the DB (see CalibrationHandler.export_getResult)."""
+    calibrationID = calibration["CalibrationID"]
+    steering = calibrationDB.getSteeringFile(calibrationID)
+    history = calibrationDB.getSteps(calibrationID)
+    files = calibrationDB.getFiles(calibrationID)
+    for answer in (steering, history, files):
+        if not answer["OK"]:
+            return answer
+    try:
+        finalSteering = render_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
+        files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"])
+    except (ProcedureError, ValueError) as error:
+        return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
+    return S_OK(
+        {
+            "calibrationID": calibrationID,
+            "status": calibration["Status"],
+            "statusMessage": calibration["StatusMessage"],
+            "parameters": calibration["Parameters"],
+            "steeringFile": finalSteering.decode(),
+            "steeringFileInput": steering["Value"].decode(errors="surrogateescape"),
+            "settings": calibration["Settings"],
+            "history": history["Value"],
+            "files": files["Value"],
+        }
+    )
+
+
+def resultFiles(result):
+    """{file name: bytes} of everything a result holds, e.g. to write it to a directory.
+
+    Works on a result fresh from the DB and on one received over DISET, where bytes arrive as
+    str with surrogate escapes.
+    """
+    files = {name: _bytes(content) for name, content in result["files"].items()}
+    files[STEERING_FILE] = _bytes(result["steeringFile"])
+    files[STEERING_FILE_INPUT] = _bytes(result["steeringFileInput"])
+    summary = {key: result[key] for key in ("calibrationID", "status", "statusMessage", "parameters", "settings")}
+    summary["history"] = [
+        {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in step.items()}
+        for step in result["history"]
+    ]
+    files[SUMMARY_FILE] = json.dumps(summary, indent=1, sort_keys=True).encode()
+    return files
+
+
+def _bytes(content):
+    return content if isinstance(content, bytes) else content.encode(errors="surrogateescape")

@@ -1,0 +1,259 @@
+"""Phase 4 (HadronicEnergy): kaon selection, 3σ band, chi-square grid scan, hadronic scale update."""
+import numpy as np
+import pytest
+
+from ILCDIRAC.CalibrationSystem.Procedure import hadronic_scale
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError, SummaryError
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import Scatter
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY as T_K
+from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
+
+INT_MAX = 2147483647
+SETTINGS = {"pandoraPFAAccuracy": 0.025, "nHcalLayers": 60}
+GRID = 0.5 * T_K + 1.25 * np.arange(40)
+STEP = 1.25
+
+# One row per event: (nTargets, nTargetNH, nPfos, nPfoNH, ECalToHad, HCalToHad, minLayerToEdge, selected)
+EVENTS = [
+    (1, 1, 1, 1, 5.0, 44.0, 20, True),
+    (2, 1, 1, 1, 5.1, 44.1, 20, False),  # two targets
+    (1, 0, 1, 1, 5.2, 44.2, 20, False),  # the target is not a neutral hadron
+    (1, 1, 2, 2, 5.3, 44.3, 20, False),  # split into two PFOs
+    (1, 1, 1, 0, 5.4, 44.4, 20, False),  # the PFO is not a neutral hadron
+    (1, 1, 1, 1, 5.5, 44.5, 6, False),  # 6 layers from the edge: not more than ceil(0.1 x 60)
+    (1, 1, 1, 1, 5.6, 44.6, 7, True),
+    (1, 1, 1, 1, 5.7, 44.7, INT_MAX, True),  # no HCal hit
+    (1, 1, 1, 1, -0.1, 44.8, 20, False),  # negative energy has no resolution
+    (1, 1, 1, 1, 5.9, np.nan, 20, False),
+    (1, 1, 1, 1, 60.0, 70.0, 20, True),  # far from the line: the band is applied by the service
+]
+
+
+def _columns(events):
+    names = ("nPfoTargetsTotal", "nPfoTargetsNeutralHadrons", "nPfosTotal", "nPfosNeutralHadrons")
+    columns = {name: np.array([e[i] for e in events], np.int32) for i, name in enumerate(names)}
+    columns["pfoECalToHadEnergy"] = np.array([e[4] for e in events], np.float32)
+    columns["pfoHCalToHadEnergy"] = np.array([e[5] for e in events], np.float32)
+    columns["pfoMinHCalLayerToEdge"] = np.array([e[6] for e in events], np.int32)
+    return columns
+
+
+def _collect(events, settings=SETTINGS):
+    return hadronic_scale.collect({"kaon": ReconstructionOutput(_columns(events))}, settings)
+
+
+def test_collect_selection():
+    summary = _collect(EVENTS)
+    assert set(summary) == set(hadronic_scale.SUMMARY_FIELDS)
+    assert summary["ecalToHad"].dtype == summary["hcalToHad"].dtype == np.float32
+    np.testing.assert_array_equal(summary["ecalToHad"], np.array([e[4] for e in EVENTS if e[7]], np.float32))
+    np.testing.assert_array_equal(summary["hcalToHad"], np.array([e[5] for e in EVENTS if e[7]], np.float32))
+    # 44 layers (CLD): more than ceil(4.4) = 5 layers from the edge
+    assert _collect(EVENTS, {**SETTINGS, "nHcalLayers": 44})["ecalToHad"].size == 5
+
+
+def test_collect_refuses_bad_input():
+    columns = _columns(EVENTS)
+    del columns["pfoMinHCalLayerToEdge"]
+    with pytest.raises(ProcedureError, match="pfoMinHCalLayerToEdge"):
+        hadronic_scale.collect({"kaon": ReconstructionOutput(columns)}, SETTINGS)
+    columns = _columns(EVENTS)
+    columns["nPfosTotal"] = columns["nPfosTotal"][1:]
+    with pytest.raises(ProcedureError, match="equal length"):
+        hadronic_scale.collect({"kaon": ReconstructionOutput(columns)}, SETTINGS)
+    with pytest.raises(SettingsError, match="nHcalLayers"):
+        _collect(EVENTS, {**SETTINGS, "nHcalLayers": 0})
+
+
+def test_intercept_grid():
+    np.testing.assert_allclose(hadronic_scale.intercept_grid(0.025), GRID, rtol=0, atol=1e-12)
+    assert hadronic_scale.intercept_grid(0.025)[[0, -1]] == pytest.approx([24.751164, 73.501164])
+    grid = hadronic_scale.intercept_grid(0.01)
+    assert grid.size == 100 and grid[1] - grid[0] == pytest.approx(0.5)
+    with pytest.raises(SettingsError, match="at most 0.5"):
+        hadronic_scale.intercept_grid(0.6)
+
+
+def test_band_around_the_ideal_line():
+    """|x + y − T_K| ≤ 3·0.55·√(x + y): +12.5 GeV is inside (limit 12.99), −10.5 is outside (10.30)."""
+    total = T_K + np.array([0.0, 12.5, 13.2, -10.0, -10.5, 0.0, 0.0])
+    hcal = 0.7 * total
+    ecal = 0.3 * total
+    hcal[5], ecal[5] = -1.0, T_K + 1.0  # negative energies have no resolution
+    hcal[6], ecal[6] = np.nan, 10.0
+    np.testing.assert_array_equal(hadronic_scale.in_band(hcal, ecal), [True, True, False, True, False, False, False])
+
+
+def _on_line(ecal_intercept, hcal_intercept, hcal_values):
+    hcal = np.asarray(hcal_values, dtype=float)
+    return hcal, ecal_intercept * (1.0 - hcal / hcal_intercept)
+
+
+def _reference_chi2(hcal, ecal, grid):
+    """The reference's formula written out: perpendicular distance over its error, per grid point."""
+    chi2 = np.empty((grid.size, grid.size))
+    for i, a in enumerate(grid):
+        for j, b in enumerate(grid):
+            norm = np.sqrt(a * a + b * b)
+            distance = np.abs(hcal * a + ecal * b - a * b) / norm
+            sigma = np.sqrt((0.55 * np.sqrt(hcal) * a) ** 2 + (0.55 * np.sqrt(ecal) * b) ** 2) / norm
+            chi2[i, j] = np.sum((distance / sigma) ** 2)
+    return chi2
+
+
+def test_chi_square_grid_matches_the_formula_across_blocks():
+    rng = np.random.default_rng(3)
+    n = hadronic_scale._BLOCK + 123  # two blocks, the second one partial
+    hcal = rng.uniform(15.0, 50.0, n)
+    ecal = np.maximum(T_K - hcal + rng.normal(0.0, 3.0, n), 0.0)
+    grid = hadronic_scale.intercept_grid(0.05)
+    np.testing.assert_allclose(hadronic_scale.chi_square_grid(hcal, ecal, grid), _reference_chi2(hcal, ecal, grid),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("ecal_spread", [3.0, 0.05])
+def test_bounded_scan_finds_the_minimum_of_the_full_grid(ecal_spread):
+    """fit_intercepts abandons hopeless grid points early; its answer must be the full grid's argmin,
+    also when the ECal intercept is barely constrained (kaons near the HCal axis)."""
+    rng = np.random.default_rng(4)
+    n = 3 * hadronic_scale._GUESS_EVENTS + 7
+    hcal = rng.uniform(20.0, 52.0, n)
+    ecal = np.abs(0.9 * (T_K - hcal) + rng.normal(0.0, ecal_spread, n))
+    hcal += rng.normal(0.0, 2.0, n)
+    grid = hadronic_scale.intercept_grid(0.025)
+    chi2 = hadronic_scale.chi_square_grid(hcal, ecal, grid)
+    i, j = np.unravel_index(np.argmin(chi2), chi2.shape)
+    ecal_intercept, hcal_intercept, minimum = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert (ecal_intercept, hcal_intercept) == (grid[i], grid[j])
+    assert minimum == pytest.approx(chi2[i, j], rel=1e-12)
+
+
+def test_scan_finds_grid_intercepts_exactly():
+    hcal, ecal = _on_line(GRID[18], GRID[21], np.linspace(0.3, 1.0, 50) * GRID[21])
+    ecal_intercept, hcal_intercept, chi2 = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert (ecal_intercept, hcal_intercept) == (GRID[18], GRID[21])
+    assert chi2 < 1e-20
+
+
+def test_scan_result_is_within_half_a_grid_step():
+    true_ecal, true_hcal = GRID[18] + 0.3 * STEP, GRID[21] - 0.2 * STEP
+    hcal, ecal = _on_line(true_ecal, true_hcal, np.linspace(0.3, 1.0, 50) * true_hcal)
+    ecal_intercept, hcal_intercept, _ = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert ecal_intercept in GRID and hcal_intercept in GRID  # quantised to the grid
+    assert abs(ecal_intercept - true_ecal) <= STEP / 2
+    assert abs(hcal_intercept - true_hcal) <= STEP / 2
+
+
+def test_scan_uses_a_float_absolute_value():
+    """Kaons close to the HCal axis: |x·a + y·b − a·b| < 1 for several ECal intercepts. Truncated to
+    integers those would all tie at 0 and the first (too small) intercept would win."""
+    hcal, ecal = _on_line(GRID[20], GRID[20], GRID[20] - np.linspace(0.0, 0.25, 20))
+    residual = np.abs(hcal * GRID[17] + ecal * GRID[20] - GRID[17] * GRID[20])
+    assert residual.max() < 1.0  # the trap is armed
+    assert hadronic_scale.fit_intercepts(hcal, ecal, 0.025)[:2] == (GRID[20], GRID[20])
+
+
+def test_scan_clamps_to_the_grid():
+    hcal, ecal = _on_line(20.0, 55.0, np.linspace(35.0, 55.0, 40))  # ECal intercept below 0.5·T_K
+    assert hadronic_scale.fit_intercepts(hcal, ecal, 0.025)[0] == GRID[0]
+
+
+K_HAD, H_ECAL = 0.96, 0.85
+
+
+def _kaons(ecal_scale, hcal_scale, n=4000, seed=5, noise=0.03):
+    """PFO energies = k_had x scale x deposit; deposits h_E·f·T_K (ECal) and (1−f)·T_K (HCal), physics.md §7."""
+    rng = np.random.default_rng(seed)
+    fraction = np.where(rng.uniform(size=n) < 0.5, 0.005, rng.uniform(0.1, 0.7, n))
+    ecal = K_HAD * ecal_scale * H_ECAL * fraction * T_K * (1 + noise * rng.normal(size=n))
+    hcal = K_HAD * hcal_scale * (1 - fraction) * T_K * (1 + noise * rng.normal(size=n))
+    return [{"ecalToHad": e.astype(np.float32), "hcalToHad": h.astype(np.float32)}
+            for e, h in zip(np.array_split(ecal, 4), np.array_split(hcal, 4))]
+
+
+def _constants(ecal_scale, hcal_scale):
+    return {"ECalToHadGeVCalibrationBarrel": ecal_scale, "ECalToHadGeVCalibrationEndCap": 7.0,
+            "HCalToHadGeVCalibration": hcal_scale, "CalibrECAL": [37.5, 75.0]}
+
+
+def test_analyse_recovers_the_hadronic_scales():
+    constants = _constants(1.35, 1.0)
+    outcome = hadronic_scale.analyse(_kaons(1.35, 1.0), constants, SETTINGS)
+    true_ecal, true_hcal = K_HAD * H_ECAL * 1.35 * T_K, K_HAD * T_K  # 54.5 and 47.5 GeV
+    assert abs(outcome.metrics["ecalIntercept"] - true_ecal) <= STEP / 2
+    assert abs(outcome.metrics["hcalIntercept"] - true_hcal) <= STEP / 2
+    new = outcome.constants
+    assert new["HCalToHadGeVCalibration"] == pytest.approx(T_K * 1.0 / outcome.metrics["hcalIntercept"])
+    assert new["ECalToHadGeVCalibrationBarrel"] == pytest.approx(T_K * 1.35 / outcome.metrics["ecalIntercept"])
+    assert new["ECalToHadGeVCalibrationEndCap"] == new["ECalToHadGeVCalibrationBarrel"]
+    assert new["HCalToHadGeVCalibration"] == pytest.approx(1 / K_HAD, rel=STEP / 2 / true_hcal)
+    assert new["ECalToHadGeVCalibrationBarrel"] == pytest.approx(1 / (K_HAD * H_ECAL), rel=STEP / 2 / true_ecal)
+    assert new["CalibrECAL"] == [37.5, 75.0] and constants["HCalToHadGeVCalibration"] == 1.0
+    assert outcome.converged is False  # the ECal intercept is 10 % high
+    assert outcome.metrics["eventsInBand"] == outcome.metrics["eventsSelected"] == 4000.0
+    assert outcome.metrics["ecalInterceptAtGridEdge"] == 0.0
+    assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())
+    (plot,) = outcome.plots
+    assert isinstance(plot, Scatter) and plot.line == (outcome.metrics["hcalIntercept"],
+                                                       outcome.metrics["ecalIntercept"])
+    assert plot.target == T_K and plot.x.size == 4000
+
+
+def test_analyse_converges_with_the_updated_scales():
+    first = hadronic_scale.analyse(_kaons(1.35, 1.0), _constants(1.35, 1.0), SETTINGS)
+    ecal_scale = first.constants["ECalToHadGeVCalibrationBarrel"]
+    hcal_scale = first.constants["HCalToHadGeVCalibration"]
+    second = hadronic_scale.analyse(_kaons(ecal_scale, hcal_scale, seed=6), first.constants, SETTINGS)
+    assert second.converged is True
+    assert second.metrics["maxRelativeDeviation"] < 0.025
+
+
+@pytest.mark.parametrize("index, converged", [(20, True), (21, False)])
+def test_convergence_uses_the_intercepts_before_the_update(index, converged):
+    """Grid point 20 is 0.25 GeV from T_K (0.5 %), point 21 is 1.50 GeV (3.0 % > 2.5 %)."""
+    hcal, ecal = _on_line(GRID[index], GRID[index], np.linspace(0.3, 1.0, 50) * GRID[index])
+    summaries = [{"ecalToHad": ecal.astype(np.float32), "hcalToHad": hcal.astype(np.float32)}]
+    outcome = hadronic_scale.analyse(summaries, _constants(1.2, 1.1), SETTINGS)
+    assert outcome.metrics["hcalIntercept"] == outcome.metrics["ecalIntercept"] == GRID[index]
+    assert outcome.converged is converged
+    assert outcome.metrics["maxRelativeDeviation"] == pytest.approx(abs(GRID[index] - T_K) / T_K)
+    assert outcome.constants["HCalToHadGeVCalibration"] == pytest.approx(1.1 * T_K / GRID[index])
+
+
+def test_analyse_ignores_events_outside_the_band():
+    summaries = _kaons(1.0 / (K_HAD * H_ECAL), 1.0 / K_HAD)
+    reference = hadronic_scale.analyse(summaries, _constants(1.2, 1.0), SETTINGS)
+    outliers = {"ecalToHad": np.array([2.0, 30.0, 0.0], np.float32),
+                "hcalToHad": np.array([5.0, 60.0, 0.0], np.float32)}
+    outcome = hadronic_scale.analyse(summaries + [outliers], _constants(1.2, 1.0), SETTINGS)
+    assert outcome.constants == reference.constants
+    assert outcome.metrics["eventsSelected"] == 4003.0 and outcome.metrics["eventsInBand"] == 4000.0
+
+
+def test_analyse_refuses_too_few_events_in_the_band():
+    summaries = _kaons(1.0, 1.0, n=40)
+    summaries[0]["hcalToHad"][:] = 90.0  # 10 events out of the band leaves 30
+    assert hadronic_scale.analyse(summaries, _constants(1.0, 1.0), SETTINGS).metrics["eventsInBand"] == 30.0
+    far = [{"ecalToHad": np.full(50, 30.0, np.float32), "hcalToHad": np.concatenate(
+        [np.full(45, 60.0), np.full(5, 20.0)]).astype(np.float32)}]
+    with pytest.raises(FitError, match="only 5 of 50 selected kaons .* at least 10"):
+        hadronic_scale.analyse(far, _constants(1.0, 1.0), SETTINGS)
+    with pytest.raises(FitError, match="no worker summaries"):
+        hadronic_scale.analyse([], _constants(1.0, 1.0), SETTINGS)
+
+
+def test_fit_refuses_unusable_events():
+    with pytest.raises(FitError, match="0 HCal and 0 ECal"):
+        hadronic_scale.fit_intercepts(np.zeros(0), np.zeros(0), 0.025)
+    with pytest.raises(FitError, match="non-finite"):  # an event without energy lies on no line
+        hadronic_scale.fit_intercepts(np.array([0.0, 40.0]), np.array([0.0, 10.0]), 0.025)
+
+
+def test_analyse_refuses_bad_inputs():
+    with pytest.raises(ProcedureError, match="ECalToHadGeVCalibrationBarrel"):
+        hadronic_scale.analyse(_kaons(1.0, 1.0), {"HCalToHadGeVCalibration": 1.0}, SETTINGS)
+    with pytest.raises(SummaryError, match="hcalToHad"):
+        hadronic_scale.analyse([{"ecalToHad": np.ones(20, np.float32)}], _constants(1.0, 1.0), SETTINGS)
+    with pytest.raises(SummaryError, match="inconsistent"):
+        hadronic_scale.analyse([{"ecalToHad": np.ones(20, np.float32), "hcalToHad": np.ones(19, np.float32)}],
+                               _constants(1.0, 1.0), SETTINGS)
