@@ -58,10 +58,14 @@ def db(stack):
     connection.close()
 
 
-def run_seed_snippet(stack, samples, jobs):
-    """Create a calibration exactly as the user guide does (gamma and mu- samples) as alice."""
-    directories = [samples["directories"]["gamma"], samples["directories"]["muon"]]
-    return demo.run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
+#: Settings that run only the ECal digitisation: quick calibrations for the robustness tests.
+ECAL_ONLY = {"stopStage": 1, "stopPhase": 0}
+
+
+def run_seed_snippet(stack, samples, jobs, settings=None, samples_used=("gamma", "muon")):
+    """Create a calibration exactly as the user guide does, as alice."""
+    directories = [samples["directories"][sample] for sample in samples_used]
+    return demo.run_seed_snippet(stack, samples["steeringFile"], directories, jobs, settings)
 
 
 def wait_for(condition, timeout, interval=1.0, what="condition"):

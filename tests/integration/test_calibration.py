@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import SOFTWARE_VERSION, run_seed_snippet, wait_for
+from conftest import ECAL_ONLY, SOFTWARE_VERSION, run_seed_snippet, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def _truth(samples):
 @pytest.fixture(scope="module")
 def reference_run(stack, samples, clients):
     """An uninterrupted run of the seed's calibration: its ID and result."""
-    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+    calibrationID = run_seed_snippet(stack, samples, WORKERS, ECAL_ONLY)
     return calibrationID, _result_when_finished(clients["alice"](), calibrationID)
 
 
@@ -60,7 +60,7 @@ def test_result_is_refused_to_another_user(reference_run, clients):
 
 def test_service_killed_mid_calibration_loses_nothing(stack, samples, clients, reference_run, db):
     _, reference = reference_run
-    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+    calibrationID = run_seed_snippet(stack, samples, WORKERS, ECAL_ONLY)
 
     def results_of_step0():
         cursor = db.cursor()
@@ -150,7 +150,7 @@ def test_killed_worker_is_resubmitted_and_the_calibration_converges(stack, sampl
     import psutil
 
     _, reference = reference_run
-    calibrationID = run_seed_snippet(stack, samples, WORKERS)
+    calibrationID = run_seed_snippet(stack, samples, WORKERS, ECAL_ONLY)
 
     def step0_complete():
         cursor = db.cursor()

@@ -18,6 +18,8 @@ SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
 SEED_SNIPPET = """
 numberOfJobs = {jobs}
 from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import setConfig, createCalibration
+if {settings!r}:
+  assert setConfig( **{settings!r} )[ 'OK' ]
 result = createCalibration( {steering!r}, {version!r}, {directories!r}, numberOfJobs )
 if not result[ 'OK' ]:
   raise RuntimeError( 'Creating calibration failed! ' + result[ 'Message' ] )
@@ -79,9 +81,12 @@ def _samples(directory, events_per_file, files_per_sample, say):
     return write_samples(directory, events_per_file=events_per_file, files_per_sample=files_per_sample)
 
 
-def run_seed_snippet(stack, steering, directories, jobs):
-    """Create a calibration with the user guide's snippet, in a fresh Python acting as alice."""
-    code = SEED_SNIPPET.format(jobs=jobs, steering=steering, version=SOFTWARE_VERSION, directories=directories)
+def run_seed_snippet(stack, steering, directories, jobs, settings=None):
+    """Create a calibration with the user guide's snippet, in a fresh Python acting as alice
+    (``settings`` first go through the seed's setConfig)."""
+    code = SEED_SNIPPET.format(
+        jobs=jobs, steering=steering, version=SOFTWARE_VERSION, directories=directories, settings=settings or {}
+    )
     process = subprocess.run(
         [sys.executable, "-c", code], env=stack.user_env("alice"), capture_output=True, text=True, timeout=300
     )

@@ -12,29 +12,45 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, Scatter
 from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
 
 DPI = 100
+CONVERGENCE_DPI = 80
+#: Colours of the PNG palette: anti-aliased text and lines need no more, and a palette image is a
+#: third of the size of the RGBA one (a 13-panel convergence plot stays under 100 kB).
+PALETTE_SIZE = 96
 #: Above this many points a Scatter is drawn as a 2-D histogram: readable, and the PNG stays small.
 MAX_MARKERS = 2000
 DENSITY_BINS = 60
+#: A Distribution's x axis ends a little beyond the bin where this fraction of the entries is reached.
+SHOWN_FRACTION = 0.999
+#: Height in inches of one line of the unchanged-constants table under the convergence panels.
+FOOTER_LINE = 0.2
 HISTORY_KEYS = ("Step", "Stage", "Phase", "Parameters")
 _UNIT = re.compile(r"\[([^\]]+)\]\s*$")
-#: Background colours of the phases in the convergence plot (light, so the points stay visible).
+#: Background colour of phase N in the convergence plot (light, so the points stay visible).
 PHASE_COLOURS = ("#dbe9f6", "#fde0c5", "#d9f0d3", "#f2d4e8", "#e8e3f3", "#fff2b3")
 
 
-def _png(figure):
-    """The figure as PNG bytes without metadata that would differ between runs or installations."""
-    FigureCanvasAgg(figure)
+def _png(figure, dpi=DPI):
+    """The figure as a palette PNG. Pillow writes no time stamp or software version, so equal
+    figures give equal bytes; quantising without dithering is deterministic."""
+    figure.set_dpi(dpi)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    image.convert("RGB").quantize(PALETTE_SIZE, dither=Image.Dither.NONE).save(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -56,6 +72,17 @@ def _with_unit(value, unit):
     return f"{value:.4g} {unit}".rstrip()
 
 
+def _shown_range(counts, edges):
+    """x range that leaves out a long, nearly empty tail (e.g. a MIP peak in a histogram booked up
+    to 40 MIPs): up to where 99.9 % of the entries are, plus a margin; and how many are cut off."""
+    total = counts.sum()
+    if total <= 0:
+        return edges[0], edges[-1], 0.0
+    last = int(np.searchsorted(np.cumsum(counts), SHOWN_FRACTION * total))
+    high = min(edges[-1], edges[last + 1] + 0.1 * (edges[last + 1] - edges[0]))
+    return edges[0], high, float(counts[edges[1:] > high].sum())
+
+
 def _draw_distribution(plot, figure):
     counts = _array(plot.counts, f"Distribution {plot.name!r} counts")
     edges = _array(plot.edges, f"Distribution {plot.name!r} edges")
@@ -66,12 +93,14 @@ def _draw_distribution(plot, figure):
         )
     unit = _unit(plot.xlabel)
     ax = figure.add_subplot()
-    ax.stairs(counts, edges, color="tab:blue", linewidth=1.2, label=f"data ({counts.sum():.0f} entries)")
-    low, high = edges[0], edges[-1]
+    low, high, hidden = _shown_range(counts, edges)
+    beyond = f", {hidden:.0f} beyond the axis" if hidden else ""
+    ax.stairs(counts, edges, color="tab:blue", linewidth=1.2, label=f"data ({counts.sum():.0f} entries{beyond})")
     if plot.window is not None:
         w_low, w_high = (float(v) for v in plot.window)
         ax.axvspan(w_low, w_high, color="tab:orange", alpha=0.2, linewidth=0,
                    label=f"fit window {w_low:.4g}–{_with_unit(w_high, unit)}")
+        low, high = min(low, w_low), max(high, w_high)
     if plot.gaussian is not None:
         amplitude, mean, sigma = (float(v) for v in plot.gaussian)
         x_low, x_high = plot.window if plot.window is not None else (low, high)
@@ -88,11 +117,12 @@ def _draw_distribution(plot, figure):
         low, high = min(low, float(plot.target)), max(high, float(plot.target))
     ax.set_xlim(low, high)
     ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.25)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
     widths = np.diff(edges)
     uniform = np.allclose(widths, widths[0], rtol=1e-6)
     ax.set_ylabel(f"Entries / {_with_unit(widths[0], unit)}" if uniform else "Entries per bin")
     ax.set_xlabel(plot.xlabel)
-    ax.set_title(plot.title)
+    ax.set_title(plot.title, y=1.0)
     ax.legend(loc="best", fontsize="small", frameon=False)
 
 
@@ -111,7 +141,8 @@ def _draw_scatter(plot, figure):
     if x.size > MAX_MARKERS:
         counts, x_edges, y_edges = np.histogram2d(x, y, bins=DENSITY_BINS, range=((0, top), (0, top)))
         masked = np.ma.masked_equal(counts.T, 0)
-        mesh = ax.pcolormesh(x_edges, y_edges, masked, cmap="Blues", vmin=0, rasterized=True)
+        # Logarithmic colours: the sparse edges of the band stay visible next to a dense core.
+        mesh = ax.pcolormesh(x_edges, y_edges, masked, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)))
         figure.subplots_adjust(right=0.84)
         colour_axes = figure.add_axes((0.86, 0.11, 0.025, 0.81))
         figure.colorbar(mesh, cax=colour_axes, label="Events per cell")
@@ -125,12 +156,12 @@ def _draw_scatter(plot, figure):
     if plot.target is not None:
         target = float(plot.target)
         ax.plot([0, target], [target, 0], color="black", linestyle="--", linewidth=1.2,
-                label=f"ideal: both intercepts {target:.4g}")
+                label=f"ideal: both intercepts {_with_unit(target, _unit(plot.xlabel))}")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel)
-    ax.set_title(plot.title)
+    ax.set_title(plot.title, y=1.0)
     ax.legend(loc="upper right", fontsize="small", frameon=False)
 
 
@@ -181,6 +212,9 @@ def _history_table(history):
             raise ValueError(f"History entry {index}: Step, Stage and Phase must be integers") from None
         entries.append((key, entry["Parameters"]))
     entries.sort(key=lambda item: item[0][0])
+    steps = [key[0] for key, _ in entries]
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"History has repeated step numbers {sorted(steps)}; give one entry per step")
     names = {name for _, parameters in entries for name in parameters}
     if not names:
         raise ValueError("The history has no constants to plot: every 'Parameters' dict is empty")
@@ -189,7 +223,7 @@ def _history_table(history):
         name: np.array([_first_value(parameters.get(name), key[0], name) for key, parameters in entries])
         for name in ordered
     }
-    return np.array([key[0] for key, _ in entries]), [key[1:] for key, _ in entries], values
+    return np.array(steps), [key[1:] for key, _ in entries], values
 
 
 def _segments(steps, positions):
@@ -203,49 +237,92 @@ def _segments(steps, positions):
     return runs
 
 
+def _constant_label(name):
+    """The constant's name, with '[0]' for a FloatVec of which only the first element is plotted."""
+    return name + " [0]" if name in CONSTANTS and CONSTANTS[name].kind == "floatvec" else name
+
+
 def _phase_label(phase):
     return f"phase {phase} ({PHASE_TABLE[phase].name})" if phase in PHASE_TABLE else f"phase {phase}"
+
+
+def _changed(series):
+    present = series[np.isfinite(series)]
+    return present.size > 1 and bool(np.any(present != present[0]))
+
+
+def _stage_spans(bounds, segments):
+    """(left, right, stage) of each run of segments in one stage."""
+    spans = []
+    for (left, right), (*_, stage, _) in zip(bounds, segments):
+        if spans and spans[-1][2] == stage:
+            spans[-1] = (spans[-1][0], right, stage)
+        else:
+            spans.append((left, right, stage))
+    return spans
+
+
+def _unchanged_table(figure, names, values, columns, width, height):
+    """The constants without a panel and their value, in the panels' columns under the panels."""
+    figure.text(0.1 / width, (0.15 + FOOTER_LINE * math.ceil(len(names) / columns)) / height,
+                "Constants that do not change:", fontsize="small", va="bottom", weight="bold")
+    for number, name in enumerate(names):
+        row, column = divmod(number, columns)
+        finite = values[name][np.isfinite(values[name])]
+        text = f"{_constant_label(name)} = {finite[0]:.6g}" if finite.size else f"{_constant_label(name)}: not set"
+        x = (0.1 + column * (width - 0.2) / columns) / width
+        y = (0.15 + FOOTER_LINE * (math.ceil(len(names) / columns) - 1 - row)) / height
+        figure.text(x, y, text, fontsize="small", va="bottom")
 
 
 def convergence_plot(history):
     """PNG bytes: one panel per constant against the step (element 0 for FloatVec constants); the
     background colour says which phase each step ran, black lines mark where a new stage starts.
 
+    Constants that never change get no panel but are listed with their value underneath (unless
+    none changes), which keeps a full calibration's plot readable, small and fast to draw.
     ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}}.
     """
     steps, positions, values = _history_table(history)
-    n_panels = len(values)
+    panels = {name: series for name, series in values.items() if _changed(series)} or values
+    fixed = [name for name in values if name not in panels]
+    n_panels = len(panels)
     columns = 1 if n_panels == 1 else 2 if n_panels <= 4 else 3
     rows = math.ceil(n_panels / columns)
-    width, height = 3.3 * columns + 0.5, 1.75 * rows + 1.1
-    figure = Figure(figsize=(width, height))
-    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.75 / height,
-                           wspace=0.32, hspace=0.45)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
     segments = _segments(steps, positions)
+    phases = sorted({phase for *_, phase in segments})
+    legend_rows = math.ceil((len(phases) + 1) / 3)
+    header = 0.45 + FOOTER_LINE * legend_rows
+    footer = FOOTER_LINE * (math.ceil(len(fixed) / columns) + 1) if fixed else 0.0
+    width, height = 3.3 * columns + 0.5, 1.75 * rows + 0.35 + header + footer
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=(0.5 + footer) / height,
+                           top=1 - header / height, wspace=0.32, hspace=0.45)
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
     spacing = float(np.min(np.diff(steps))) if steps.size > 1 else 1.0
     bounds = [(steps[first] - spacing / 2, steps[last] + spacing / 2) for first, last, *_ in segments]
-    phases = sorted({phase for *_, phase in segments})
-    colours = {phase: PHASE_COLOURS[number % len(PHASE_COLOURS)] for number, phase in enumerate(phases)}
-    stage_starts = [(left, stage) for (left, _), (_, _, stage, _) in zip(bounds, segments)]
-    stage_starts = [start for number, start in enumerate(stage_starts)
-                    if number == 0 or start[1] != segments[number - 1][2]]
-    for index, (name, series) in enumerate(values.items()):
+    colours = {phase: PHASE_COLOURS[phase % len(PHASE_COLOURS)] for phase in phases}
+    stages = _stage_spans(bounds, segments)
+    for index, (name, series) in enumerate(panels.items()):
         ax = axes.flat[index]
-        for (left, right), (*_, phase) in zip(bounds, segments):
-            ax.axvspan(left, right, color=colours[phase], linewidth=0)
-        for number, (left, stage) in enumerate(stage_starts):
-            if number:
-                ax.axvline(left, color="black", linewidth=1.0)
-            if index < columns:
-                ax.text(left, 1.02, f" stage {stage}", transform=ax.get_xaxis_transform(), fontsize="x-small",
-                        va="bottom")
+        # One collection each for the phase backgrounds and the stage lines: single patches per
+        # step and panel would cost most of the rendering time.
+        shading = [((left, 0), (left, 1), (right, 1), (right, 0)) for left, right in bounds]
+        ax.add_collection(PolyCollection(shading, facecolors=[colours[s[3]] for s in segments], linewidths=0,
+                                         transform=ax.get_xaxis_transform(), zorder=0), autolim=False)
+        ax.vlines([left for left, _, _ in stages[1:]], 0, 1, colors="black", linewidth=1.0,
+                  transform=ax.get_xaxis_transform())
+        if index < columns:
+            for left, right, stage in stages:
+                ax.text((left + right) / 2, 1.02, f"S{stage}", transform=ax.get_xaxis_transform(),
+                        fontsize="x-small", ha="center", va="bottom")
         ax.plot(steps, series, "o-", color="tab:blue", markersize=3, linewidth=1.2)
-        vector = name in CONSTANTS and CONSTANTS[name].kind == "floatvec"
-        ax.set_title(name + (" [0]" if vector else ""), fontsize="medium", pad=12 if index < columns else 4)
+        # An explicit y skips matplotlib's costly search for tick labels above the axes.
+        ax.set_title(_constant_label(name), fontsize="medium", y=1.0, pad=12 if index < columns else 4)
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.tick_params(labelsize="small")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(3))
         ax.set_xlim(bounds[0][0], bounds[-1][1])
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
@@ -253,5 +330,8 @@ def convergence_plot(history):
         ax.xaxis.set_tick_params(labelbottom=True)
         ax.set_xlabel("step")
     handles = [Patch(color=colours[phase], label=_phase_label(phase)) for phase in phases]
-    figure.legend(handles=handles, loc="upper center", ncols=min(len(handles), 3), fontsize="small", frameon=False)
-    return _png(figure)
+    handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
+    figure.legend(handles=handles, loc="upper center", ncols=3, fontsize="small", frameon=False)
+    if fixed:
+        _unchanged_table(figure, fixed, values, columns, width, height)
+    return _png(figure, CONVERGENCE_DPI)
