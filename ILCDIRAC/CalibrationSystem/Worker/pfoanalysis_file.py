@@ -37,6 +37,7 @@ def write_pfoanalysis(path, output):
     """Write ``output`` (columns and histograms of a ReconstructionOutput) as a PfoAnalysis ROOT
     file at ``path``; ValueError if the columns are not exactly the PfoAnalysis branches."""
     columns = _checked_columns(output.columns)
+    histograms = {name: _th1f(name, histogram) for name, histogram in output.histograms.items()}
     leading = columns.pop(LEADING_COLUMN)
     present = ~np.isnan(leading)
     vector = ak.unflatten(leading[present], present.astype(np.int64))
@@ -46,8 +47,8 @@ def write_pfoanalysis(path, output):
     with uproot.recreate(path) as root_file:
         tree = root_file.mktree(TREE, types, title='PfoAnalysis tree')
         tree.extend({**columns, VECTOR_BRANCH: vector})
-        for name, histogram in output.histograms.items():
-            root_file[name] = _th1f(name, histogram)
+        for name, histogram in histograms.items():
+            root_file[name] = histogram
 
 
 def _checked_columns(columns):
@@ -106,14 +107,16 @@ def read_pfoanalysis(path):
         raise
     except Exception as error:  # uproot signals corrupt or truncated data with many exception types
         detail = ' '.join(str(error).split())
-        raise PfoAnalysisFileError(f"{path} is not a readable ROOT file ({type(error).__name__}: {detail}); "
-                                   "it is truncated or corrupt: did the reconstruction crash while writing it?") from error
+        raise PfoAnalysisFileError(f"{path} is not a readable ROOT file ({type(error).__name__}: {detail}); it is "
+                                   "truncated or corrupt: did the reconstruction crash while writing it?") from error
     return ReconstructionOutput(columns, histograms)
 
 
 def _read_tree(path, root_file):
-    if TREE not in root_file or root_file.classname_of(TREE) != 'TTree':
+    if TREE not in root_file:
         raise PfoAnalysisFileError(f"{path} has no TTree {TREE}: is it the RootFile of the PfoAnalysis processor?")
+    if root_file.classname_of(TREE) != 'TTree':
+        raise PfoAnalysisFileError(f"{TREE} in {path} is a {root_file.classname_of(TREE)}, not a TTree")
     tree = root_file[TREE]
     missing = [name for name in (*INT_BRANCHES, *SCALAR_FLOAT_BRANCHES, VECTOR_BRANCH) if name not in tree]
     if missing:
