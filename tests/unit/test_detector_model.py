@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCHES, INT_BRANCHES
 from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
-    FLOAT_COLUMNS, INT_COLUMNS, INT_MAX, DetectorTruth, analytic_fixed_point, constants_used, simulate)
+    INT_MAX, DetectorTruth, constants_used, simulate)
+from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point
 
 TRUTH = DetectorTruth()
 OFF = {'CalibrECAL': [40.0, 40.0], 'ECALEndcapCorrectionFactor': 1.0,
@@ -128,10 +130,10 @@ def test_nonlinear_response():
 
 
 def test_all_pfo_analysis_columns_with_types(big):
-    assert set(big) == set(INT_COLUMNS) | set(FLOAT_COLUMNS)
-    for name in INT_COLUMNS:
+    assert set(big) == set(INT_BRANCHES) | set(FLOAT_BRANCHES)
+    for name in INT_BRANCHES:
         assert big[name].dtype == np.int32 and big[name].shape == (100_000,), name
-    for name in FLOAT_COLUMNS:
+    for name in FLOAT_BRANCHES:
         assert big[name].dtype == np.float32 and big[name].shape == (100_000,), name
     assert np.all(big['qPdg'] == -99) and np.all(big['thrust'] == -99)
     assert np.all(big['pfoMinHCalLayerToEdge'] == INT_MAX)
@@ -169,9 +171,10 @@ def test_fast_enough():
 
 
 @pytest.mark.parametrize('call, message', [
-    (lambda: simulate('muon', 0, 10, OFF, TRUTH), 'muon'),
+    (lambda: simulate('muon', 0, 10, OFF, TRUTH), 'CalibrHCALBarrel'),
     (lambda: simulate('kaon', 0, 10, OFF, TRUTH), 'CalibrHCALBarrel'),
     (lambda: simulate('zuds', 0, 10, OFF, TRUTH), 'zuds'),
+    (lambda: simulate('electron', 0, 10, OFF, TRUTH), 'electron'),
     (lambda: simulate('gamma', -1, 10, OFF, TRUTH), 'Event range'),
     (lambda: simulate('gamma', 0, 1.5, OFF, TRUTH), 'Event range'),
     (lambda: simulate('gamma', 0, 10, OFF, TRUTH, stage=4), 'Stage'),
@@ -207,8 +210,21 @@ def test_truth_round_trip_and_validation():
 
 
 def test_ring_truth_and_stage_response():
-    assert TRUTH.calibr_hcal_ring == pytest.approx(46.9 * (0.88 / 0.715) * 0.9)
-    assert TRUTH.k_em(1) == 0.95 and TRUTH.k_em(3) == 0.99
+    # D_X: mean of clip(axis + N(0, 0.04), 0, 1), axis = |cos θ| (ring, endcap) or sin θ (barrel),
+    # cos θ uniform over the region; checked against a brute-force Monte Carlo.
+    generator = np.random.default_rng(1)
+    for region, low, high, barrel in (('EndCap', 0.78, 0.98, False), ('Other', 0.65, 0.78, False),
+                                      ('Barrel', 0.0, 0.65, True)):
+        c = generator.uniform(low, high, 2_000_000)
+        axis = np.sqrt(1 - c ** 2) if barrel else c
+        brute = np.clip(axis + 0.04 * generator.standard_normal(c.size), 0, 1).mean()
+        assert TRUTH.direction_correction_mean(region) == pytest.approx(brute, abs=1e-4), region
+    assert TRUTH.direction_correction_mean('EndCap') == pytest.approx(0.88, abs=0.002)
+    assert TRUTH.direction_correction_mean('Other') == pytest.approx(0.715, abs=1e-6)
+    ratio = TRUTH.direction_correction_mean('EndCap') / TRUTH.direction_correction_mean('Other')
+    assert TRUTH.calibr_hcal_ring == pytest.approx(46.9 * ratio * 0.9)
+    assert DetectorTruth(ring_mpv_ratio=1.0).calibr_hcal_ring == pytest.approx(57.67, abs=0.05)  # CLD-like
+    assert TRUTH.k_em(1) == 0.95 and TRUTH.k_em(3) == 0.99 and TRUTH.k_em(2) == 0.95
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,16 +249,30 @@ def _phase1(columns, low, high):
             & (c > low) & (c < high))
 
 
+# <δ_E> = 40 e_E <1/sin θ> over |cos θ| in (0.2, 0.6), and <1/|cos θ|> over (0.8, 0.9).
+RHO_BARREL = T_K / (T_K - 40 * 0.0057 * (math.asin(0.6) - math.asin(0.2)) / 0.4)
+RHO_ENDCAP = T_K / (T_K - 40 * 0.0057 * math.log(0.9 / 0.8) / 0.1)
+
+
 def test_kaon_fixed_point_values():
-    # <δ_E> = 40 e_E <1/sin θ> over |cos θ| in (0.2, 0.6), and <1/|cos θ|> over (0.8, 0.9).
-    barrel = 40 * 0.0057 * (math.asin(0.6) - math.asin(0.2)) / 0.4
-    endcap = 40 * 0.0057 * math.log(0.9 / 0.8) / 0.1
     fixed = analytic_fixed_point(TRUTH, 'kaon')
-    assert fixed['CalibrHCALBarrel'] == pytest.approx(46.0 * T_K / (T_K - barrel), rel=1e-6)
-    assert fixed['CalibrHCALEndcap'] == pytest.approx(46.9 * T_K / (T_K - endcap), rel=1e-6)
+    assert fixed['CalibrHCALBarrel'] == pytest.approx(46.0 * RHO_BARREL, rel=1e-6)
+    assert fixed['CalibrHCALEndcap'] == pytest.approx(46.9 * RHO_ENDCAP, rel=1e-6)
     assert fixed['ECalToHadGeVCalibrationBarrel'] == pytest.approx(1 / (0.96 * 0.85))
-    assert fixed['HCalToHadGeVCalibration'] == pytest.approx(1 / 0.96)
-    assert analytic_fixed_point(TRUTH, 'kaon', stage=3)['HCalToHadGeVCalibration'] == pytest.approx(1 / 0.99)
+    assert fixed['ECalToHadGeVCalibrationEndCap'] == fixed['ECalToHadGeVCalibrationBarrel']
+    # HCalToHad = 1/(k_had ρ_H): ρ_H = the converged HCal response, 65 % barrel, 35 % endcap/ring.
+    rho = 0.65 * RHO_BARREL + 0.35 * RHO_ENDCAP
+    assert fixed['HCalToHadGeVCalibration'] == pytest.approx(1 / (0.96 * rho), rel=1e-6)
+    stage3 = analytic_fixed_point(TRUTH, 'kaon', stage=3)
+    assert stage3['HCalToHadGeVCalibration'] == pytest.approx(1 / (0.99 * rho), rel=1e-6)
+    assert stage3['ECalToHadGeVCalibrationEndCap'] == pytest.approx(1 / (0.99 * 0.85))
+    assert stage3['CalibrHCALBarrel'] == fixed['CalibrHCALBarrel']
+    cld = analytic_fixed_point(TRUTH, 'kaon', hcal_ranges={'barrel': (0.15, 0.485), 'endcap': (0.72, 0.94)})
+    endcap = 40 * 0.0057 * math.log(0.94 / 0.72) / 0.22
+    assert cld['CalibrHCALEndcap'] == pytest.approx(46.9 * T_K / (T_K - endcap), rel=1e-6)
+    gamma = DetectorTruth(hcal_nonlinearity=0.5)
+    assert analytic_fixed_point(gamma, 'kaon')['CalibrHCALBarrel'] == pytest.approx(46.0 * RHO_BARREL ** 2, rel=1e-6)
+    assert analytic_fixed_point(gamma, 'kaon')['HCalToHadGeVCalibration'] == pytest.approx(1 / (0.96 * rho), rel=1e-6)
 
 
 def test_kaon_slices_are_the_same_events(kaons):

@@ -14,8 +14,11 @@ from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
     global_parameter, parse_steering, read_constants, render_steering)
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth, analytic_fixed_point, simulate
+from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import parse_likelihood
+from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct, reconstruction_stage
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth, generate, simulate
+from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import write_calibration_settings, write_training_settings
 from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import (
     FORMAT, EventFile, is_synthetic_file, read_event_file, write_samples)
 
@@ -102,7 +105,22 @@ def test_write_samples_layout(samples):
     assert samples['numberOfEventsPerFile'] == {'gamma': 7, 'muon': 7, 'kaon': 7, 'zuds': 7}
     truth = json.loads(open(samples['truthFile']).read())
     assert DetectorTruth.from_dict(truth['truth']) == TRUTH
-    assert truth['fixedPoints'] == {'gamma': analytic_fixed_point(TRUTH), 'kaon': analytic_fixed_point(TRUTH, 'kaon')}
+    assert truth['fixedPoints'] == {sample: analytic_fixed_point(TRUTH, sample) for sample in ('gamma', 'muon', 'kaon')}
+
+
+def test_truth_file_lists_the_fixed_points_of_every_phase(samples):
+    truth = json.loads(open(samples['truthFile']).read())
+    expected = phase_fixed_points(TRUTH)
+    assert truth['phaseFixedPoints'] == {str(stage): {str(phase): values for phase, values in phases.items()}
+                                         for stage, phases in expected.items()}
+    final = truth['finalConstants']
+    assert sorted(final) == sorted(CONSTANTS)
+    assert final['ECalToEMGeVCalibration'] == pytest.approx(1 / 0.99)  # stage-3 response
+    assert final['CalibrHCALOther'] == truth['fixedPoints']['muon']['CalibrHCALOther']
+    assert truth['calibrHcalRingTrue'] == pytest.approx(TRUTH.calibr_hcal_ring)
+    assert truth['directionCorrectionMeans']['EndCap'] == pytest.approx(0.88, abs=0.002)
+    assert truth['hcalSimMipMpvs']['Other'] == pytest.approx(0.0219 / 46.9 / 0.9)
+    assert sorted(truth['initialConstants']) == sorted(CONSTANTS)
 
 
 def test_steering_file_has_processors_and_offset_constants(samples):
@@ -120,8 +138,15 @@ def test_steering_file_has_processors_and_offset_constants(samples):
     assert constants['CalibrHCALBarrel'] == pytest.approx(kaon['CalibrHCALBarrel'] * 1.1)
     assert constants['CalibrHCALEndcap'] == pytest.approx(kaon['CalibrHCALEndcap'] * 0.9)
     assert constants['ECalToHadGeVCalibrationEndCap'] == pytest.approx(0.9 / (0.96 * 0.85))
-    assert constants['HCalToHadGeVCalibration'] == pytest.approx(1.1 / 0.96)
-    assert constants['CalibrHCALOther'] == pytest.approx(57.1610007614)
+    assert constants['HCalToHadGeVCalibration'] == pytest.approx(1.1 * kaon['HCalToHadGeVCalibration'])
+    muon = analytic_fixed_point(TRUTH, 'muon')
+    assert constants['CalibrHCALOther'] == pytest.approx(muon['CalibrHCALOther'] * 1.1)
+    assert constants['ECalToMipCalibration'] == pytest.approx(1.1 / 0.0057)
+    assert constants['HCalToMipCalibration'] == pytest.approx(0.9 * muon['HCalToMipCalibration'])
+    assert constants['MuonToMipCalibration'] == pytest.approx(1.1 / 5e-5)
+    pandora = root.find("processor[@name='MyPfoAnalysis']")
+    assert pandora.find("parameter[@name='RootFile']").text.strip() == 'pfoAnalysis.root'
+    assert pandora.find("parameter[@name='XUpperValueMuonCaloHitEnergyHist']").text.strip() == '0.002'
     assert global_parameter(content, 'LCIOInputFiles').split() == samples['inputFiles']['gamma']
     for name in ('SkipNEvents', 'MaxRecordNumber'):
         assert global_parameter(content, name) == '0'
@@ -148,10 +173,12 @@ def test_write_samples_refuses_overwrite_and_bad_arguments(tmp_path, samples):
         write_samples(in_the_way / 'sub')
 
 
-def _slice_steering(samples, files, skip, n_events, constants=None):
+def _slice_steering(samples, files, skip, n_events, constants=None, pandora_settings=None):
     template = open(samples['steeringFile'], 'rb').read()
+    processors = {} if pandora_settings is None else {('MyDDMarlinPandora', 'PandoraSettingsXmlFile'): pandora_settings}
     return render_steering(template, constants or {}, SETTINGS,
-                           {'LCIOInputFiles': ' '.join(files), 'SkipNEvents': skip, 'MaxRecordNumber': n_events})
+                           {'LCIOInputFiles': ' '.join(files), 'SkipNEvents': skip, 'MaxRecordNumber': n_events},
+                           processors)
 
 
 def test_reconstruct_selects_events_across_file_boundaries(samples):
@@ -179,12 +206,85 @@ def test_reconstruct_defaults_and_constants(samples):
     gamma = samples['inputFiles']['gamma']
     everything = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS).columns
     assert list(everything['event']) == list(range(28))
-    doubled = reconstruct(_slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2}), SETTINGS).columns
+    doubled = _slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2})
+    doubled = reconstruct(doubled, SETTINGS).columns
     np.testing.assert_allclose(doubled['ECalTotalCaloHitEnergy'], 2 * everything['ECalTotalCaloHitEnergy'], rtol=1e-6)
-    stage3 = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS, stage=3).columns
-    assert stage3['pfoECalToEmEnergy'].sum() > everything['pfoECalToEmEnergy'].sum()
     empty = reconstruct(_slice_steering(samples, gamma[:1], 7, 0), SETTINGS).columns
     assert empty['event'].shape == (0,)
+
+
+def _likelihood(tmp_path, events=50):
+    path = tmp_path / 'newPhotonLikelihood.xml'
+    path.write_bytes(generate('zuds', np.arange(events), {}, TRUTH, stage=2).likelihood)
+    return path
+
+
+def test_stage_follows_the_pandora_settings(samples, tmp_path, monkeypatch):
+    gamma = samples['inputFiles']['gamma']
+    likelihood = _likelihood(tmp_path)
+    stage3_settings = write_calibration_settings(str(tmp_path / 'stage3'), str(likelihood))
+    training_settings = write_training_settings(str(tmp_path / 'stage2'))
+    no_algorithm = tmp_path / 'plain.xml'
+    no_algorithm.write_text('<pandora><algorithm type="ClusteringParent"/></pandora>')
+    missing_likelihood = write_calibration_settings(str(tmp_path / 'missing'), str(tmp_path / 'absent.xml'))
+    cases = [
+        (None, 1),  # the template's PandoraSettings/PandoraSettingsDefault.xml does not exist here
+        (stage3_settings, 3),
+        (training_settings, 2),
+        ('/nowhere/CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml', 2),  # the name decides
+        (str(no_algorithm), 1),
+        (missing_likelihood, 1),
+        (str(tmp_path / 'absent_settings.xml'), 1),
+    ]
+    for pandora_settings, stage in cases:
+        steering = _slice_steering(samples, gamma[:1], 0, 0, pandora_settings=pandora_settings)
+        assert reconstruction_stage(steering, SETTINGS) == stage, pandora_settings
+    # Relative paths are resolved from the working directory, as Marlin does.
+    relative = tmp_path / 'relative'
+    relative.mkdir()
+    (relative / 'settings.xml').write_text('<pandora><algorithm type="PhotonReconstruction">'
+                                           '<HistogramFile>like.xml</HistogramFile></algorithm></pandora>')
+    (relative / 'like.xml').write_bytes(likelihood.read_bytes())
+    steering = _slice_steering(samples, gamma[:1], 0, 0, pandora_settings='settings.xml')
+    assert reconstruction_stage(steering, SETTINGS) == 1
+    monkeypatch.chdir(relative)
+    assert reconstruction_stage(steering, SETTINGS) == 3
+
+
+def test_stage_3_response_and_invalid_pandora_inputs(samples, tmp_path):
+    gamma, kaon = samples['inputFiles']['gamma'], samples['inputFiles']['kaon']
+    stage3_settings = write_calibration_settings(str(tmp_path / 'stage3'), str(_likelihood(tmp_path)))
+    for files, column, ratio in ((gamma, 'pfoECalToEmEnergy', 0.99 / 0.95), (kaon, 'pfoEnergyTotal', 0.99 / 0.96)):
+        stage1 = reconstruct(_slice_steering(samples, files, 0, 0), SETTINGS).columns
+        stage3 = reconstruct(_slice_steering(samples, files, 0, 0, pandora_settings=stage3_settings), SETTINGS).columns
+        used = stage1[column] > 0
+        assert used.sum() > 10
+        np.testing.assert_allclose(stage3[column][used] / stage1[column][used], ratio, rtol=1e-5)
+    corrupt = tmp_path / 'corrupt.xml'
+    corrupt.write_bytes(b'<NSignalEvents>1 2</NSignalEvents>')
+    broken_settings = tmp_path / 'broken.xml'
+    broken_settings.write_text('<pandora><algorithm')
+    for pandora_settings, message in ((write_calibration_settings(str(tmp_path / 'c'), str(corrupt)), 'invalid'),
+                                      (str(broken_settings), 'not valid XML')):
+        with pytest.raises(ValueError, match=message):
+            reconstruct(_slice_steering(samples, gamma[:1], 0, 0, pandora_settings=pandora_settings), SETTINGS)
+
+
+def test_reconstruct_photon_training_and_muons(samples, tmp_path):
+    zuds, muon = samples['inputFiles']['zuds'], samples['inputFiles']['muon']
+    training = write_training_settings(str(tmp_path))
+    output = reconstruct(_slice_steering(samples, zuds[1:3], 2, 9, pandora_settings=training), SETTINGS)
+    assert output.likelihood == generate('zuds', np.arange(9, 18), {}, TRUTH, stage=2).likelihood
+    assert parse_likelihood(output.likelihood).n_signal.sum() > 0
+    steering = _slice_steering(samples, muon[1:], 3, 10)
+    output = reconstruct(steering, SETTINGS)
+    expected = generate('muon', np.arange(10, 20), read_constants(steering, CONSTANTS, SETTINGS), TRUTH)
+    for name, column in expected.columns.items():
+        np.testing.assert_array_equal(output.columns[name], column, err_msg=name)
+    for name, histogram in expected.histograms.items():
+        np.testing.assert_array_equal(output.histograms[name].counts, histogram.counts, err_msg=name)
+        assert output.histograms[name].sumwx == histogram.sumwx
+    assert output.histograms['HCalDirectionCorrectedCaloHitEnergy'].sumw == 600
 
 
 def test_reconstruct_refusals(samples, tmp_path):
@@ -198,7 +298,6 @@ def test_reconstruct_refusals(samples, tmp_path):
         (_slice_steering(samples, [gamma[0], '/data/gamma_001.slcio'], 0, 3), 'need Marlin'),
         (_slice_steering(samples, gamma[:1], -1, 3), 'negative'),
         (_slice_steering(samples, gamma[:1], 'abc', 3), 'not an integer'),
-        (_slice_steering(samples, muon[:1], 0, 3), 'muon'),
         (_slice_steering(samples, samples['inputFiles']['zuds'][:1], 0, 3), 'zuds'),
     ]
     for steering, message in cases:

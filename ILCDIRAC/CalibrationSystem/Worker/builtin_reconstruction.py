@@ -1,16 +1,27 @@
 """Built-in stand-in for running Marlin on synthetic input files.
 
 Why: where iLCSoft is absent the worker still has to turn "a steering file with the current
-constants and an event slice" into PfoAnalysis columns. This reads exactly what Marlin would read
-from the steering file (<global> LCIOInputFiles / SkipNEvents / MaxRecordNumber and the
-calibration constants of the DDCaloDigi and DDMarlinPandora processors) and asks the synthetic
-detector model for those events.
-"""
-import numpy as np
+constants and an event slice" into what Marlin would produce. This reads exactly what Marlin would
+read from the steering file (<global> LCIOInputFiles / SkipNEvents / MaxRecordNumber, the
+calibration constants of the DDCaloDigi and DDMarlinPandora processors, and DDMarlinPandora's
+PandoraSettingsXmlFile) and asks the synthetic detector model for those events.
 
-from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
-from ILCDIRAC.CalibrationSystem.Procedure.steering import global_parameter, parse_steering, read_constants
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import constants_used, simulate
+The PandoraSettings decide the mode, as they decide what the real Pandora does: the photon-training
+settings (stage 2) make the likelihood file; settings whose PhotonReconstruction reads a valid
+likelihood file switch Pandora to the trained (stage-3) response; anything else is stage 1.
+"""
+import os
+
+import numpy as np
+from lxml import etree
+
+from ILCDIRAC.CalibrationSystem.Procedure.constants import role_processor_name
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import MAX_LIKELIHOOD_BYTES, parse_likelihood
+from ILCDIRAC.CalibrationSystem.Procedure.steering import (
+    global_parameter, parse_steering, processor_parameter, read_constants)
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import constants_used, generate
+from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import MAX_SETTINGS_BYTES, TRAINING_SETTINGS
 from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file, read_event_file
 
 
@@ -45,9 +56,60 @@ def _input_files(tree):
     return files
 
 
-def reconstruct(steering_content, settings, stage=1):
-    """The ReconstructionOutput (PfoAnalysis columns) of the events the steering file selects,
-    reconstructed with its constants.
+def _read_limited(path, limit, what):
+    with open(path, 'rb') as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise ValueError(f"{what} {path} has more than {limit} bytes; check that the right file is named")
+    return content
+
+
+def _likelihood_file(pandora_settings):
+    """The HistogramFile of the PhotonReconstruction algorithm in a PandoraSettings file, or None."""
+    content = _read_limited(pandora_settings, MAX_SETTINGS_BYTES, 'PandoraSettings file')
+    if b'<!ENTITY' in content:
+        raise ValueError(f"PandoraSettings file {pandora_settings} declares XML entities, which is refused")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(content, parser)
+    except etree.XMLSyntaxError as error:
+        raise ValueError(f"PandoraSettings file {pandora_settings} is not valid XML ({error}); Pandora could "
+                         "not read it either") from None
+    found = root.xpath(".//algorithm[@type='PhotonReconstruction']/HistogramFile")
+    text = (found[0].text or '').strip() if found else ''
+    return text or None
+
+
+def reconstruction_stage(steering_content, settings):
+    """The Pandora mode the steering file runs: 2 = photon-likelihood training (PandoraSettingsXmlFile
+    named PandoraSettingsPhotonTraining.xml), 3 = trained response (an existing PandoraSettings file
+    whose PhotonReconstruction HistogramFile is an existing likelihood file), else 1.
+
+    Relative paths are taken from the working directory, as Marlin and Pandora do. ValueError for
+    a PandoraSettings or likelihood file that exists but is unreadable: Pandora would fail on it.
+    """
+    tree = steering_content if isinstance(steering_content, etree._ElementTree) else parse_steering(steering_content)
+    pandora_settings = processor_parameter(tree, role_processor_name('pandora', settings), 'PandoraSettingsXmlFile')
+    if not pandora_settings:
+        return 1
+    if os.path.basename(pandora_settings) == TRAINING_SETTINGS:
+        return 2
+    if not os.path.isfile(pandora_settings):
+        return 1
+    likelihood = _likelihood_file(pandora_settings)
+    if likelihood is None or not os.path.isfile(likelihood):
+        return 1
+    try:
+        parse_likelihood(_read_limited(likelihood, MAX_LIKELIHOOD_BYTES, 'Photon likelihood file'))
+    except ProcedureError as error:
+        raise ValueError(f"{pandora_settings} makes Pandora read the photon likelihood {likelihood}, which is "
+                         f"invalid: {error}") from None
+    return 3
+
+
+def reconstruct(steering_content, settings):
+    """The ReconstructionOutput of the events the steering file selects, reconstructed with its
+    constants in the Pandora mode of its PandoraSettings (reconstruction_stage).
 
     Events [SkipNEvents, SkipNEvents + MaxRecordNumber) of the concatenated input files are used
     (MaxRecordNumber 0: all the rest; synthetic files have no run headers, so records = events).
@@ -64,6 +126,7 @@ def reconstruct(steering_content, settings, stage=1):
         raise ValueError(f"The steering file asks for events [{skip}, {skip + max(wanted, 0)}) but its "
                          f"{len(files)} input files hold only {total} events")
     sample, truth = files[0].sample, files[0].truth
+    stage = reconstruction_stage(tree, settings)
     constants = read_constants(tree, constants_used(sample, truth), settings)
 
     pieces = []
@@ -72,8 +135,8 @@ def reconstruct(steering_content, settings, stage=1):
         low = max(skip, start)
         high = min(skip + wanted, start + event_file.events)
         if low < high:
-            pieces.append(simulate(sample, event_file.first_event + low - start, high - low, constants, truth, stage))
+            first = event_file.first_event + low - start
+            pieces.append(np.arange(first, first + high - low, dtype=np.int64))
         start += event_file.events
-    if not pieces:
-        return ReconstructionOutput(simulate(sample, files[0].first_event, 0, constants, truth, stage))
-    return ReconstructionOutput({name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]})
+    events = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    return generate(sample, events, constants, truth, stage)

@@ -2,50 +2,40 @@
 
 Why: the calibration loop must be testable end to end without iLCSoft. The model turns a hidden
 detector truth and the *current* constants of a steering file into the PfoAnalysis columns that
-Marlin would produce, such that every calibration phase has an analytic fixed point.
+Marlin would produce, such that every calibration phase has an analytic fixed point (fixed_points).
 
 Event identity: every random number of event ``i`` is a function of (truth.seed, sample, i, draw
-name) only (a SplitMix64 stream per draw, indexed by the event number). The same "simulated"
-events therefore come back at every iteration, only re-digitised with new constants, and any
-slicing of an event range yields identical per-event values.
+name) only (event_random). The same "simulated" events therefore come back at every iteration,
+only re-digitised with new constants, and any slicing of an event range yields identical
+per-event values. ``generate`` adds the PfoAnalysis histograms (calorimeter_hits) and, for the
+Z -> uds photon training, the likelihood file (likelihood_model).
 
 Geometry decision: the ECal barrel is |cos θ| < ecal_barrel_max; everything else (the
 barrel/endcap gap and the far forward region included) is digitised as ECal endcap, with the
-endcap truth constant. No event is dropped; the phase selections exclude the gap anyway. In
-robustness mode, photons in the gap lose part of their energy in dead material.
+endcap truth constant. Likewise the HCal endcap digitisation covers |cos θ| >= hcal_ring_max. No
+event is dropped; the phase selections exclude the gap anyway. In robustness mode, photons in
+the gap lose part of their energy in dead material. Only the HCal direction-correction
+histograms stop at hcal_endcap_max: their means D_X define the true ring constant.
 """
 import dataclasses
-import hashlib
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCHES, INT_BRANCHES
+from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import write_likelihood
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY, SAMPLE_TYPES
+from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
+from ILCDIRAC.CalibrationSystem.Worker.calorimeter_hits import (
+    DIRECTION_SMEAR, HistogramFiller, direction_corrections, mip_layers)
+from ILCDIRAC.CalibrationSystem.Worker.event_random import EventRandom
+from ILCDIRAC.CalibrationSystem.Worker.likelihood_model import likelihood_data
 
 INT_MAX = 2147483647
 QUARK_DEFAULT = -99  # PfoAnalysis value of the quark variables in events without a Z -> qq
 
-#: Scalar PfoAnalysisTree branches (physics.md §5.1) plus the leading target's cos θ.
-INT_COLUMNS = (
-    'run', 'event', 'nPfosTotal', 'nPfosNeutralHadrons', 'nPfosPhotons', 'nPfosTracks',
-    'nPfoTargetsTotal', 'nPfoTargetsNeutralHadrons', 'nPfoTargetsPhotons', 'nPfoTargetsTracks',
-    'qPdg', 'pfoMinHCalLayerToEdge',
-)
-FLOAT_COLUMNS = (
-    'pfoEnergyTotal', 'pfoEnergyNeutralHadrons', 'pfoEnergyPhotons', 'pfoEnergyTracks',
-    'pfoECalToEmEnergy', 'pfoECalToHadEnergy', 'pfoHCalToEmEnergy', 'pfoHCalToHadEnergy',
-    'pfoOtherEnergy', 'pfoMuonToEnergy', 'pfoMassTotal',
-    'pfoTargetsEnergyTotal', 'pfoTargetsEnergyNeutralHadrons', 'pfoTargetsEnergyPhotons',
-    'pfoTargetsEnergyTracks', 'mcEnergyENu', 'mcEnergyFwd',
-    'eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thrust',
-    'hCalCaloHitEnergyFromEdge', 'TotalCaloHitEnergy', 'ECalTotalCaloHitEnergy',
-    'HCalTotalCaloHitEnergy', 'MuonTotalCaloHitEnergy', 'BCalTotalCaloHitEnergy',
-    'LHCalTotalCaloHitEnergy', 'LCalTotalCaloHitEnergy', 'TotalSimCaloHitEnergy',
-    'ECalTotalSimCaloHitEnergy', 'HCalTotalSimCaloHitEnergy', 'MuonTotalSimCaloHitEnergy',
-    'BCalTotalSimCaloHitEnergy', 'LHCalTotalSimCaloHitEnergy', 'LCalTotalSimCaloHitEnergy',
-    'pfoTargetCosTheta0',
-)
 _QUARK_COLUMNS = ('eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thrust', 'qPdg')
 _CALORIMETERS = ('ECal', 'HCal', 'Muon', 'BCal', 'LHCal', 'LCal')
 
@@ -59,7 +49,7 @@ _PHOTON_TAIL_FRACTION = 0.03           # robustness: low-side tail (rear leakage
 _PHOTON_TAIL_LOSS = (0.05, 0.30)
 _GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
 _FORWARD_COS_THETA = 0.98              # PfoAnalysis: MC energy beyond this counts as forward
-_ECAL_LAYERS = 40                      # layers a MIP crosses in the ECal
+ECAL_LAYERS = 40                      # layers a MIP crosses in the ECal
 
 # K0L sample (physics.md §7).
 _KAON_ECAL_FRACTION = (0.1, 0.7)       # energy share of showers starting in the ECal
@@ -69,9 +59,22 @@ _KAON_LEAK_FRACTION = 0.1              # robustness: showers leaking out of the 
 _KAON_LEAK_SHARE = (0.08, 0.30)
 _NEUTRAL_HADRON_MASS = 0.939565        # Pandora gives neutral-hadron PFOs the neutron mass
 
-#: Samples ``simulate`` implements. Muons need the MIP histograms of physics.md §5.2 and zuds
-#: the photon-likelihood XML; neither is a PfoAnalysis column, so they come with those phases.
-SUPPORTED_SAMPLES = ('gamma', 'kaon')
+# mu-, 10 GeV (physics.md §7): MIP hits in every layer.
+MUON_LAYERS = 7
+_EDGE_LAYERS = 5                       # hCalCaloHitEnergyFromEdge: HCal hits < 5 layers from the outer edge
+_MUON_MASS = 0.1056583755
+_CALIBR_MUON = 56.7                    # DDSimpleMuonDigi CalibrMUON: not calibrated, relates sim to digitised
+
+#: HCal regions by index, with the steering constant and the histograms of each.
+HCAL_REGIONS = ('Barrel', 'EndCap', 'Other')
+_HCAL_CONSTANTS = ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
+_HCAL_SIM_HISTOGRAMS = tuple(f'HCalDirectionCorrectedSimCaloHit{region}' for region in HCAL_REGIONS)
+_HCAL_DIRECTION_HISTOGRAMS = tuple(f'HCal{region}DirectionCorrectionSimCaloHit' for region in HCAL_REGIONS)
+
+#: Samples the model generates; ``simulate`` (PfoAnalysis columns) covers all but zuds, which only
+#: makes the photon-likelihood training file (``generate`` with stage 2).
+SUPPORTED_SAMPLES = SAMPLE_TYPES
+COLUMN_SAMPLES = ('gamma', 'muon', 'kaon')
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,34 @@ class DetectorTruth:
 
     @property
     def calibr_hcal_ring(self):
-        """True HCal ring constant C_R := C_HE·(D_EC/D_R)·(m_EC/m_R) (physics.md §7).
+        """True HCal ring constant C_R := C_HE·(D_EC/D_R)·(m_EC/m_R) (physics.md §7), with D_X the
+        expected mean of the region's direction-correction histogram (direction_correction_mean)."""
+        return self.calibr_hcal_endcap * (self.direction_correction_mean('EndCap')
+                                          / self.direction_correction_mean('Other')) * self.ring_mpv_ratio
 
-        D_X is the mean 1/corr = |cos θ| over the region, for directions uniform in cos θ.
-        """
-        d_endcap = 0.5 * (self.hcal_ring_max + self.hcal_endcap_max)
-        d_ring = 0.5 * (self.hcal_barrel_max + self.hcal_ring_max)
-        return self.calibr_hcal_endcap * (d_endcap / d_ring) * self.ring_mpv_ratio
+    @property
+    def hcal_true_constants(self):
+        """True HCal constants by region index (HCAL_REGIONS: barrel, endcap, ring)."""
+        return (self.calibr_hcal_barrel, self.calibr_hcal_endcap, self.calibr_hcal_ring)
+
+    @property
+    def hcal_sim_mpvs(self):
+        """Sim MIP MPVs by HCal region: m_X = e_H/C_X,true for barrel and endcap, m_R = m_EC/ratio."""
+        endcap = self.mip_hcal / self.calibr_hcal_endcap
+        return (self.mip_hcal / self.calibr_hcal_barrel, endcap, endcap / self.ring_mpv_ratio)
+
+    @property
+    def ecal_sim_mpvs(self):
+        """Sim MIP MPVs of the ECal barrel and endcap; the endcap one keeps the digitised MIPs equal."""
+        return (self.mip_ecal / self.calibr_ecal,
+                self.mip_ecal / (self.calibr_ecal * self.ecal_endcap_correction_factor))
+
+    def direction_correction_mean(self, region):
+        """Expected mean of HCal{region}DirectionCorrectionSimCaloHit: for shower axes uniform in
+        cos θ over the region, 1/corr = sin θ (barrel) or |cos θ| (endcap, ring), smeared by
+        N(0, 0.04) and clipped to [0, 1] (midpoint rule over the axis, exact clipped-normal mean)."""
+        return _direction_correction_means(self.hcal_barrel_max, self.hcal_ring_max,
+                                           self.hcal_endcap_max)[HCAL_REGIONS.index(region)]
 
     def k_em(self, stage):
         """Pandora EM response: improved by the stage-3 (trained) photon likelihood."""
@@ -167,40 +191,29 @@ class DetectorTruth:
         return cls(**data)
 
 
-# ---------------------------------------------------------------------------------------------
-# Randomness tied to event identity
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix64(state):
-    z = state + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
+@functools.lru_cache(maxsize=32)
+def _direction_correction_means(barrel_max, ring_max, endcap_max):
+    points = 4000
+    means = []
+    for low, high, barrel in ((0.0, barrel_max, True), (ring_max, endcap_max, False), (barrel_max, ring_max, False)):
+        abs_cos = low + (high - low) * (np.arange(points) + 0.5) / points
+        axis = np.sqrt(1.0 - abs_cos ** 2) if barrel else abs_cos
+        means.append(float(np.mean(_clipped_normal_mean(axis, DIRECTION_SMEAR))))
+    return tuple(means)
 
 
-class _EventRandom:
-    """Random numbers of a block of events: draw ``name`` of event ``i`` depends only on
-    (seed, sample, i, name), never on which block or iteration asked for it."""
+def _clipped_normal_mean(mu, sigma):
+    """E[clip(mu + sigma·N, 0, 1)] for N standard normal."""
+    erf = np.vectorize(math.erf)
 
-    def __init__(self, seed, sample, events):
-        self._prefix = f"{seed}/{sample}/"
-        self._counters = events.astype(np.uint64) * _GOLDEN
+    def cdf(z):
+        return 0.5 * (1.0 + erf(z / math.sqrt(2.0)))
 
-    def uniform(self, name, low=0.0, high=1.0):
-        """Uniform in the open interval (low, high)."""
-        digest = hashlib.blake2b((self._prefix + name).encode(), digest_size=8).digest()
-        bits = _splitmix64(self._counters + np.uint64(int.from_bytes(digest, 'little')))
-        unit = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
-        return low + (high - low) * unit
+    def pdf(z):
+        return np.exp(-0.5 * z ** 2) / math.sqrt(2.0 * math.pi)
 
-    def normal(self, name):
-        """Standard normal (Box-Muller on two dedicated uniform draws)."""
-        radius = np.sqrt(-2.0 * np.log(self.uniform(name + '#r')))
-        return radius * np.cos(2.0 * np.pi * self.uniform(name + '#phi'))
+    low, high = -mu / sigma, (1.0 - mu) / sigma
+    return mu * (cdf(high) - cdf(low)) + sigma * (pdf(low) - pdf(high)) + (1.0 - cdf(high))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,23 +234,28 @@ def _constant(constants, name, default=None):
     return value
 
 
+def _scale(current, true, nonlinearity):
+    """Digitised / sim energy: the current constant (optionally non-linear in C/C_true)."""
+    return current if nonlinearity == 1.0 else true * (current / true) ** nonlinearity
+
+
 def _digitised(sim_energy, current, true, nonlinearity):
-    """Digitised energy = current constant × sim energy (optionally non-linear in C/C_true)."""
-    scale = current if nonlinearity == 1.0 else true * (current / true) ** nonlinearity
-    return scale * sim_energy
+    """Digitised energy = current constant × sim energy."""
+    return _scale(current, true, nonlinearity) * sim_energy
 
 
 _ECAL_CONSTANTS = ('CalibrECAL', 'ECALEndcapCorrectionFactor')
-_HCAL_CONSTANTS = ('CalibrHCALBarrel', 'CalibrHCALEndcap', 'CalibrHCALOther')
 _CONSTANTS_USED = {
     'gamma': _ECAL_CONSTANTS + ('ECalToEMGeVCalibration', 'HCalToEMGeVCalibration'),
+    'muon': _ECAL_CONSTANTS + _HCAL_CONSTANTS,
     'kaon': _ECAL_CONSTANTS + _HCAL_CONSTANTS + (
         'ECalToHadGeVCalibrationBarrel', 'ECalToHadGeVCalibrationEndCap', 'HCalToHadGeVCalibration'),
+    'zuds': (),
 }
 
 
 def constants_used(sample, truth):
-    """Names of the steering constants that ``simulate`` reads for ``sample``."""
+    """Names of the steering constants that the model reads for ``sample``."""
     _check_sample(sample)
     names = _CONSTANTS_USED[sample]
     if truth.robustness and sample == 'gamma':
@@ -245,44 +263,48 @@ def constants_used(sample, truth):
     return names
 
 
-def _check_sample(sample):
-    if sample not in SUPPORTED_SAMPLES:
-        raise ValueError(f"The synthetic detector model does not simulate the {sample!r} sample; "
-                         f"supported: {list(SUPPORTED_SAMPLES)}")
+def _check_sample(sample, supported=SUPPORTED_SAMPLES):
+    if sample not in supported:
+        raise ValueError(f"The synthetic detector model does not simulate the {sample!r} sample here; "
+                         f"supported: {list(supported)}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Samples
 
+def ecal_scales(constants, truth):
+    """Digitisation scales of the ECal (barrel, endcap) and their true constants."""
+    c_barrel = _constant(constants, 'CalibrECAL')
+    c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
+    true = (truth.calibr_ecal, truth.calibr_ecal * truth.ecal_endcap_correction_factor)
+    return (_scale(c_barrel, true[0], truth.ecal_nonlinearity),
+            _scale(c_endcap, true[1], truth.ecal_nonlinearity)), true
+
+
 def _ecal_digitised(deposit, abs_cos, constants, truth):
     """Sim and digitised ECal energy of a deposit given on the true (GeV) scale, by ECal region."""
     barrel = abs_cos < truth.ecal_barrel_max
-    c_barrel = _constant(constants, 'CalibrECAL')
-    c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
-    true_barrel = truth.calibr_ecal
-    true_endcap = truth.calibr_ecal * truth.ecal_endcap_correction_factor
+    (scale_barrel, scale_endcap), (true_barrel, true_endcap) = ecal_scales(constants, truth)
     sim = deposit / np.where(barrel, true_barrel, true_endcap)
-    digi = np.where(barrel,
-                    _digitised(sim, c_barrel, true_barrel, truth.ecal_nonlinearity),
-                    _digitised(sim, c_endcap, true_endcap, truth.ecal_nonlinearity))
-    return sim, digi
+    return sim, np.where(barrel, scale_barrel * sim, scale_endcap * sim)
+
+
+def _hcal_region(abs_cos, truth):
+    """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring."""
+    return np.where(abs_cos < truth.hcal_barrel_max, 0, np.where(abs_cos < truth.hcal_ring_max, 2, 1))
+
+
+def hcal_scales(constants, truth):
+    """Digitisation scales of the HCal regions, by region index."""
+    return np.array([_scale(_constant(constants, name), true, truth.hcal_nonlinearity)
+                     for name, true in zip(_HCAL_CONSTANTS, truth.hcal_true_constants)])
 
 
 def _hcal_digitised(deposit, abs_cos, constants, truth):
     """Sim and digitised HCal energy of a deposit given on the true (GeV) scale, by HCal region."""
-    barrel = abs_cos < truth.hcal_barrel_max
-    ring = ~barrel & (abs_cos < truth.hcal_ring_max)
-    regions = (
-        (barrel, 'CalibrHCALBarrel', truth.calibr_hcal_barrel),
-        (ring, 'CalibrHCALOther', truth.calibr_hcal_ring),
-        (~barrel & ~ring, 'CalibrHCALEndcap', truth.calibr_hcal_endcap),
-    )
-    sim = np.zeros_like(deposit)
-    digi = np.zeros_like(deposit)
-    for mask, name, true in regions:
-        sim[mask] = deposit[mask] / true
-        digi[mask] = _digitised(sim[mask], _constant(constants, name), true, truth.hcal_nonlinearity)
-    return sim, digi
+    region = _hcal_region(abs_cos, truth)
+    sim = deposit / np.array(truth.hcal_true_constants)[region]
+    return sim, hcal_scales(constants, truth)[region] * sim
 
 
 def _pair_mass(energy, share, mass, opening):
@@ -300,7 +322,7 @@ def _pfo_shares(pfo_energy, ecal, hcal):
     return pfo_energy * ecal_fraction, pfo_energy * (1.0 - ecal_fraction)
 
 
-def _simulate_gamma(rnd, n, constants, truth, stage):
+def _simulate_gamma(rnd, n, constants, truth, stage, filler):
     energy = NOMINAL_ENERGY['gamma']
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
@@ -360,25 +382,25 @@ def _simulate_gamma(rnd, n, constants, truth, stage):
     }
 
 
-def _mip_track(abs_cos, truth):
+def mip_track(abs_cos, truth):
     """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor."""
     sin_theta = np.sqrt(np.maximum(1.0 - abs_cos ** 2, 1e-12))
     path = np.where(abs_cos < truth.ecal_barrel_max, 1.0 / sin_theta, 1.0 / np.maximum(abs_cos, 1e-6))
-    return _ECAL_LAYERS * truth.mip_ecal * path
+    return ECAL_LAYERS * truth.mip_ecal * path
 
 
 def _hadron_resolution(energy, truth):
     return np.hypot(truth.had_stochastic / np.sqrt(np.maximum(energy, 1e-6)), truth.had_constant)
 
 
-def _simulate_kaon(rnd, n, constants, truth, stage):
+def _simulate_kaon(rnd, n, constants, truth, stage, filler):
     energy, kinetic = NOMINAL_ENERGY['kaon'], KAON_KINETIC_ENERGY
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
     # Half of the showers start in the ECal (they fail the phase-1 cut); the others leave only a MIP track there.
     ecal_start = rnd.uniform('ecal_start') < 0.5
     ecal_fraction = rnd.uniform('ecal_fraction', *_KAON_ECAL_FRACTION)
-    track = _mip_track(abs_cos, truth)
+    track = mip_track(abs_cos, truth)
     ecal_true = np.where(ecal_start, truth.h_ecal * ecal_fraction * kinetic, track)
     hcal_true = np.where(ecal_start, (1.0 - ecal_fraction) * kinetic, kinetic - track)
     ecal_smear = np.where(ecal_start, _hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
@@ -403,6 +425,14 @@ def _simulate_kaon(rnd, n, constants, truth, stage):
     split = rnd.uniform('split') < _KAON_SPLIT_FRACTION
     pair_mass = _pair_mass(pfo_energy, rnd.uniform('pair_share', 0.05, 0.95), _NEUTRAL_HADRON_MASS,
                            rnd.uniform('split_angle', 0.02, 0.2))
+    if filler is not None:
+        # physics.md §5.3: one neutral-hadron target (always), (Total − HCal) < 1 % of the target
+        # energy and pfoMinHCalLayerToEdge > 5; only shower axes inside the HCal acceptance.
+        contained = (ecal < 0.01 * energy) & (layers_to_edge > 5) & (abs_cos < truth.hcal_endcap_max)
+        region = _hcal_region(abs_cos[contained], truth)
+        axis = np.where(region == 0, np.sqrt(1.0 - abs_cos[contained] ** 2), abs_cos[contained])
+        direction_corrections(rnd.subset(contained), 'direction_hits', axis, region, _HCAL_DIRECTION_HISTOGRAMS,
+                              filler)
     return {
         'ECalTotalCaloHitEnergy': ecal,
         'HCalTotalCaloHitEnergy': hcal,
@@ -426,7 +456,61 @@ def _simulate_kaon(rnd, n, constants, truth, stage):
     }
 
 
-_SIMULATORS = {'gamma': _simulate_gamma, 'kaon': _simulate_kaon}
+def _simulate_muon(rnd, n, constants, truth, stage, filler):
+    """10 GeV μ⁻: one track target and one track PFO; a MIP hit in each of the 40 ECal, 60 HCal and
+    7 muon layers, in the region of the track's angle. The MIP histograms' fill condition (one
+    target, a track) holds for every muon event."""
+    energy = NOMINAL_ENERGY['muon']
+    cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
+    abs_cos = np.abs(cos_theta)
+    # corr = r/ρ in the barrel, r/|z| beyond it (physics.md §5.3)
+    barrel_corr = 1.0 / np.sqrt(np.maximum(1.0 - abs_cos ** 2, 1e-12))
+    endcap_corr = 1.0 / np.maximum(abs_cos, 1e-6)
+
+    ecal_region = np.where(abs_cos < truth.ecal_barrel_max, 0, 1)
+    ecal_digitised, _ = ecal_scales(constants, truth)
+    ecal_sim, ecal, _ = mip_layers(
+        rnd, 'ecal_hits', ECAL_LAYERS, np.array(truth.ecal_sim_mpvs)[ecal_region],
+        np.array(ecal_digitised)[ecal_region],
+        np.where(ecal_region == 0, barrel_corr, endcap_corr), ecal_region,
+        ('ECalDirectionCorrectedSimCaloHit',) * 2, 'ECalDirectionCorrectedCaloHitEnergy', filler)
+
+    hcal_region = _hcal_region(abs_cos, truth)
+    hcal_sim, hcal, hcal_edge = mip_layers(
+        rnd, 'hcal_hits', truth.n_hcal_layers, np.array(truth.hcal_sim_mpvs)[hcal_region],
+        hcal_scales(constants, truth)[hcal_region], np.where(hcal_region == 0, barrel_corr, endcap_corr),
+        hcal_region, _HCAL_SIM_HISTOGRAMS, 'HCalDirectionCorrectedCaloHitEnergy', filler, edge_layers=_EDGE_LAYERS)
+
+    # Muon system: digitised MIP e_μ directly (CalibrMUON is not calibrated).
+    muon_barrel = abs_cos < truth.hcal_barrel_max
+    _, muon, _ = mip_layers(
+        rnd, 'muon_hits', MUON_LAYERS, np.full(n, truth.mip_muon), np.ones(n),
+        np.where(muon_barrel, barrel_corr, endcap_corr), np.zeros(n, dtype=np.int64), (None,),
+        'MuonDirectionCorrectedCaloHitEnergy', filler)
+    return {
+        'ECalTotalCaloHitEnergy': ecal,
+        'HCalTotalCaloHitEnergy': hcal,
+        'MuonTotalCaloHitEnergy': muon,
+        'ECalTotalSimCaloHitEnergy': ecal_sim,
+        'HCalTotalSimCaloHitEnergy': hcal_sim,
+        'MuonTotalSimCaloHitEnergy': muon / _CALIBR_MUON,
+        'hCalCaloHitEnergyFromEdge': hcal_edge,
+        'pfoMinHCalLayerToEdge': np.zeros(n),  # the track crosses every HCal layer
+        'pfoTargetCosTheta0': cos_theta,
+        'nPfoTargetsTotal': np.ones(n),
+        'nPfoTargetsTracks': np.ones(n),
+        'pfoTargetsEnergyTotal': np.full(n, energy),
+        'pfoTargetsEnergyTracks': np.full(n, energy),
+        'mcEnergyFwd': np.where(abs_cos > _FORWARD_COS_THETA, energy, 0.0),
+        'nPfosTotal': np.ones(n),
+        'nPfosTracks': np.ones(n),
+        'pfoEnergyTracks': np.full(n, energy),
+        'pfoEnergyTotal': np.full(n, energy),
+        'pfoMassTotal': np.full(n, _MUON_MASS),
+    }
+
+
+_SIMULATORS = {'gamma': _simulate_gamma, 'muon': _simulate_muon, 'kaon': _simulate_kaon}
 
 
 def _complete(values, events):
@@ -440,13 +524,27 @@ def _complete(values, events):
     values['run'] = np.zeros(n)
     values['event'] = events
     columns = {}
-    for name in INT_COLUMNS:
+    for name in INT_BRANCHES:
         default = QUARK_DEFAULT if name in _QUARK_COLUMNS else (INT_MAX if name == 'pfoMinHCalLayerToEdge' else 0)
         columns[name] = np.asarray(values.get(name, np.full(n, default)), dtype=np.int32)
-    for name in FLOAT_COLUMNS:
+    for name in FLOAT_BRANCHES:
         default = QUARK_DEFAULT if name in _QUARK_COLUMNS else 0.0
         columns[name] = np.asarray(values.get(name, np.full(n, default, dtype=np.float64)), dtype=np.float32)
     return columns
+
+
+def _events(events):
+    """The event numbers as an int64 array; ValueError unless 1-D integers in [0, INT_MAX]."""
+    array = np.asarray(events)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in 'iu') \
+            or (array.size and (array.min() < 0 or array.max() > INT_MAX)):
+        raise ValueError(f"Events must be a 1-D array of event numbers in [0, {INT_MAX}]")
+    return array.astype(np.int64)
+
+
+def _check_stage(stage):
+    if stage not in (1, 2, 3):
+        raise ValueError(f"Stage must be 1, 2 or 3, got {stage!r}")
 
 
 def simulate(sample, first_event, n_events, constants, truth, stage=1):
@@ -455,57 +553,35 @@ def simulate(sample, first_event, n_events, constants, truth, stage=1):
     ``constants`` are the current steering values (name -> float or list of floats); ``stage``
     selects the Pandora response (stage 3 uses the trained photon likelihood). Pure function.
     """
-    _check_sample(sample)
+    _check_sample(sample, COLUMN_SAMPLES)
     if isinstance(first_event, bool) or isinstance(n_events, bool) \
             or not isinstance(first_event, (int, np.integer)) or not isinstance(n_events, (int, np.integer)) \
             or first_event < 0 or n_events < 0 or first_event + n_events > INT_MAX:
         raise ValueError(f"Event range must be two non-negative integers within int32, "
                          f"got first_event={first_event!r}, n_events={n_events!r}")
-    if stage not in (1, 2, 3):
-        raise ValueError(f"Stage must be 1, 2 or 3, got {stage!r}")
+    _check_stage(stage)
     events = np.arange(int(first_event), int(first_event) + int(n_events), dtype=np.int64)
-    rnd = _EventRandom(truth.seed, sample, events)
-    values = _SIMULATORS[sample](rnd, events.size, constants, truth, stage)
-    return _complete(values, events)
+    rnd = EventRandom(truth.seed, sample, events)
+    return _complete(_SIMULATORS[sample](rnd, events.size, constants, truth, stage, None), events)
 
 
-#: HCal |cos θ| ranges of the phase-1 selection (CLIC preset) used for the kaon fixed point.
-CLIC_HCAL_RANGES = {'barrel': (0.2, 0.6), 'endcap': (0.8, 0.9)}
+def generate(sample, events, constants, truth, stage=1):
+    """What Marlin + PfoAnalysis (or Pandora's photon training) make of ``events`` of ``sample``.
 
-
-def _mean_mip_track(truth, low, high):
-    """⟨δ_E⟩ over directions uniform in |cos θ| ∈ (low, high) (midpoint rule, fine enough)."""
-    abs_cos = low + (high - low) * (np.arange(10000) + 0.5) / 10000
-    return float(np.mean(_mip_track(abs_cos, truth)))
-
-
-def analytic_fixed_point(truth, sample='gamma', stage=1, hcal_ranges=None):
-    """Constants at which the phases using ``sample`` stop changing them (physics.md §7).
-
-    gamma: phase 0 (CalibrECAL [C_E, r_thick·C_E], ECALEndcapCorrectionFactor k_EC) and phase 3
-    (ECalToEM = HCalToEM = 1/k_EM at converged digitisation).
-    kaon: phase 1 (C_H·(T_K/(T_K − ⟨δ_E⟩))^(1/γ_H), ⟨δ_E⟩ over the selection's ``hcal_ranges``,
-    default CLIC) and phase 4 at exact digitisation (ECalToHad = 1/(k_had·h_E), HCalToHad = 1/k_had;
-    the ⟨δ_E⟩/T_K ≈ 0.5 % offset of ρ_H is far inside the CSM grid step).
+    ``events``: event numbers (any order; one output row each). gamma, muon, kaon: the PfoAnalysis
+    columns and every histogram of the layout (physics.md §5.3 fill conditions; the ECal
+    direction-correction histograms are not modelled and stay empty). zuds: only in stage 2 (the
+    photon training), the likelihood XML bytes. Stage 2 gives the other samples the stage-1 response.
     """
     _check_sample(sample)
-    if sample == 'kaon':
-        ranges = CLIC_HCAL_RANGES if hcal_ranges is None else hcal_ranges
-        kinetic = KAON_KINETIC_ENERGY
-        correction = {region: (kinetic / (kinetic - _mean_mip_track(truth, *ranges[region])))
-                      ** (1.0 / truth.hcal_nonlinearity) for region in ('barrel', 'endcap')}
-        ecal_to_had = 1.0 / (truth.k_had(stage) * truth.h_ecal)
-        return {
-            'CalibrHCALBarrel': truth.calibr_hcal_barrel * correction['barrel'],
-            'CalibrHCALEndcap': truth.calibr_hcal_endcap * correction['endcap'],
-            'ECalToHadGeVCalibrationBarrel': ecal_to_had,
-            'ECalToHadGeVCalibrationEndCap': ecal_to_had,
-            'HCalToHadGeVCalibration': 1.0 / truth.k_had(stage),
-        }
-    em_scale = 1.0 / truth.k_em(stage)
-    return {
-        'CalibrECAL': [truth.calibr_ecal, truth.ecal_thick_layer_ratio * truth.calibr_ecal],
-        'ECALEndcapCorrectionFactor': truth.ecal_endcap_correction_factor,
-        'ECalToEMGeVCalibration': em_scale,
-        'HCalToEMGeVCalibration': em_scale,
-    }
+    _check_stage(stage)
+    events = _events(events)
+    rnd = EventRandom(truth.seed, sample, events)
+    if sample == 'zuds':
+        if stage != 2:
+            raise ValueError("The synthetic zuds (Z -> uds) events only serve the photon-likelihood training "
+                             "(stage 2): point PandoraSettingsXmlFile at a PandoraSettingsPhotonTraining.xml")
+        return ReconstructionOutput(likelihood=write_likelihood(likelihood_data(rnd)))
+    filler = HistogramFiller()
+    columns = _complete(_SIMULATORS[sample](rnd, events.size, constants, truth, stage, filler), events)
+    return ReconstructionOutput(columns, filler.histograms())

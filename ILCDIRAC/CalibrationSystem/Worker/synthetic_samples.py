@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
-    INT_MAX, SUPPORTED_SAMPLES, DetectorTruth, analytic_fixed_point)
+from ILCDIRAC.CalibrationSystem.Worker.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
+from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point, phase_fixed_points
 
 FORMAT = 'ilcdirac-synthetic-events/1'
 TRUTH_FORMAT = 'ilcdirac-synthetic-truth/1'
@@ -34,31 +34,19 @@ SAMPLE_DIRECTORIES = {
 DIGI_PROCESSOR = 'MyDDCaloDigi'
 PANDORA_PROCESSOR = 'MyDDMarlinPandora'
 
-#: CLIC_o3_v14-like values of the calibrated constants, used where the model has no fixed point.
-CLIC_CONSTANTS = {
-    'CalibrECAL': [37.5227197175, 37.5227197175],
-    'ECALEndcapCorrectionFactor': 1.03245503522,
-    'CalibrHCALBarrel': 45.9956826061,
-    'CalibrHCALEndcap': 46.9252540291,
-    'CalibrHCALOther': 57.1610007614,
-    'ECalToMipCalibration': 175.439,
-    'HCalToMipCalibration': 45.6621,
-    'MuonToMipCalibration': 20703.9,
-    'ECalToEMGeVCalibration': 1.01776966108,
-    'HCalToEMGeVCalibration': 1.01776966108,
-    'ECalToHadGeVCalibrationBarrel': 1.11490774181,
-    'ECalToHadGeVCalibrationEndCap': 1.11490774181,
-    'HCalToHadGeVCalibration': 1.00565042407,
-}
 #: Direction and size (in units of ``offset``) of the start values relative to the fixed points.
 #: The hadronic scales move in opposite directions so that x + y stays inside the CSM's 3σ band.
 _OFFSET_SCALE = {
     'CalibrECAL': 1.0,
     'ECALEndcapCorrectionFactor': -0.5,
-    'ECalToEMGeVCalibration': -1.0,
-    'HCalToEMGeVCalibration': -1.0,
     'CalibrHCALBarrel': 1.0,
     'CalibrHCALEndcap': -1.0,
+    'CalibrHCALOther': 1.0,
+    'ECalToMipCalibration': 1.0,
+    'HCalToMipCalibration': -1.0,
+    'MuonToMipCalibration': 1.0,
+    'ECalToEMGeVCalibration': -1.0,
+    'HCalToEMGeVCalibration': -1.0,
     'ECalToHadGeVCalibrationBarrel': -1.0,
     'ECalToHadGeVCalibrationEndCap': -1.0,
     'HCalToHadGeVCalibration': 1.0,
@@ -130,13 +118,38 @@ def _event_file_content(sample, first_event, events, truth):
 
 
 def initial_constants(truth, offset):
-    """Start values: the analytic fixed points moved by ``offset``, CLIC-like values elsewhere."""
-    constants = {name: (list(value) if isinstance(value, list) else value) for name, value in CLIC_CONSTANTS.items()}
-    for sample in SUPPORTED_SAMPLES:
+    """Start values of all calibration constants: the stage-1 fixed points moved by ``offset``."""
+    constants = {}
+    for sample in COLUMN_SAMPLES:
         for name, value in analytic_fixed_point(truth, sample).items():
             factor = 1.0 + _OFFSET_SCALE[name] * offset
             constants[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
-    return constants
+    return {name: constants[name] for name in _OFFSET_SCALE}
+
+
+def truth_record(truth, offset, constants, events_per_file, files_per_sample):
+    """Content of truth.json: what an end-to-end run must reproduce.
+
+    'fixedPoints': stage-1 fixed points by sample (analytic_fixed_point). 'phaseFixedPoints':
+    {stage: {phase: {constant: value}}} for stages 1 and 3 (phase_fixed_points). 'finalConstants':
+    all constants after a complete run (stage 3). 'directionCorrectionMeans' (D per HCal region)
+    and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres holding them) are
+    the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is C_R,true.
+    """
+    phases = phase_fixed_points(truth)
+    return {
+        'format': TRUTH_FORMAT,
+        'truth': truth.to_dict(),
+        'fixedPoints': {sample: analytic_fixed_point(truth, sample) for sample in COLUMN_SAMPLES},
+        'phaseFixedPoints': {str(stage): {str(phase): values for phase, values in by_phase.items()}
+                             for stage, by_phase in phases.items()},
+        'finalConstants': {name: value for values in phases[3].values() for name, value in values.items()},
+        'calibrHcalRingTrue': truth.calibr_hcal_ring,
+        'directionCorrectionMeans': {region: truth.direction_correction_mean(region) for region in HCAL_REGIONS},
+        'hcalSimMipMpvs': dict(zip(HCAL_REGIONS, truth.hcal_sim_mpvs)),
+        'initialConstants': constants, 'offset': offset,
+        'eventsPerFile': events_per_file, 'filesPerSample': files_per_sample,
+    }
 
 
 def _format(value):
@@ -309,10 +322,7 @@ def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=De
     with open(steering_path, 'wb') as handle:
         handle.write(steering_file_content(constants, input_files['gamma']))
     with open(truth_path, 'w', encoding='utf-8') as handle:
-        json.dump({'format': TRUTH_FORMAT, 'truth': truth.to_dict(),
-                   'fixedPoints': {sample: analytic_fixed_point(truth, sample) for sample in SUPPORTED_SAMPLES},
-                   'initialConstants': constants, 'offset': offset,
-                   'eventsPerFile': events_per_file, 'filesPerSample': files_per_sample}, handle, indent=1)
+        json.dump(truth_record(truth, offset, constants, events_per_file, files_per_sample), handle, indent=1)
         handle.write('\n')
     return {'inputFiles': input_files,
             'numberOfEventsPerFile': {sample: events_per_file for sample in directories},
