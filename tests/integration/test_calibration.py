@@ -7,6 +7,8 @@ import pytest
 
 from conftest import ECAL_ONLY, SOFTWARE_VERSION, run_seed_snippet, wait_for
 
+from ILCDIRAC.CalibrationSystem.LocalStack import demo
+
 pytestmark = pytest.mark.integration
 
 WORKERS = 4
@@ -58,7 +60,7 @@ def test_result_is_refused_to_another_user(reference_run, clients):
     assert not result["OK"] and "does not exist" in result["Message"]
 
 
-def test_service_killed_mid_calibration_loses_nothing(stack, samples, clients, reference_run, db):
+def test_service_and_agent_killed_mid_calibration_lose_nothing(stack, samples, clients, reference_run, db):
     _, reference = reference_run
     calibrationID = run_seed_snippet(stack, samples, WORKERS, ECAL_ONLY)
 
@@ -69,8 +71,10 @@ def test_service_killed_mid_calibration_loses_nothing(stack, samples, clients, r
 
     wait_for(results_of_step0, 120, interval=0.2, what="a first result")
     stack.stop_service(kill=True)
+    stack.stop_agent(kill=True)
     time.sleep(3)
     stack.start_service()
+    stack.start_agent()
     result = _result_when_finished(clients["alice"](), calibrationID)
     assert result["parameters"] == reference["parameters"]
     assert [s["NumberOfResults"] for s in result["history"]] == [WORKERS, WORKERS]
@@ -204,3 +208,25 @@ def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, cli
     noCredential = alice.submitResult(calibrationID, 1, 0, 1, 0, good, "guess")
     assert not noCredential["OK"] and "worker credential" in noCredential["Message"]
     assert stored() == before
+
+
+def test_calibration_whose_workers_always_fail_ends_as_failed(stack, samples, clients, tmp_path):
+    """Input files that vanish after the creation make every job fail: the agent resubmits,
+    then gives up once the failed attempts reach the limit, with a message."""
+    import shutil
+
+    gamma = tmp_path / "vanishing" / "gamma" / "10"
+    shutil.copytree(samples["directories"]["gamma"], gamma)
+    calibrationID = demo.run_seed_snippet(stack, samples["steeringFile"], [str(gamma)], 2, ECAL_ONLY)
+    shutil.rmtree(gamma)
+
+    def failed():
+        statuses = clients["alice"]().getUserCalibrationStatuses()["Value"]
+        status = next(s for s in statuses if s["calibrationID"] == calibrationID)
+        return status if status["status"] != "Running" else None
+
+    status = wait_for(failed, 180, interval=2, what="the calibration to fail")
+    assert status["status"] == "Failed"
+    assert "job attempts failed" in status["statusMessage"]
+    result = clients["alice"]().getResult(calibrationID)
+    assert not result["OK"] and "Failed" in result["Message"]

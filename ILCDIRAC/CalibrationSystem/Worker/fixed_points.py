@@ -11,7 +11,7 @@ import numpy as np
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS, edges
-from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
 from ILCDIRAC.CalibrationSystem.Worker.calorimeter_hits import MIP_WIDTH
 from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
     COLUMN_SAMPLES, ECAL_LAYERS, HCAL_REGIONS, MUON_LAYERS, ecal_scales, hcal_scales, mip_track)
@@ -174,3 +174,32 @@ def phase_fixed_points(truth, hcal_ranges=None):
                 phases.setdefault(CONSTANTS[name].phase, {})[name] = value
         result[stage] = dict(sorted(phases.items()))
     return result
+
+
+def fixed_point_tolerances(settings, final_constants, ring_sim_mpv):
+    """How far a calibrated constant may lie from its fixed point: its phase's accuracy, or the
+    resolution of the measurement when that is coarser (one histogram bin of a MIP peak, one
+    step of the hadronic chi-square grid).
+
+    :param dict settings: the calibration's settings (accuracies)
+    :param dict final_constants: the fixed points (the MIP peaks are their inverses)
+    :param float ring_sim_mpv: the HCal ring's simulated MIP peak (GeV), which CalibrHCALOther uses
+    """
+    digitisation, pandora = settings['digitisationAccuracy'], settings['pandoraPFAAccuracy']
+
+    def one_bin(name, peak):
+        bins, low, high = HISTOGRAMS[name]
+        return (high - low) / bins / peak
+
+    grid_step = pandora * NOMINAL_ENERGY['kaon'] / KAON_KINETIC_ENERGY
+    tolerances = {name: digitisation for name in ('CalibrECAL', 'ECALEndcapCorrectionFactor', 'CalibrHCALBarrel',
+                                                   'CalibrHCALEndcap')}
+    tolerances['CalibrHCALOther'] = max(digitisation, one_bin('HCalDirectionCorrectedSimCaloHitOther', ring_sim_mpv))
+    for constant, histogram in (('ECalToMipCalibration', 'ECalDirectionCorrectedCaloHitEnergy'),
+                                ('HCalToMipCalibration', 'HCalDirectionCorrectedCaloHitEnergy'),
+                                ('MuonToMipCalibration', 'MuonDirectionCorrectedCaloHitEnergy')):
+        tolerances[constant] = max(digitisation, one_bin(histogram, 1.0 / final_constants[constant]))
+    tolerances.update({name: pandora for name in ('ECalToEMGeVCalibration', 'HCalToEMGeVCalibration')})
+    tolerances.update({name: max(pandora, grid_step) for name in (
+        'ECalToHadGeVCalibrationBarrel', 'ECalToHadGeVCalibrationEndCap', 'HCalToHadGeVCalibration')})
+    return tolerances

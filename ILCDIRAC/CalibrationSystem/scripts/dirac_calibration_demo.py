@@ -16,7 +16,7 @@ def main():
     parser = argparse.ArgumentParser(prog="dirac-calibration-demo", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--workdir", required=True, help="directory of the local stack and the samples")
     parser.add_argument("--jobs", type=int, default=8, help="number of worker jobs (default 8)")
-    parser.add_argument("--events-per-file", type=int, default=200, help="synthetic events per file (default 200)")
+    parser.add_argument("--events-per-file", type=int, default=400, help="synthetic events per file (default 400)")
     parser.add_argument("--files-per-sample", type=int, default=10, help="synthetic files per particle (default 10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the end (default 900)")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack running at the end")
