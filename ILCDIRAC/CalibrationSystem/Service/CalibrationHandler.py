@@ -136,14 +136,17 @@ class CalibrationHandler(RequestHandler):
         }
 
     def _forEach(self, calibrationIDs, action):
-        """Apply ``action(calibrationID) -> S_OK/S_ERROR`` to a list of IDs: S_OK({id: message})."""
+        """Apply ``action(calibrationID) -> S_OK/S_ERROR`` to a list of IDs: S_OK({str(id): message}).
+
+        Keys are strings: DISET's JSON encoding would turn integer keys into strings anyway.
+        """
         ids = _idList(calibrationIDs)
         if ids is None:
             return _refuse(f"Expected a list of calibration IDs, not {calibrationIDs!r}")
         report = {}
         for calibrationID in ids:
             result = action(calibrationID)
-            report[calibrationID] = result["Value"] if result["OK"] else f"Error: {result['Message']}"
+            report[str(calibrationID)] = result["Value"] if result["OK"] else f"Error: {result['Message']}"
         return S_OK(report)
 
     # ------------------------------------------------------------------ users
@@ -162,13 +165,15 @@ class CalibrationHandler(RequestHandler):
             'outputPath' and 'outputSE' (where the agent copies the results)
         :return: S_OK(calibrationID)
         """
+        caller = self._caller()
+        if Properties.TRUSTED_HOST in caller["Properties"]:
+            return _refuse("A calibration belongs to a user: create it with a user proxy, not a host certificate")
         if isinstance(job, dict) and isinstance(job.get("steeringFile"), str):
             job = dict(job, steeringFile=job["steeringFile"].encode(errors="surrogateescape"))
         try:
             plan = plan_calibration(inputFiles, numberOfEventsPerFile, settings, job)
         except ProcedureError as error:
             return S_ERROR(f"Calibration not created: {error}")
-        caller = self._caller()
         result = self.calibrationDB.createCalibration(
             caller,
             {
@@ -295,7 +300,7 @@ class CalibrationHandler(RequestHandler):
     types_killCalibrations = [list, str]
 
     def export_killCalibrations(self, calibrationIDs, reason):
-        """Kill several calibrations: S_OK({calibrationID: message or 'Error: ...'})."""
+        """Kill several calibrations: S_OK({str(calibrationID): message or 'Error: ...'})."""
         return self._forEach(calibrationIDs, lambda calibrationID: self.export_killCalibration(calibrationID, reason))
 
     types_cleanCalibration = [_INT]
@@ -318,7 +323,7 @@ class CalibrationHandler(RequestHandler):
     types_cleanCalibrations = [list]
 
     def export_cleanCalibrations(self, calibrationIDs):
-        """Clean several calibrations: S_OK({calibrationID: message or 'Error: ...'})."""
+        """Clean several calibrations: S_OK({str(calibrationID): message or 'Error: ...'})."""
         return self._forEach(calibrationIDs, self.export_cleanCalibration)
 
     types_changeDirectoryToCopyTo = [_INT, str, str]
@@ -462,12 +467,13 @@ class CalibrationHandler(RequestHandler):
 
     # ------------------------------------------------------------------ agent (TrustedHost)
 
+    auth_checkForStepIncrement = [Properties.TRUSTED_HOST]
     types_checkForStepIncrement = []
 
     def export_checkForStepIncrement(self):
         """Analyse every running calibration whose current step has enough results.
 
-        :return: S_OK({calibrationID: what happened}) for the calibrations that moved
+        :return: S_OK({str(calibrationID): what happened}) for the calibrations that moved
         """
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
@@ -476,7 +482,7 @@ class CalibrationHandler(RequestHandler):
         for calibration in result["Value"]:
             message = self._advanceIfComplete(calibration)
             if message:
-                report[calibration["CalibrationID"]] = message
+                report[str(calibration["CalibrationID"])] = message
         return S_OK(report)
 
     def _advanceIfComplete(self, calibration):
@@ -500,6 +506,7 @@ class CalibrationHandler(RequestHandler):
         self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
         return advanced["Value"].message
 
+    auth_getWorkerCredential = [Properties.TRUSTED_HOST]
     types_getWorkerCredential = [_INT]
 
     def export_getWorkerCredential(self, calibrationID):
@@ -518,13 +525,14 @@ class CalibrationHandler(RequestHandler):
             )
         return S_OK(credential)
 
+    auth_resubmitJobs = [Properties.TRUSTED_HOST]
     types_resubmitJobs = [list]
 
     def export_resubmitJobs(self, workers):
         """Ask the agent to resubmit workers at its next cycle (once their job has ended).
 
         :param list workers: [calibrationID, workerID] pairs
-        :return: S_OK({calibrationID: number of workers marked})
+        :return: S_OK({str(calibrationID): number of workers marked})
         """
         if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 and _isInt(*pair) for pair in workers):
             return _refuse("resubmitJobs takes a list of [calibrationID, workerID] pairs")
@@ -536,27 +544,31 @@ class CalibrationHandler(RequestHandler):
             lambda calibrationID: self.calibrationDB.requestResubmission(calibrationID, byCalibration[calibrationID]),
         )
 
+    auth_getCalibrationsToBeKilled = [Properties.TRUSTED_HOST]
     types_getCalibrationsToBeKilled = []
 
     def export_getCalibrationsToBeKilled(self):
         """S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])."""
         return self.calibrationDB.getEndedCalibrationsWithLiveJobs([KILLED, FAILED])
 
+    auth_getNumberOfJobsPerCalibration = [Properties.TRUSTED_HOST]
     types_getNumberOfJobsPerCalibration = []
 
     def export_getNumberOfJobsPerCalibration(self):
-        """S_OK({calibrationID: numberOfJobs}) of the running calibrations."""
+        """S_OK({str(calibrationID): numberOfJobs}) of the running calibrations."""
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
-        return S_OK({c["CalibrationID"]: c["NumberOfJobs"] for c in result["Value"]})
+        return S_OK({str(c["CalibrationID"]): c["NumberOfJobs"] for c in result["Value"]})
 
+    auth_getRunningCalibrations = [Properties.TRUSTED_HOST]
     types_getRunningCalibrations = []
 
     def export_getRunningCalibrations(self):
         """S_OK([IDs of the running calibrations])."""
         return self._idsWithStatus([RUNNING])
 
+    auth_getActiveCalibrations = [Properties.TRUSTED_HOST]
     types_getActiveCalibrations = []
 
     def export_getActiveCalibrations(self):
