@@ -150,7 +150,8 @@ def _create_calibration(stack):
     samples = write_samples(stack.workdir / "bench-samples", events_per_file=100, files_per_sample=2)
     result = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))).createCalibration(
         {"gamma": samples["inputFiles"]["gamma"]}, {"gamma": samples["numberOfEventsPerFile"]["gamma"]},
-        {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": 2})
+        {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": 2,
+         "stopStage": 1, "stopPhase": 0})
     if not result["OK"]:
         raise RuntimeError(f"Cannot create the benchmark's calibration: {result['Message']}")
     credential = CalibrationClient(useCertificates=True).getWorkerCredential(result["Value"])

@@ -230,3 +230,53 @@ def test_calibration_whose_workers_always_fail_ends_as_failed(stack, samples, cl
     assert "job attempts failed" in status["statusMessage"]
     result = clients["alice"]().getResult(calibrationID)
     assert not result["OK"] and "Failed" in result["Message"]
+
+
+AGENT_RETENTION = "/Systems/Calibration/Agents/CalibrationAgent/TimeToKeepCalibrationResultsInMinutes"
+
+
+def test_results_are_copied_once_then_removed_after_the_retention_time(stack, samples, clients, tmp_path):
+    """The richer client call with an output directory: the agent copies the finished
+    calibration's files there, and removes the calibration once the retention time is over."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibrationSettings
+
+    settings = createCalibrationSettings("CLIC")
+    settings.update(ECAL_ONLY, numberOfJobs=2, steeringFile=samples["steeringFile"],
+                    softwareVersion=SOFTWARE_VERSION, outputPath=str(tmp_path / "results"))
+    alice = clients["alice"]()
+    created = alice.createCalibration({"gamma": samples["inputFiles"]["gamma"]}, {"gamma": 100}, settings)
+    assert created["OK"], created
+    calibrationID = created["Value"]
+    result = _result_when_finished(alice, calibrationID)
+    copied = tmp_path / "results" / f"calib{calibrationID}"
+
+    def status():
+        return next(s for s in alice.getUserCalibrationStatuses()["Value"] if s["calibrationID"] == calibrationID)
+
+    wait_for(lambda: status()["resultsCopied"], 60, interval=1, what="the results to be copied")
+    names = {path.name for path in copied.iterdir()}
+    assert {"steeringFile.xml", "steeringFile.xml_INPUT", "calibration.json", "convergence.png"} <= names
+    assert json.loads((copied / "calibration.json").read_text())["parameters"] == result["parameters"]
+    assert status()["timeLeftBeforeOutputWillBeDeleted"] > 6 * 24 * 3600
+
+    stack.stop_agent()
+    try:
+        stack.set_overrides({AGENT_RETENTION: "0"})
+        stack.start_agent()
+        wait_for(lambda: "does not exist" in alice.getResult(calibrationID).get("Message", ""), 60,
+                 interval=1, what="the calibration to be removed after the retention time")
+    finally:
+        stack.stop_agent()
+        stack.set_overrides({AGENT_RETENTION: None})
+        stack.start_agent()
+    assert (copied / "steeringFile.xml").exists()
+
+
+def test_a_preset_whose_processor_names_do_not_match_the_steering_file_is_refused(samples, clients):
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibrationSettings
+
+    settings = createCalibrationSettings("CLD")
+    settings.update(ECAL_ONLY, numberOfJobs=2, steeringFile=samples["steeringFile"], softwareVersion=SOFTWARE_VERSION)
+    result = clients["alice"]().createCalibration({"gamma": samples["inputFiles"]["gamma"]}, {"gamma": 100}, settings)
+    assert not result["OK"]
+    assert "MyDDCaloDigi_10ns" in result["Message"]

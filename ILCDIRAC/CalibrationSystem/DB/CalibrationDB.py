@@ -316,28 +316,36 @@ class CalibrationDB(DB):
     def advanceStep(self, calibrationID, step, decide):
         """Close ``step`` of a calibration and open the next one, exactly once.
 
-        In one transaction: lock the calibration row, check it is still running at ``step``,
-        read the step's results, call ``decide(calibration, contents)`` (a pure function that
-        returns a StepOutcome) and write its outcome. A concurrent or repeated call finds the
-        step already moved on and changes nothing.
+        The step's results are read as a snapshot and ``decide(calibration, contents)`` (a pure
+        function returning a StepOutcome) runs without holding any lock, so results that arrive
+        meanwhile are stored at once (and not used). Its outcome is then written in one
+        transaction that locks the calibration row and checks it is still running at ``step``:
+        a concurrent or repeated call finds the step moved on and changes nothing.
 
         :return: S_OK(StepOutcome) or S_OK(None) if the step was no longer current
         """
+        result = self.getCalibration(calibrationID)
+        if not result["OK"]:
+            return result
+        calibration = result["Value"]
+        if calibration["Status"] != RUNNING or calibration["Step"] != step:
+            return S_OK(None)
+        try:
+            rows = self._fetch(
+                "SELECT Content FROM StepResults WHERE CalibrationID = %s AND Step = %s ORDER BY WorkerID",
+                (calibrationID, step),
+            )
+        except _DBError as error:
+            return S_ERROR(f"Could not read the results of calibration {calibrationID}: {error}")
+        outcome = decide(calibration, [bytes(row[0]) for row in rows])
         now = _now()
         try:
             with self._transaction_connection() as conn:
-                result = self.getCalibration(calibrationID, conn=conn, forUpdate=True)
-                if not result["OK"]:
-                    raise _DBError(result["Message"])
-                calibration = result["Value"]
-                if calibration["Status"] != RUNNING or calibration["Step"] != step:
+                locked = self.getCalibration(calibrationID, conn=conn, forUpdate=True)
+                if not locked["OK"]:
+                    raise _DBError(locked["Message"])
+                if locked["Value"]["Status"] != RUNNING or locked["Value"]["Step"] != step:
                     return S_OK(None)
-                rows = self._fetch(
-                    "SELECT Content FROM StepResults WHERE CalibrationID = %s AND Step = %s ORDER BY WorkerID",
-                    (calibrationID, step),
-                    conn=conn,
-                )
-                outcome = decide(calibration, [bytes(row[0]) for row in rows])
                 self._run(
                     conn,
                     "UPDATE Steps SET EndTime = %s, NumberOfResults = %s, Converged = %s, Metrics = %s "

@@ -323,6 +323,17 @@ class LocalStack:
                                             use_server_certificate=host)
             stack_config.write_config(cfg, root / "etc" / "dirac.cfg")
 
+    def set_overrides(self, overrides: dict[str, str | None]) -> None:
+        """Change configuration overrides (a None value removes one) and rewrite the cfg files;
+        a running service or agent keeps its configuration until it is restarted."""
+        with self._locked():
+            for path, value in overrides.items():
+                if value is None:
+                    self.overrides.pop(path, None)
+                else:
+                    self.overrides[path] = value
+            self._write_configs()
+
     def _dirac_script(self, name: str) -> str:
         path = self.bin_dir / name
         if not path.exists():

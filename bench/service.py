@@ -1,0 +1,426 @@
+"""One CalibrationService against 100 and 1000 simulated workers that poll and report.
+
+Why: every worker of a calibration polls getNewParameters with back-off and uploads a summary
+at every step, all against one service. This script measures what that costs the service
+(requests/s it sustains, latency, CPU per request) and how long workers wait for a new step
+once its last needed result is in (the service analyses the step inside the submitResult that
+completes the quorum, see AdvanceOnLastResult).
+
+Real DISET/TLS on loopback against a throw-away local stack (MariaDB, service; the agent is
+stopped, so no real worker job runs). One calibration of alice per row, numberOfJobs = workers,
+settings stopStage 1, stopPhase 0: phase 0 only. The simulated workers follow the protocol of
+Worker/worker.py without reconstructing anything: getNewParameters(id, last step, credential)
+with back-off (doubling from --poll-start to --poll-max; the real worker uses 2 -> 10 s, the
+benchmark shortens it to 0.5 -> 2 s by default to make more steps per minute), and on a new
+step at once submitResult with a valid phase-0 summary, then poll again at once. The summaries
+peak 10 % below the photon energy, so phase 0 never converges and the step repeats until the
+row's time is up (real workers would move the peak with the new constants). Workers are spread
+over --processes client processes, each running its workers in order of their next due time;
+each call opens its own TLS connection, as any DIRAC client does. Each row is bounded in time
+(its duration, then no new call starts), every call by a timeout, every row by a deadline.
+Run:  .venv/bin/python bench/service.py [--quick] [--workdir DIR]
+"""
+import argparse
+import collections
+import datetime
+import heapq
+import math
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
+
+SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
+#: (workers, seconds) of each row: full run (about 4 min on 2 cores) and --quick (under 1 min).
+#: On 2 cores a step of 1000 workers takes ~30 s (every worker polls and submits once), hence 90 s.
+PLAN = [(100, 60.0), (1000, 90.0)]
+QUICK_PLAN = [(100, 30.0)]
+PROCESSES = 16
+POLL_START, POLL_MAX = 0.5, 2.0  # s
+SETTINGS = {"stopStage": 1, "stopPhase": 0, "nMaxIterationsPerPhase": 10000}
+EVENTS_PER_FILE = 100  # synthetic gamma events; files are added until every worker has one
+VALUES_PER_REGION = 50  # selected photons per worker and ECal region in a summary
+SUMMARY_PEAK, SUMMARY_WIDTH = 9.0, 0.3  # GeV: 10 % off 10 GeV, beyond digitisationAccuracy
+#: the event the service writes with a step's analysis (DB/CalibrationDB.advanceStep, Procedure/advance.py)
+ANALYSED = re.compile(r"\bstep (\d+) analysed")
+CALL_TIMEOUT = 60  # s, per DISET call
+ROW_GRACE = 180.0  # s after a row's duration; a row that takes longer means a hung service
+
+
+def _act_as(env):
+    """Make this process (and the processes it spawns) use exactly ``env`` (a user's DIRAC setup)."""
+    os.environ.clear()
+    os.environ.update(env)
+
+
+def _cpu_seconds(process):
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _summary(workerID, step, peak=SUMMARY_PEAK):
+    """A valid phase-0 summary as a worker would upload it (its own random photons per step)."""
+    from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+
+    rng = np.random.default_rng([workerID, step])
+    return encode_summary(0, {region: rng.normal(peak, SUMMARY_WIDTH, VALUES_PER_REGION).astype(np.float32)
+                              for region in ("barrel", "endcap")})
+
+
+def _client_loop(conn, proxy):
+    """A client process: says "started" once DIRAC is set up, then simulates the workers of each
+    task it receives and sends back what happened; None ends it."""
+    import DIRAC
+
+    DIRAC.initialize(require_auth=False)
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    client = CalibrationClient(proxyLocation=proxy)
+    client.timeout = CALL_TIMEOUT
+    conn.send("started")
+    while (task := conn.recv()) is not None:
+        conn.send(_simulate(client, task))
+
+
+def _simulate(client, task):
+    """Run the workers of ``task`` until its end time, as Worker/worker.py's loop does.
+
+    Returns the latency of every call by method, the (step, start, end, stored) of every
+    submitResult, the earliest reply that served each step, how late calls started against
+    their due time (this process being busy with its other workers), and the errors.
+    """
+    calibrationID, credential = task["calibrationID"], task["credential"]
+    pollStart, pollMax = task["pollStart"], task["pollMax"]
+    step = {workerID: -1 for workerID, _ in task["workers"]}
+    wait = dict.fromkeys(step, pollStart)
+    queue = [(due, workerID) for workerID, due in task["workers"]]
+    heapq.heapify(queue)
+    latencies = {"getNewParameters": [], "submitResult": []}
+    submits, firstServed, lags, errors = [], {}, [], collections.Counter()
+    finished, lastEnd = 0, task["start"]
+
+    def call(method, *args):
+        nonlocal lastEnd
+        start = time.perf_counter()
+        result = getattr(client, method)(*args, credential)
+        lastEnd = time.perf_counter()
+        latencies[method].append(lastEnd - start)
+        if not result["OK"]:
+            errors[f"{method}: {result['Message'][:200]}"] += 1
+        return start, result
+
+    def later(workerID):
+        heapq.heappush(queue, (lastEnd + wait[workerID], workerID))
+        wait[workerID] = min(2 * wait[workerID], pollMax)
+
+    while queue and queue[0][0] < task["end"] and time.perf_counter() < task["end"]:
+        due, workerID = heapq.heappop(queue)
+        time.sleep(max(0.0, due - time.perf_counter()))
+        start, result = call("getNewParameters", calibrationID, step[workerID])
+        lags.append(start - due)
+        if not result["OK"]:
+            if not result.get("Refused"):  # a refusal ends a real worker; anything else is retried
+                later(workerID)
+            continue
+        parameters = result["Value"]
+        if parameters is not None and parameters["calibrationIsFinished"]:
+            finished += 1
+            continue
+        if parameters is None or parameters["currentStep"] <= step[workerID]:
+            later(workerID)
+            continue
+        newStep = parameters["currentStep"]
+        firstServed[newStep] = min(firstServed.get(newStep, math.inf), lastEnd)
+        start, result = call("submitResult", calibrationID, parameters["currentStage"], parameters["currentPhase"],
+                             newStep, workerID, _summary(workerID, newStep))
+        if result["OK"]:
+            submits.append((newStep, start, lastEnd, result["Value"]["Stored"]))
+            step[workerID], wait[workerID] = newStep, pollStart
+            heapq.heappush(queue, (lastEnd, workerID))  # the real worker polls again at once
+        elif not result.get("Refused"):
+            later(workerID)  # it gets the same step again and re-submits
+    return {"latencies": latencies, "submits": submits, "firstServed": firstServed, "lags": lags,
+            "errors": errors, "finished": finished, "lastEnd": lastEnd}
+
+
+class ClientPool:
+    """Long-lived client processes from a forkserver that has imported (not initialised) DIRAC,
+    as in bench/rpc.py: importing DIRAC in every process would take minutes on a few cores."""
+
+    def __init__(self, size, proxy):
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["DIRAC", "ILCDIRAC.CalibrationSystem.Client.CalibrationClient"])
+        self.conns, self.procs = [], []
+        for _ in range(size):
+            parent, child = context.Pipe()
+            proc = context.Process(target=_client_loop, args=(child, proxy), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        deadline = time.monotonic() + ROW_GRACE
+        for conn in self.conns:
+            self._receive(conn, deadline)
+
+    @staticmethod
+    def _receive(conn, deadline):
+        if not conn.poll(max(0.0, deadline - time.monotonic())):
+            raise RuntimeError("a client process did not answer in time; see the service log")
+        try:
+            return conn.recv()
+        except EOFError:
+            raise RuntimeError("a client process died; its traceback is printed above") from None
+
+    def run(self, calibration, n_workers, duration, poll_start, poll_max):
+        """Start all workers at once (their first polls spread over ``poll_max``) and collect
+        the processes' reports."""
+        calibrationID, credential = calibration
+        start = time.perf_counter() + 1.0  # every process has its task before the first call
+        for index, conn in enumerate(self.conns):
+            workers = [(w, start + poll_max * w / n_workers) for w in range(index, n_workers, len(self.conns))]
+            conn.send({"calibrationID": calibrationID, "credential": credential, "workers": workers,
+                       "start": start, "end": start + duration, "pollStart": poll_start, "pollMax": poll_max})
+        deadline = time.monotonic() + duration + ROW_GRACE
+        return start, [self._receive(conn, deadline) for conn in self.conns]
+
+    def close(self):
+        for conn, proc in zip(self.conns, self.procs):
+            if proc.is_alive():
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+def _create_calibration(stack, samples, n_workers):
+    """A calibration of alice with ``n_workers`` jobs, and the credential its workers call with."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    result = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))).createCalibration(
+        {"gamma": samples["inputFiles"]["gamma"]}, {"gamma": samples["numberOfEventsPerFile"]["gamma"]},
+        {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": n_workers,
+         **SETTINGS})
+    if not result["OK"]:
+        raise RuntimeError(f"Cannot create the benchmark's calibration: {result['Message']}")
+    credential = CalibrationClient(useCertificates=True).getWorkerCredential(result["Value"])
+    if not credential["OK"]:
+        raise RuntimeError(f"Cannot get the workers' credential: {credential['Message']}")
+    return result["Value"], credential["Value"]
+
+
+def _warm_up(stack, samples):
+    """A one-job calibration run to its end: the fresh service connects to the DB and imports the
+    analysis and plotting code on its first step, which no row should pay for. Also checks the
+    protocol the simulated workers use before minutes are spent on it."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    calibrationID, credential = _create_calibration(stack, samples, 1)
+    client = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice")))
+    first = client.getNewParameters(calibrationID, -1, credential)
+    if not first["OK"] or first["Value"] is None:
+        raise RuntimeError(f"getNewParameters does not serve step 0: {first}")
+    stored = client.submitResult(calibrationID, 1, 0, 0, 0, _summary(0, 0, peak=10.0), credential)
+    if not stored["OK"] or not stored["Value"]["Stored"]:
+        raise RuntimeError(f"submitResult did not store the warm-up result: {stored}")
+    last = client.getNewParameters(calibrationID, 0, credential)
+    if not last["OK"] or not last["Value"] or not last["Value"]["calibrationIsFinished"]:
+        raise RuntimeError(f"the warm-up step was not analysed on its last result: {last}")
+
+
+def _service_state(stack, calibrationID):
+    """What the service and its DB say about the calibration after a row: results needed per
+    step, current step and status, results stored (the check that the simulated results really
+    arrived), and when each step's analysis was written (its event, ms resolution, epoch s)."""
+    import MySQLdb
+
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    statuses = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))).getUserCalibrationStatuses()
+    if not statuses["OK"]:
+        raise RuntimeError(f"getUserCalibrationStatuses failed: {statuses['Message']}")
+    status = next(s for s in statuses["Value"] if s["calibrationID"] == calibrationID)
+    params = stack.db_params()
+    db = MySQLdb.connect(host=params["host"], port=params["port"], user=params["user"],
+                         passwd=params["password"], db=params["dbname"])
+    try:
+        cursor = db.cursor()
+        cursor.execute("SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s", (calibrationID,))
+        stored = int(cursor.fetchone()[0])
+        cursor.execute("SELECT EventTime, Message FROM CalibrationEvents WHERE CalibrationID = %s AND "
+                       "Source = 'service' ORDER BY EventID", (calibrationID,))
+        analysed = {int(match[1]): when.replace(tzinfo=datetime.timezone.utc).timestamp()
+                    for when, message in cursor.fetchall() if (match := ANALYSED.search(message))}
+    finally:
+        db.close()
+    if len(analysed) != status["currentStep"]:
+        raise RuntimeError(f"calibration {calibrationID} is at step {status['currentStep']} but has "
+                           f"{len(analysed)} 'step N analysed' events: has the event message changed?")
+    return {"needed": status["resultsNeeded"], "step": status["currentStep"], "status": status["status"],
+            "storedInDB": stored, "analysed": analysed}
+
+
+def _transitions(reports, analysed):
+    """Per step that moved on: (ms from the start of the submitResult that completed the step to
+    the end of the first reply serving the next step, ms of that submitResult call, ms from the
+    analysis being written to that reply).
+
+    ``analysed``: {step: when its analysis was written, on the clients' clock}. The completing
+    call is the stored result of the step that was still running then and started first: results
+    arriving while the step is analysed wait for it and are then refused as late, so only the
+    completing call and the few stored just before the analysis began span that moment.
+    """
+    firstServed = {}
+    for report in reports:
+        for step, end in report["firstServed"].items():
+            firstServed[step] = min(firstServed.get(step, math.inf), end)
+    spanning = collections.defaultdict(list)
+    for report in reports:
+        for step, start, end, stored in report["submits"]:
+            if stored and step in analysed and end >= analysed[step]:
+                spanning[step].append((start, end))
+    found = []
+    for step, calls in spanning.items():
+        if step + 1 in firstServed:
+            start, end = min(calls)
+            served = firstServed[step + 1]
+            found.append(((served - start) * 1000, (end - start) * 1000, (served - analysed[step]) * 1000))
+    return found
+
+
+def _percentile(values, q):
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def _median_of(rows, column):
+    return f"{statistics.median(row[column] for row in rows):.0f}" if rows else "-"
+
+
+def _p50_p99(values):
+    return f"{statistics.median(values):.0f}/{_percentile(values, 99):.0f}"
+
+
+def _measure_row(stack, pool, samples, n_workers, duration, poll_start, poll_max):
+    calibrationID, credential = _create_calibration(stack, samples, n_workers)
+    pids = stack.status()["processes"]
+    service, mariadb = (psutil.Process(pids[name]["pid"]) for name in ("service", "mariadb"))
+    cpu_before = _cpu_seconds(service), _cpu_seconds(mariadb)
+    start, reports = pool.run((calibrationID, credential), n_workers, duration, poll_start, poll_max)
+    cpu = _cpu_seconds(service) - cpu_before[0], _cpu_seconds(mariadb) - cpu_before[1]
+    state = _service_state(stack, calibrationID)
+    offset = time.time() - time.perf_counter()  # the events' wall clock -> the clients' perf_counter
+    analysed = {step: when - offset for step, when in state.pop("analysed").items()}
+    return {"workers": n_workers, "wall": max(r["lastEnd"] for r in reports) - start, "cpu": cpu,
+            "reports": reports, "transitions": _transitions(reports, analysed), **state}
+
+
+def _rows(row):
+    """The main table's cells, the details table's cells and the errors of one measured row."""
+    reports = row["reports"]
+    by_method = {method: [x * 1000 for r in reports for x in r["latencies"][method]]
+                 for method in ("getNewParameters", "submitResult")}
+    ms = sorted(by_method["getNewParameters"] + by_method["submitResult"])
+    errors = sum((r["errors"] for r in reports), collections.Counter())
+    transitions = row["transitions"]
+    main = (str(row["workers"]), f"{row['wall']:.1f}", str(len(ms)), f"{len(ms) / row['wall']:.1f}",
+            f"{statistics.median(ms):.1f}", f"{_percentile(ms, 99):.1f}", f"{row['cpu'][0] * 1000 / len(ms):.2f}",
+            _median_of(transitions, 0), str(sum(errors.values())))
+    submits = [s for r in reports for s in r["submits"]]
+    stored = sum(1 for s in submits if s[3])
+    lags = sorted(x * 1000 for r in reports for x in r["lags"])
+    details = (str(row["workers"]), str(len(by_method["getNewParameters"])), _p50_p99(by_method["getNewParameters"]),
+               str(len(submits)), _p50_p99(by_method["submitResult"]) if submits else "-",
+               f"{stored}/{row['storedInDB']}", str(len(submits) - stored), f"{row['needed']}",
+               f"{len(transitions)} ({row['step']}, {row['status']})",
+               _median_of(transitions, 1), _median_of(transitions, 2),
+               _p50_p99(lags),
+               f"{row['cpu'][1] * 1000 / len(ms):.2f}", str(sum(r["finished"] for r in reports)))
+    return main, details, errors
+
+
+def _print_table(header, rows):
+    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
+    for cells in [header, *rows]:
+        print("  ".join(cell.rjust(width) for cell, width in zip(cells, widths)))
+
+
+def _report(measured, args, load):
+    tables = [_rows(row) for row in measured]
+    _print_table(("workers", "duration s", "requests", "req/s", "p50 ms", "p99 ms", "service CPU ms/req",
+                  "step transition ms", "errors"), [t[0] for t in tables])
+    print()
+    _print_table(("workers", "polls", "poll p50/p99 ms", "submits", "submit p50/p99 ms", "stored client/DB", "late",
+                  "needed/step", "steps moved (service step, status)", "completing submit ms", "analysed->served ms",
+                  "client lag p50/p99 ms", "MariaDB CPU ms/req", "saw end"), [t[1] for t in tables])
+    for row, (_, _, errors) in zip(measured, tables):
+        for message, count in errors.most_common(5):
+            print(f"error x{count} ({row['workers']} workers): {message}")
+    print(f"# nproc {len(os.sched_getaffinity(0))} ({platform.machine()}), Python {platform.python_version()}, "
+          f"DIRAC {version('DIRAC')}, load average {load:.2f} before the run; {args.processes} client processes on "
+          f"the same cores, one TLS connection per call; back-off {args.poll_start:g} -> {args.poll_max:g} s "
+          f"(real worker: 2 -> 10 s); {VALUES_PER_REGION} photons per region per summary. Step transition = "
+          "start of the submitResult carrying the last needed result -> first reply serving the next step "
+          "(median over the steps); completing submit = that call, the step's analysis included; "
+          "analysed->served = from the analysis being written (its event) to that reply; late = "
+          "results for a step already over (not stored, as for real late workers); client lag = how late "
+          "a poll started against its due time because its process was busy.")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 workers for 30 s only (about 1 min in all)")
+    parser.add_argument("--workdir", help="stack directory (default: a temporary one, removed afterwards)")
+    parser.add_argument("--processes", type=int, default=PROCESSES, help="client processes (default %(default)s)")
+    parser.add_argument("--poll-start", type=float, default=POLL_START, help="first back-off, s (default %(default)s)")
+    parser.add_argument("--poll-max", type=float, default=POLL_MAX, help="largest back-off, s (default %(default)s)")
+    args = parser.parse_args(argv)
+    plan = QUICK_PLAN if args.quick else PLAN
+    load = os.getloadavg()[0]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibration-bench-"))
+    stack = LocalStack(workdir)
+    pool, measured, ok, began = None, [], False, time.monotonic()
+    try:
+        stack.start()
+        stack.stop_agent()
+        _act_as(stack.user_env("alice"))
+        import DIRAC
+
+        DIRAC.initialize(require_auth=False)
+        from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+
+        files = math.ceil(max(n for n, _ in plan) / EVENTS_PER_FILE)
+        samples = write_samples(workdir / "bench-samples", events_per_file=EVENTS_PER_FILE, files_per_sample=files)
+        _warm_up(stack, samples)
+        pool = ClientPool(args.processes, str(stack.pki.proxy("alice")))
+        for n_workers, duration in plan:
+            measured.append(_measure_row(stack, pool, samples, n_workers, duration, args.poll_start, args.poll_max))
+            print(f"[{time.monotonic() - began:5.1f} s] measured {n_workers} workers", file=sys.stderr)
+        ok = True
+    finally:
+        if pool is not None:
+            pool.close()
+        stack.stop()
+        if not args.workdir and ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif not ok:
+            print(f"stack directory kept for its logs: {workdir}", file=sys.stderr)
+    _report(measured, args, load)
+
+
+if __name__ == "__main__":
+    main()
