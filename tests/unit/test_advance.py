@@ -1,0 +1,83 @@
+"""advance(): what the end of a step decides, on phase-0 summaries of known answer."""
+import numpy as np
+import pytest
+
+from ILCDIRAC.CalibrationSystem.Procedure.advance import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    StepState,
+    advance,
+    plot_file_name,
+    results_needed,
+)
+from ILCDIRAC.CalibrationSystem.Procedure.errors import SummaryError
+from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position
+from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
+from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+
+TRUE_CONSTANT = 37.52
+SETTINGS = validate_settings({})
+
+
+def _contents(constant, workers=4, events=2000, seed=3):
+    """Phase-0 summaries of photons digitised with ``constant`` on a detector whose truth is 37.52."""
+    rng = np.random.default_rng(seed)
+    contents = []
+    for _ in range(workers):
+        energies = (10.0 * constant / TRUE_CONSTANT * (1 + 0.05 * rng.standard_normal(events))).astype(np.float32)
+        contents.append(encode_summary(0, {"barrel": energies, "endcap": energies.copy()}))
+    return contents
+
+
+def _state(constant, iteration=1, step=4, stage=1, phase=0):
+    return StepState(stage, phase, step, iteration, {"CalibrECAL": [constant, constant],
+                                                     "ECALEndcapCorrectionFactor": 1.0})
+
+
+def test_a_step_far_from_the_truth_repeats_the_phase_with_corrected_constants():
+    outcome = advance(_state(1.15 * TRUE_CONSTANT), _contents(1.15 * TRUE_CONSTANT), SETTINGS)
+    assert outcome.status == RUNNING and not outcome.converged
+    assert outcome.next_position == Position(1, 0)
+    assert outcome.parameters["CalibrECAL"][0] == pytest.approx(TRUE_CONSTANT, rel=0.005)
+    assert "repeating phase 0 (ECalDigi)" in outcome.message
+    assert set(outcome.files) == {plot_file_name(_state(0), "ecal_barrel"), plot_file_name(_state(0), "ecal_endcap")}
+    assert all(content.startswith(b"\x89PNG") for content in outcome.files.values())
+
+
+def test_a_converged_step_moves_on_and_the_stop_phase_finishes_the_calibration():
+    moving = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), SETTINGS)
+    assert moving.status == RUNNING and moving.converged and moving.next_position == Position(1, 1)
+    settings = dict(SETTINGS, stopStage=1, stopPhase=0)
+    finished = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), settings)
+    assert finished.status == FINISHED and finished.next_position is None
+    assert "Finished after stage 1, phase 0 (ECalDigi), step 4" == finished.message
+
+
+def test_a_phase_that_does_not_converge_within_the_cap_fails_and_keeps_its_constants():
+    settings = dict(SETTINGS, nMaxIterationsPerPhase=3)
+    below = advance(_state(1.15 * TRUE_CONSTANT, iteration=2), _contents(1.15 * TRUE_CONSTANT), settings)
+    assert below.status == RUNNING
+    capped = advance(_state(1.15 * TRUE_CONSTANT, iteration=3), _contents(1.15 * TRUE_CONSTANT), settings)
+    assert capped.status == FAILED and capped.next_position is None
+    assert "did not converge within nMaxIterationsPerPhase=3" in capped.message
+    assert capped.parameters["CalibrECAL"][0] == pytest.approx(TRUE_CONSTANT, rel=0.005)
+
+
+def test_a_fit_that_fails_ends_the_calibration_with_the_reason_and_unchanged_constants():
+    state = _state(TRUE_CONSTANT)
+    tiny = [encode_summary(0, {"barrel": np.ones(2, np.float32), "endcap": np.ones(2, np.float32)})]
+    outcome = advance(state, tiny, SETTINGS)
+    assert outcome.status == FAILED
+    assert outcome.parameters == state.parameters
+    assert "Analysis of stage 1, phase 0 (ECalDigi), step 4 failed" in outcome.message
+
+
+def test_a_corrupt_stored_result_is_an_error_not_a_constant():
+    with pytest.raises(SummaryError):
+        advance(_state(TRUE_CONSTANT), [b"garbage"], SETTINGS)
+
+
+@pytest.mark.parametrize("jobs, fraction, needed", [(100, 0.9, 90), (4, 0.9, 4), (10, 0.9, 9), (1, 0.5, 1), (3, 1.0, 3)])
+def test_results_needed_is_the_seed_fraction_of_the_initial_jobs(jobs, fraction, needed):
+    assert results_needed(jobs, dict(SETTINGS, fractionOfFinishedJobsNeededToStartNextStep=fraction)) == needed
