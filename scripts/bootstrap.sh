@@ -32,14 +32,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   }
 fi
 
-stamp_value=$(cat requirements/dirac-deps.txt setup.cfg setup.py scripts/bootstrap.sh | sha256sum | cut -c1-16)
+stamp_value=$(cat requirements/pinned.txt setup.cfg setup.py scripts/bootstrap.sh | sha256sum | cut -c1-16)
 stamp="$VENV/.bootstrap-$stamp_value"
 if [ ! -e "$stamp" ]; then
   echo "bootstrap: installing Python packages into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
-  "$VENV/bin/python" -m pip install -q -r requirements/dirac-deps.txt
+  "$VENV/bin/python" -m pip install -q -r requirements/pinned.txt
   # DIRAC requires gfal2-python, which does not build on Debian 12: install DIRAC without
-  # dependencies; requirements/dirac-deps.txt holds all the others.
+  # dependencies; requirements/pinned.txt pins all the others (and the test and docs tools).
   "$VENV/bin/python" -m pip install -q --no-deps "DIRAC==$DIRAC_VERSION"
   "$VENV/bin/python" -m pip install -q --no-deps -e .
   rm -f "$VENV"/.bootstrap-*

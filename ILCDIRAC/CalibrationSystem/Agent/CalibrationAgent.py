@@ -40,9 +40,6 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import results_needed
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import collectResult, resultFiles
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import ENVIRONMENT_VARIABLE
 
-AGENT_NAME = "Calibration/CalibrationAgent"
-
-
 class CalibrationAgent(AgentModule):
     """Submits, follows and resubmits worker jobs; triggers step advancement."""
 
@@ -68,8 +65,8 @@ class CalibrationAgent(AgentModule):
             "--max-polling-time",
             str(self.am_getOption("WorkerMaxPollingTime", 10)),
         ]
-        self.retention = datetime.timedelta(minutes=float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes",
-                                                                            7 * 24 * 60)))
+        retention = float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes", 7 * 24 * 60))
+        self.retention = datetime.timedelta(minutes=retention)
         self.serviceClient = CalibrationClient()
         return S_OK()
 
@@ -80,7 +77,9 @@ class CalibrationAgent(AgentModule):
         for calibration in result["Value"]:
             managed = self._manageJobs(calibration)
             if not managed["OK"]:
-                self.log.error("Cannot manage the jobs of calibration", f"{calibration['CalibrationID']}: {managed['Message']}")
+                self.log.error(
+                    "Cannot manage the jobs of calibration", f"{calibration['CalibrationID']}: {managed['Message']}"
+                )
         advanced = self.serviceClient.checkForStepIncrement()
         if not advanced["OK"]:
             self.log.error("Step advancement failed", advanced["Message"])
