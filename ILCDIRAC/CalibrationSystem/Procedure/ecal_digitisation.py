@@ -6,10 +6,12 @@ constant and the endcap factor so that the peaks move to the photon energy.
 """
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure import phase_tools
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
 
+LABEL = "phase 0 (ECalDigi)"
 TRUTH_ENERGY = 10.0  # GeV, the photon sample's energy
 SAMPLES = ("gamma",)
 CONSTANTS = ("CalibrECAL", "ECALEndcapCorrectionFactor")
@@ -27,60 +29,24 @@ MAX_NON_ECAL_FRACTION = 0.01
 REGION_SETTINGS = {"barrel": "ecalBarrelCosThetaRange", "endcap": "ecalEndcapCosThetaRange"}
 
 
-def _cos_theta_range(settings, key):
-    value = settings.get(key)
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Setting {key} must be a list [low, high] of two numbers, got {value!r}") from None
-    return low, high
-
-
 def collect(outputs, settings):
     """Select contained single-photon events and return their ECal energy per region (float32).
 
     Cuts: exactly one target, a photon; less than 1 % of 10 GeV outside the ECal; |cos θ| < 0.95
     and strictly inside the region's range from the settings.
     """
-    columns = outputs["gamma"].columns
-    missing = [name for name in COLUMNS if name not in columns]
-    if missing:
-        raise ProcedureError(f"PfoAnalysis columns {missing} are missing; phase 0 needs {list(COLUMNS)}")
-    data = {name: np.asarray(columns[name]) for name in COLUMNS}
-    lengths = {name: array.shape for name, array in data.items()}
-    if len(set(lengths.values())) != 1 or data["ECalTotalCaloHitEnergy"].ndim != 1:
-        raise ProcedureError(f"PfoAnalysis columns must be 1-D arrays of equal length, got shapes {lengths}")
+    data = phase_tools.pfo_columns(outputs["gamma"].columns, COLUMNS, LABEL)
     ecal = data["ECalTotalCaloHitEnergy"].astype(np.float64)
     total = data["TotalCaloHitEnergy"].astype(np.float64)
-    # Angular limits are compared in the column's own precision, so that a float32 angle written
-    # from a limit (0.65 -> 0.64999998) stays on the (excluded) boundary.
-    cos_theta = np.abs(data["pfoTargetCosTheta0"])
-    if cos_theta.dtype.kind != "f":
-        cos_theta = cos_theta.astype(np.float64)
-    precision = cos_theta.dtype.type
+    cos_theta = phase_tools.abs_cos_theta(data["pfoTargetCosTheta0"])
     contained = (
         (data["nPfoTargetsTotal"] == 1)
         & (data["nPfoTargetsPhotons"] == 1)
         & np.isfinite(ecal)
         & (total - ecal < MAX_NON_ECAL_FRACTION * TRUTH_ENERGY)
-        & (cos_theta < precision(MAX_ABS_COS_THETA))
+        & (cos_theta < cos_theta.dtype.type(MAX_ABS_COS_THETA))
     )
-    summary = {}
-    for region, key in REGION_SETTINGS.items():
-        low, high = _cos_theta_range(settings, key)
-        selected = contained & (cos_theta > precision(low)) & (cos_theta < precision(high))
-        summary[region] = ecal[selected].astype(np.float32)
-    return summary
-
-
-def _peak(values, region, accuracy):
-    try:
-        peak = fit_peak(values, accuracy, TRUTH_ENERGY)
-    except FitError as error:
-        raise FitError(f"phase 0 (ECalDigi), ECal {region}: {error}") from error
-    if not peak.mean > 0:
-        raise FitError(f"phase 0 (ECalDigi), ECal {region}: peak at {peak.mean} GeV, cannot rescale by it")
-    return peak
+    return phase_tools.split_by_angle(ecal, contained, cos_theta, settings, REGION_SETTINGS)
 
 
 def _current_constants(constants):
@@ -88,7 +54,7 @@ def _current_constants(constants):
         calibr_ecal = [float(v) for v in np.atleast_1d(constants["CalibrECAL"])]
         endcap_factor = float(constants["ECALEndcapCorrectionFactor"])
     except KeyError as error:
-        raise ProcedureError(f"Constant {error} is missing; phase 0 needs {list(CONSTANTS)}") from None
+        raise ProcedureError(f"Constant {error} is missing; {LABEL} needs {list(CONSTANTS)}") from None
     except (TypeError, ValueError):
         raise ProcedureError(
             "CalibrECAL must be one or two numbers and ECALEndcapCorrectionFactor a number, got"
@@ -108,34 +74,25 @@ def analyse(summaries, constants, settings):
     measured with the current constants, are within digitisationAccuracy of 10 GeV.
     """
     if not summaries:
-        raise FitError("phase 0 (ECalDigi): no worker summaries to analyse")
+        raise FitError(f"{LABEL}: no worker summaries to analyse")
     accuracy = float(settings["digitisationAccuracy"])
     thick_layer_factor = float(settings["ecalResponseCorrectionForThickLayers"])
     barrel_constant, endcap_factor = _current_constants(constants)
     peaks = {
-        region: _peak(np.concatenate([s[region] for s in summaries]), region, accuracy) for region in REGION_SETTINGS
+        region: phase_tools.positive_peak(
+            fit_peak, phase_tools.gather(summaries, region, LABEL), accuracy, TRUTH_ENERGY, f"{LABEL}, ECal {region}"
+        )
+        for region in REGION_SETTINGS
     }
     new_barrel = TRUTH_ENERGY * barrel_constant / peaks["barrel"].mean
     new_endcap = TRUTH_ENERGY * barrel_constant * endcap_factor / peaks["endcap"].mean
     deviation = max(abs(peak.mean - TRUTH_ENERGY) for peak in peaks.values()) / TRUTH_ENERGY
-    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants = phase_tools.copy_constants(constants)
     new_constants["CalibrECAL"] = [new_barrel, thick_layer_factor * new_barrel]
     new_constants["ECALEndcapCorrectionFactor"] = new_endcap / new_barrel
     metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy}
     for region, peak in peaks.items():
-        metrics.update(
-            {
-                f"{region}Mean": peak.mean,
-                f"{region}Sigma": peak.sigma,
-                f"{region}Entries": float(peak.entries),
-                f"{region}Bins": float(peak.n_bins),
-                f"{region}WindowLow": peak.window_low,
-                f"{region}WindowHigh": peak.window_high,
-                f"{region}FitMethod": peak.method,
-                f"{region}FitMessage": peak.message,
-                f"{region}RelativeDeviation": (peak.mean - TRUTH_ENERGY) / TRUTH_ENERGY,
-            }
-        )
+        metrics.update(phase_tools.peak_metrics(region, peak, TRUTH_ENERGY))
     plots = tuple(
         Distribution.of_peak(
             peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY

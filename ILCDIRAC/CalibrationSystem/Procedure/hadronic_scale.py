@@ -9,10 +9,12 @@ import math
 
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError, SummaryError
+from ILCDIRAC.CalibrationSystem.Procedure import phase_tools
+from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, SettingsError, SummaryError
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome, Scatter
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
 
+LABEL = "phase 4 (HadronicEnergy)"
 TRUTH_ENERGY = NOMINAL_ENERGY["kaon"]  # GeV, sets the grid step (accuracy x 50 GeV)
 TARGET_ENERGY = KAON_KINETIC_ENERGY  # GeV, the ideal intercept of both axes
 SAMPLES = ("kaon",)
@@ -44,14 +46,7 @@ def collect(outputs, settings):
     Cuts: one target, a neutral hadron; one PFO, a neutral hadron; pfoMinHCalLayerToEdge >
     ceil(0.1·nHcalLayers); both energies finite and non-negative.
     """
-    columns = outputs["kaon"].columns
-    missing = [name for name in COLUMNS if name not in columns]
-    if missing:
-        raise ProcedureError(f"PfoAnalysis columns {missing} are missing; phase 4 needs {list(COLUMNS)}")
-    data = {name: np.asarray(columns[name]) for name in COLUMNS}
-    shapes = {name: array.shape for name, array in data.items()}
-    if len(set(shapes.values())) != 1 or data["pfoHCalToHadEnergy"].ndim != 1:
-        raise ProcedureError(f"PfoAnalysis columns must be 1-D arrays of equal length, got shapes {shapes}")
+    data = phase_tools.pfo_columns(outputs["kaon"].columns, COLUMNS, LABEL)
     layers = settings.get("nHcalLayers")
     if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or layers < 1:
         raise SettingsError(f"Setting nHcalLayers must be a positive integer, got {layers!r}")
@@ -151,7 +146,7 @@ def fit_intercepts(hcal, ecal, accuracy):
     """
     hcal, ecal = np.asarray(hcal, dtype=np.float64).ravel(), np.asarray(ecal, dtype=np.float64).ravel()
     if hcal.size == 0 or hcal.size != ecal.size:
-        raise FitError(f"phase 4 (HadronicEnergy): cannot fit a line to {hcal.size} HCal and {ecal.size} ECal energies")
+        raise FitError(f"{LABEL}: cannot fit a line to {hcal.size} HCal and {ecal.size} ECal energies")
     grid = intercept_grid(accuracy)
     stride = max(1, hcal.size // _GUESS_EVENTS)
     guess = _scan(hcal[::stride], ecal[::stride], grid, grid)
@@ -159,31 +154,12 @@ def fit_intercepts(hcal, ecal, accuracy):
     bound = _scan(hcal, ecal, grid[[i]], grid[[j]])[0, 0] * (1.0 + _BOUND_MARGIN)
     if not np.isfinite(bound):
         raise FitError(
-            "phase 4 (HadronicEnergy): the chi-square scan gave non-finite values;"
+            f"{LABEL}: the chi-square scan gave non-finite values;"
             " an event has zero hadronic energy in both calorimeters"
         )
     sums = _scan(hcal, ecal, grid, grid, bound)
     i, j = np.unravel_index(int(np.argmin(sums)), sums.shape)
     return float(grid[i]), float(grid[j]), float(sums[i, j] / RESOLUTION**2)
-
-
-def _current_constant(constants, name):
-    if name not in constants:
-        raise ProcedureError(f"Constant {name} is missing; phase 4 needs {list(CONSTANTS)}")
-    try:
-        value = float(constants[name])
-    except (TypeError, ValueError):
-        raise ProcedureError(f"Constant {name} must be a number, got {constants[name]!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ProcedureError(f"Constant {name} must be a positive number, got {value}")
-    return value
-
-
-def _gather(summaries, field):
-    try:
-        return np.concatenate([np.asarray(summary[field], dtype=np.float64).ravel() for summary in summaries])
-    except KeyError:
-        raise SummaryError(f"phase 4 (HadronicEnergy): a worker summary has no field {field!r}") from None
 
 
 def analyse(summaries, constants, settings):
@@ -194,27 +170,28 @@ def analyse(summaries, constants, settings):
     constants, are within pandoraPFAAccuracy of T_K (relative to T_K).
     """
     if not summaries:
-        raise FitError("phase 4 (HadronicEnergy): no worker summaries to analyse")
+        raise FitError(f"{LABEL}: no worker summaries to analyse")
     accuracy = float(settings["pandoraPFAAccuracy"])
-    hcal_scale = _current_constant(constants, "HCalToHadGeVCalibration")
-    ecal_scale = _current_constant(constants, "ECalToHadGeVCalibrationBarrel")
-    hcal, ecal = _gather(summaries, "hcalToHad"), _gather(summaries, "ecalToHad")
+    needed_by = f"{LABEL} needs {list(CONSTANTS)}"
+    hcal_scale = phase_tools.positive_constant(constants, "HCalToHadGeVCalibration", needed_by)
+    ecal_scale = phase_tools.positive_constant(constants, "ECalToHadGeVCalibrationBarrel", needed_by)
+    hcal, ecal = phase_tools.gather(summaries, "hcalToHad", LABEL), phase_tools.gather(summaries, "ecalToHad", LABEL)
     if hcal.size != ecal.size:
         raise SummaryError(
-            f"phase 4 (HadronicEnergy): {hcal.size} HCal but {ecal.size} ECal energies;"
+            f"{LABEL}: {hcal.size} HCal but {ecal.size} ECal energies;"
             " a worker summary is inconsistent"
         )
     band = in_band(hcal, ecal)
     hcal, ecal = hcal[band], ecal[band]
     if hcal.size < MIN_EVENTS:
         raise FitError(
-            f"phase 4 (HadronicEnergy): only {hcal.size} of {band.size} selected kaons lie within 3σ of"
+            f"{LABEL}: only {hcal.size} of {band.size} selected kaons lie within 3σ of"
             f" x + y = {TARGET_ENERGY:.3f} GeV, at least {MIN_EVENTS} are needed. Use more kaon events, or"
             " seed the hadronic scales within about 20 % of their final values."
         )
     ecal_intercept, hcal_intercept, chi2 = fit_intercepts(hcal, ecal, accuracy)
     grid = intercept_grid(accuracy)
-    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants = phase_tools.copy_constants(constants)
     new_constants["HCalToHadGeVCalibration"] = TARGET_ENERGY * hcal_scale / hcal_intercept
     new_constants["ECalToHadGeVCalibrationBarrel"] = TARGET_ENERGY * ecal_scale / ecal_intercept
     new_constants["ECalToHadGeVCalibrationEndCap"] = new_constants["ECalToHadGeVCalibrationBarrel"]

@@ -13,13 +13,14 @@ The phase runs once and always moves on.
 """
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation
-from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation, phase_tools
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS, check_binning, edges
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 
+LABEL = "phase 2 (MuonAndHCalOtherDigi)"
 SAMPLES = ("muon", "kaon")
 #: constant -> (summary field, muon histogram) whose maximum bin is the MIP peak; the constant is 1/peak.
 MIP_SCALES = {
@@ -138,43 +139,21 @@ def _summed(summaries, field, size):
     for index, array in enumerate(arrays):
         if array.shape != (size,):
             raise ProcedureError(
-                f"phase 2 (MuonAndHCalOtherDigi): worker summary {index} has {array.size} values of {field},"
+                f"{LABEL}: worker summary {index} has {array.size} values of {field},"
                 f" {size} are needed; all workers must use the calibration's PfoAnalysis binning"
             )
         if np.any(array < 0):
-            raise ProcedureError(f"phase 2 (MuonAndHCalOtherDigi): worker summary {index} has negative {field}")
+            raise ProcedureError(f"{LABEL}: worker summary {index} has negative {field}")
     return np.sum(arrays, axis=0)
-
-
-def _endcap_constant(constants):
-    try:
-        value = float(constants["CalibrHCALEndcap"])
-    except KeyError:
-        raise ProcedureError(
-            "Constant 'CalibrHCALEndcap' is missing; phase 2 derives CalibrHCALOther from it"
-        ) from None
-    except (TypeError, ValueError):
-        raise ProcedureError(f"CalibrHCALEndcap must be a number, got {constants['CalibrHCALEndcap']!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ProcedureError(f"CalibrHCALEndcap must be a positive number, got {value}")
-    return value
-
-
-def _endcap_peak(summaries, accuracy):
-    try:
-        peak = fit_peak(np.concatenate([s[KAON_ENERGIES] for s in summaries]), accuracy, hcal_digitisation.TRUTH_ENERGY)
-    except FitError as error:
-        raise FitError(f"phase 2 (MuonAndHCalOtherDigi), kaon HCal endcap energy: {error}") from error
-    if not peak.mean > 0:
-        raise FitError(f"phase 2 (MuonAndHCalOtherDigi): kaon HCal endcap peak at {peak.mean} GeV, cannot scale by it")
-    return peak
 
 
 def analyse(summaries, constants, settings):
     """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged."""
     if not summaries:
-        raise ProcedureError("phase 2 (MuonAndHCalOtherDigi): no worker summaries to analyse")
-    endcap_constant = _endcap_constant(constants)
+        raise ProcedureError(f"{LABEL}: no worker summaries to analyse")
+    endcap_constant = phase_tools.positive_constant(
+        constants, "CalibrHCALEndcap", f"{LABEL} derives CalibrHCALOther from it"
+    )
     totals = {
         field: _summed(summaries, field, HISTOGRAMS[name][0])
         for field, name in (*MIP_SCALES.values(), *SIM_MIP.values())
@@ -186,17 +165,20 @@ def analyse(summaries, constants, settings):
     }
     if not all(value > 0 for value in (*sim_peaks.values(), *directions.values())):
         raise ProcedureError(
-            f"phase 2 (MuonAndHCalOtherDigi): MIP peaks {sim_peaks} and direction corrections {directions} must be"
+            f"{LABEL}: MIP peaks {sim_peaks} and direction corrections {directions} must be"
             " positive to form CalibrHCALOther"
         )
-    endcap_peak = _endcap_peak(summaries, float(settings["digitisationAccuracy"]))
+    endcap_peak = phase_tools.positive_peak(
+        fit_peak, phase_tools.gather(summaries, KAON_ENERGIES, LABEL), float(settings["digitisationAccuracy"]),
+        hcal_digitisation.TRUTH_ENERGY, f"{LABEL}, kaon HCal endcap energy",
+    )
     factor = thickness_factor(settings)
     mean_correction = bool(settings["hcalOtherEndcapMeanCorrection"])
     other = calibr_hcal_other(
         directions["endcap"], directions["ring"], sim_peaks["endcap"], sim_peaks["ring"], factor, endcap_constant,
         endcap_peak.mean if mean_correction else None,
     )
-    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
+    new_constants = phase_tools.copy_constants(constants)
     new_constants.update({constant: 1.0 / peak for constant, peak in mip_peaks.items()})
     new_constants["CalibrHCALOther"] = other
     metrics = {

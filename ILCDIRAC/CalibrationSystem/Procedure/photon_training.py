@@ -7,6 +7,7 @@ the constants stay as they are and the single step always counts as converged.
 """
 import numpy as np
 
+from ILCDIRAC.CalibrationSystem.Procedure import phase_tools
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import (
@@ -105,5 +106,4 @@ def analyse(summaries, constants, settings):
         "energyBinsWithoutSignal": float(np.count_nonzero(merged.n_signal == 0)),
         "energyBinsWithoutBackground": float(np.count_nonzero(merged.n_background == 0)),
     }
-    new_constants = {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}
-    return PhaseOutcome(new_constants, metrics, True, (), {ARTIFACT: write_likelihood(merged)})
+    return PhaseOutcome(phase_tools.copy_constants(constants), metrics, True, (), {ARTIFACT: write_likelihood(merged)})
