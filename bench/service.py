@@ -20,29 +20,20 @@ each call opens its own TLS connection, as any DIRAC client does. Each row is bo
 (its duration, then no new call starts), every call by a timeout, every row by a deadline.
 Run:  .venv/bin/python bench/service.py [--quick] [--workdir DIR]
 """
-import argparse
 import collections
 import datetime
 import heapq
 import math
-import multiprocessing
 import os
-import platform
 import re
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
-import psutil
 
-from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
+from common import (EVENTS_PER_FILE, ClientPool, argument_parser, bench_stack, cpu_seconds, create_calibration,
+                    gamma_samples, machine_line, percentile, print_table, progress, stack_process)
 
-SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
 #: (workers, seconds) of each row: full run (about 4 min on 2 cores) and --quick (under 1 min).
 #: On 2 cores a step of 1000 workers takes ~30 s (every worker polls and submits once), hence 90 s.
 PLAN = [(100, 60.0), (1000, 90.0)]
@@ -50,24 +41,12 @@ QUICK_PLAN = [(100, 30.0)]
 PROCESSES = 16
 POLL_START, POLL_MAX = 0.5, 2.0  # s
 SETTINGS = {"stopStage": 1, "stopPhase": 0, "nMaxIterationsPerPhase": 10000}
-EVENTS_PER_FILE = 100  # synthetic gamma events; files are added until every worker has one
 VALUES_PER_REGION = 50  # selected photons per worker and ECal region in a summary
 SUMMARY_PEAK, SUMMARY_WIDTH = 9.0, 0.3  # GeV: 10 % off 10 GeV, beyond digitisationAccuracy
 #: the event the service writes with a step's analysis (DB/CalibrationDB.advanceStep, Procedure/advance.py)
 ANALYSED = re.compile(r"\bstep (\d+) analysed")
 CALL_TIMEOUT = 60  # s, per DISET call
 ROW_GRACE = 180.0  # s after a row's duration; a row that takes longer means a hung service
-
-
-def _act_as(env):
-    """Make this process (and the processes it spawns) use exactly ``env`` (a user's DIRAC setup)."""
-    os.environ.clear()
-    os.environ.update(env)
-
-
-def _cpu_seconds(process):
-    times = process.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def _summary(workerID, step, peak=SUMMARY_PEAK):
@@ -79,19 +58,9 @@ def _summary(workerID, step, peak=SUMMARY_PEAK):
                               for region in ("barrel", "endcap")})
 
 
-def _client_loop(conn, proxy):
-    """A client process: says "started" once DIRAC is set up, then simulates the workers of each
-    task it receives and sends back what happened; None ends it."""
-    import DIRAC
-
-    DIRAC.initialize(require_auth=False)
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    client = CalibrationClient(proxyLocation=proxy)
-    client.timeout = CALL_TIMEOUT
-    conn.send("started")
-    while (task := conn.recv()) is not None:
-        conn.send(_simulate(client, task))
+def _serve_workers(client, conn, task):
+    """A client process's part of a row: simulate the workers of ``task``, send back what happened."""
+    conn.send(_simulate(client, task))
 
 
 def _simulate(client, task):
@@ -155,73 +124,16 @@ def _simulate(client, task):
             "errors": errors, "finished": finished, "lastEnd": lastEnd}
 
 
-class ClientPool:
-    """Long-lived client processes from a forkserver that has imported (not initialised) DIRAC,
-    as in bench/rpc.py: importing DIRAC in every process would take minutes on a few cores."""
-
-    def __init__(self, size, proxy):
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["DIRAC", "ILCDIRAC.CalibrationSystem.Client.CalibrationClient"])
-        self.conns, self.procs = [], []
-        for _ in range(size):
-            parent, child = context.Pipe()
-            proc = context.Process(target=_client_loop, args=(child, proxy), daemon=True)
-            proc.start()
-            self.conns.append(parent)
-            self.procs.append(proc)
-        deadline = time.monotonic() + ROW_GRACE
-        for conn in self.conns:
-            self._receive(conn, deadline)
-
-    @staticmethod
-    def _receive(conn, deadline):
-        if not conn.poll(max(0.0, deadline - time.monotonic())):
-            raise RuntimeError("a client process did not answer in time; see the service log")
-        try:
-            return conn.recv()
-        except EOFError:
-            raise RuntimeError("a client process died; its traceback is printed above") from None
-
-    def run(self, calibration, n_workers, duration, poll_start, poll_max):
-        """Start all workers at once (their first polls spread over ``poll_max``) and collect
-        the processes' reports."""
-        calibrationID, credential = calibration
-        start = time.perf_counter() + 1.0  # every process has its task before the first call
-        for index, conn in enumerate(self.conns):
-            workers = [(w, start + poll_max * w / n_workers) for w in range(index, n_workers, len(self.conns))]
-            conn.send({"calibrationID": calibrationID, "credential": credential, "workers": workers,
-                       "start": start, "end": start + duration, "pollStart": poll_start, "pollMax": poll_max})
-        deadline = time.monotonic() + duration + ROW_GRACE
-        return start, [self._receive(conn, deadline) for conn in self.conns]
-
-    def close(self):
-        for conn, proc in zip(self.conns, self.procs):
-            if proc.is_alive():
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
-
-
-def _create_calibration(stack, samples, n_workers):
-    """A calibration of alice with ``n_workers`` jobs, and the credential its workers call with."""
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    result = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice"))).createCalibration(
-        {"gamma": samples["inputFiles"]["gamma"]}, {"gamma": samples["numberOfEventsPerFile"]["gamma"]},
-        {"steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": n_workers,
-         **SETTINGS})
-    if not result["OK"]:
-        raise RuntimeError(f"Cannot create the benchmark's calibration: {result['Message']}")
-    credential = CalibrationClient(useCertificates=True).getWorkerCredential(result["Value"])
-    if not credential["OK"]:
-        raise RuntimeError(f"Cannot get the workers' credential: {credential['Message']}")
-    return result["Value"], credential["Value"]
+def _run_workers(pool, calibration, n_workers, duration, poll_start, poll_max):
+    """Start all workers at once (their first polls spread over ``poll_max``), spread round-robin
+    over the pool's processes, and collect the processes' reports."""
+    calibrationID, credential = calibration
+    start = time.perf_counter() + 1.0  # every process has its task before the first call
+    for index, conn in enumerate(pool.conns):
+        workers = [(w, start + poll_max * w / n_workers) for w in range(index, n_workers, len(pool.conns))]
+        conn.send({"calibrationID": calibrationID, "credential": credential, "workers": workers,
+                   "start": start, "end": start + duration, "pollStart": poll_start, "pollMax": poll_max})
+    return start, pool.gather(pool.conns, time.monotonic() + duration + ROW_GRACE)
 
 
 def _warm_up(stack, samples):
@@ -230,7 +142,7 @@ def _warm_up(stack, samples):
     protocol the simulated workers use before minutes are spent on it."""
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
 
-    calibrationID, credential = _create_calibration(stack, samples, 1)
+    calibrationID, credential = create_calibration(stack, samples, {"numberOfJobs": 1, **SETTINGS})
     client = CalibrationClient(proxyLocation=str(stack.pki.proxy("alice")))
     first = client.getNewParameters(calibrationID, -1, credential)
     if not first["OK"] or first["Value"] is None:
@@ -303,25 +215,20 @@ def _transitions(reports, analysed):
     return found
 
 
-def _percentile(values, q):
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
 def _median_of(rows, column):
     return f"{statistics.median(row[column] for row in rows):.0f}" if rows else "-"
 
 
 def _p50_p99(values):
-    return f"{statistics.median(values):.0f}/{_percentile(values, 99):.0f}"
+    return f"{statistics.median(values):.0f}/{percentile(values, 99):.0f}"
 
 
 def _measure_row(stack, pool, samples, n_workers, duration, poll_start, poll_max):
-    calibrationID, credential = _create_calibration(stack, samples, n_workers)
-    pids = stack.status()["processes"]
-    service, mariadb = (psutil.Process(pids[name]["pid"]) for name in ("service", "mariadb"))
-    cpu_before = _cpu_seconds(service), _cpu_seconds(mariadb)
-    start, reports = pool.run((calibrationID, credential), n_workers, duration, poll_start, poll_max)
-    cpu = _cpu_seconds(service) - cpu_before[0], _cpu_seconds(mariadb) - cpu_before[1]
+    calibrationID, credential = create_calibration(stack, samples, {"numberOfJobs": n_workers, **SETTINGS})
+    service, mariadb = stack_process(stack, "service"), stack_process(stack, "mariadb")
+    cpu_before = cpu_seconds(service), cpu_seconds(mariadb)
+    start, reports = _run_workers(pool, (calibrationID, credential), n_workers, duration, poll_start, poll_max)
+    cpu = cpu_seconds(service) - cpu_before[0], cpu_seconds(mariadb) - cpu_before[1]
     state = _service_state(stack, calibrationID)
     offset = time.time() - time.perf_counter()  # the events' wall clock -> the clients' perf_counter
     analysed = {step: when - offset for step, when in state.pop("analysed").items()}
@@ -338,7 +245,7 @@ def _rows(row):
     errors = sum((r["errors"] for r in reports), collections.Counter())
     transitions = row["transitions"]
     main = (str(row["workers"]), f"{row['wall']:.1f}", str(len(ms)), f"{len(ms) / row['wall']:.1f}",
-            f"{statistics.median(ms):.1f}", f"{_percentile(ms, 99):.1f}", f"{row['cpu'][0] * 1000 / len(ms):.2f}",
+            f"{statistics.median(ms):.1f}", f"{percentile(ms, 99):.1f}", f"{row['cpu'][0] * 1000 / len(ms):.2f}",
             _median_of(transitions, 0), str(sum(errors.values())))
     submits = [s for r in reports for s in r["submits"]]
     stored = sum(1 for s in submits if s[3])
@@ -353,72 +260,44 @@ def _rows(row):
     return main, details, errors
 
 
-def _print_table(header, rows):
-    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-    for cells in [header, *rows]:
-        print("  ".join(cell.rjust(width) for cell, width in zip(cells, widths)))
-
-
 def _report(measured, args, load):
     tables = [_rows(row) for row in measured]
-    _print_table(("workers", "duration s", "requests", "req/s", "p50 ms", "p99 ms", "service CPU ms/req",
-                  "step transition ms", "errors"), [t[0] for t in tables])
+    print_table(("workers", "duration s", "requests", "req/s", "p50 ms", "p99 ms", "service CPU ms/req",
+                 "step transition ms", "errors"), [t[0] for t in tables])
     print()
-    _print_table(("workers", "polls", "poll p50/p99 ms", "submits", "submit p50/p99 ms", "stored client/DB", "late",
-                  "needed/step", "steps moved (service step, status)", "completing submit ms", "analysed->served ms",
-                  "client lag p50/p99 ms", "MariaDB CPU ms/req", "saw end"), [t[1] for t in tables])
+    print_table(("workers", "polls", "poll p50/p99 ms", "submits", "submit p50/p99 ms", "stored client/DB", "late",
+                 "needed/step", "steps moved (service step, status)", "completing submit ms", "analysed->served ms",
+                 "client lag p50/p99 ms", "MariaDB CPU ms/req", "saw end"), [t[1] for t in tables])
     for row, (_, _, errors) in zip(measured, tables):
         for message, count in errors.most_common(5):
             print(f"error x{count} ({row['workers']} workers): {message}")
-    print(f"# nproc {len(os.sched_getaffinity(0))} ({platform.machine()}), Python {platform.python_version()}, "
-          f"DIRAC {version('DIRAC')}, load average {load:.2f} before the run; {args.processes} client processes on "
-          f"the same cores, one TLS connection per call; back-off {args.poll_start:g} -> {args.poll_max:g} s "
-          f"(real worker: 2 -> 10 s); {VALUES_PER_REGION} photons per region per summary. Step transition = "
-          "start of the submitResult carrying the last needed result -> first reply serving the next step "
-          "(median over the steps); completing submit = that call, the step's analysis included; "
-          "analysed->served = from the analysis being written (its event) to that reply; late = "
-          "results for a step already over (not stored, as for real late workers); client lag = how late "
-          "a poll started against its due time because its process was busy.")
+    print(f"{machine_line(load)}; {args.processes} client processes on the same cores, one TLS connection per "
+          f"call; back-off {args.poll_start:g} -> {args.poll_max:g} s (real worker: 2 -> 10 s); {VALUES_PER_REGION} "
+          "photons per region per summary. Step transition = start of the submitResult carrying the last needed "
+          "result -> first reply serving the next step (median over the steps); completing submit = that call, the "
+          "step's analysis included; analysed->served = from the analysis being written (its event) to that reply; "
+          "late = results for a step already over (not stored, as for real late workers); client lag = how late a "
+          "poll started against its due time because its process was busy.")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100 workers for 30 s only (about 1 min in all)")
-    parser.add_argument("--workdir", help="stack directory (default: a temporary one, removed afterwards)")
+    parser = argument_parser(__doc__, "100 workers for 30 s only (about 1 min in all)")
     parser.add_argument("--processes", type=int, default=PROCESSES, help="client processes (default %(default)s)")
     parser.add_argument("--poll-start", type=float, default=POLL_START, help="first back-off, s (default %(default)s)")
     parser.add_argument("--poll-max", type=float, default=POLL_MAX, help="largest back-off, s (default %(default)s)")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else PLAN
     load = os.getloadavg()[0]
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="calibration-bench-"))
-    stack = LocalStack(workdir)
-    pool, measured, ok, began = None, [], False, time.monotonic()
-    try:
-        stack.start()
-        stack.stop_agent()
-        _act_as(stack.user_env("alice"))
-        import DIRAC
-
-        DIRAC.initialize(require_auth=False)
-        from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
-
-        files = math.ceil(max(n for n, _ in plan) / EVENTS_PER_FILE)
-        samples = write_samples(workdir / "bench-samples", events_per_file=EVENTS_PER_FILE, files_per_sample=files)
+    measured, began = [], time.monotonic()
+    with bench_stack(args.workdir) as stack:
+        samples = gamma_samples(stack, math.ceil(max(n for n, _ in plan) / EVENTS_PER_FILE))  # a file per worker
         _warm_up(stack, samples)
-        pool = ClientPool(args.processes, str(stack.pki.proxy("alice")))
-        for n_workers, duration in plan:
-            measured.append(_measure_row(stack, pool, samples, n_workers, duration, args.poll_start, args.poll_max))
-            print(f"[{time.monotonic() - began:5.1f} s] measured {n_workers} workers", file=sys.stderr)
-        ok = True
-    finally:
-        if pool is not None:
-            pool.close()
-        stack.stop()
-        if not args.workdir and ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not ok:
-            print(f"stack directory kept for its logs: {workdir}", file=sys.stderr)
+        with ClientPool(args.processes, str(stack.pki.proxy("alice")), _serve_workers, ROW_GRACE,
+                        call_timeout=CALL_TIMEOUT) as pool:
+            for n_workers, duration in plan:
+                measured.append(_measure_row(stack, pool, samples, n_workers, duration, args.poll_start,
+                                             args.poll_max))
+                progress(began, f"measured {n_workers} workers")
     _report(measured, args, load)
 
 
