@@ -179,7 +179,7 @@ def test_killed_worker_is_resubmitted_and_the_calibration_converges(stack, sampl
     assert dict(attempts[:WORKERS])[0] == "Failed"
 
 
-def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, clients, db):
+def test_stale_oversized_and_malformed_results_change_nothing(reference_run, clients, db):
     from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
     import numpy as np
 
@@ -207,6 +207,8 @@ def test_stale_duplicate_and_malformed_results_change_nothing(reference_run, cli
     assert not notMine["OK"] and "does not exist" in notMine["Message"]
     noCredential = alice.submitResult(calibrationID, 1, 0, 1, 0, good, "guess")
     assert not noCredential["OK"] and "worker credential" in noCredential["Message"]
+    oversized = alice.submitResult(calibrationID, 1, 0, 1, 0, b"\x00" * (8 * 1024 * 1024 + 1), credential)
+    assert not oversized["OK"] and "limit is 8388608 bytes" in oversized["Message"]
     assert stored() == before
 
 
