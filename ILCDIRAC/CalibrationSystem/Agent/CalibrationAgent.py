@@ -44,6 +44,11 @@ class CalibrationAgent(AgentModule):
     """Submits, follows and resubmits worker jobs; triggers step advancement."""
 
     def initialize(self):
+        """Once, when the agent starts: the CalibrationDB, the job backend chosen by ``JobBackend``
+        (Local or DIRAC) and the options of the agent's CS section.
+
+        :return: S_OK, or S_ERROR for an unknown JobBackend or unusable DIRAC backend options
+        """
         self.calibrationDB = CalibrationDB(parentLogger=self.log)
         backendName = self.am_getOption("JobBackend", "Local")
         if backendName == "Local":
@@ -67,10 +72,19 @@ class CalibrationAgent(AgentModule):
         ]
         retention = float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes", 7 * 24 * 60))
         self.retention = datetime.timedelta(minutes=retention)
+        grace = float(self.am_getOption("FinishedJobsGraceTimeInMinutes", 10))
+        self.finishedJobsGrace = datetime.timedelta(minutes=grace)
         self.serviceClient = CalibrationClient()
         return S_OK()
 
     def execute(self):
+        """One cycle (every PollingTime seconds): for every running calibration, sync its jobs with the
+        backend, submit and resubmit workers, fail it if too many job attempts failed; then ask the
+        service to analyse the complete steps, kill the jobs of ended calibrations, copy finished
+        results and remove those past the retention time. Errors are logged, never raised.
+
+        :return: S_OK, or S_ERROR if the running calibrations cannot be read
+        """
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
@@ -203,16 +217,22 @@ class CalibrationAgent(AgentModule):
     # ------------------------------------------------------------------ ended calibrations
 
     def _killLeftoverJobs(self):
-        """Kill the jobs still alive in calibrations that were killed or failed."""
-        result = self.calibrationDB.getEndedCalibrationsWithLiveJobs([FAILED, KILLED])
+        """Follow the jobs of ended calibrations: those of killed or failed ones are killed; the
+        workers of a finished one leave by themselves, and are killed only if they are still
+        there after the grace time."""
+        result = self.calibrationDB.getEndedCalibrationsWithLiveJobs([FINISHED, FAILED, KILLED])
         if not result["OK"]:
             return result
+        now = datetime.datetime.utcnow()
         for calibrationID in result["Value"]:
+            calibration = self.calibrationDB.getCalibration(calibrationID)
             synced = self._syncAttempts(calibrationID)
-            if not synced["OK"]:
-                return synced
+            for answer in (calibration, synced):
+                if not answer["OK"]:
+                    return answer
             alive = [a for a in synced["Value"].values() if a and a["Status"] not in FINAL_JOB_STATUSES]
-            if not alive:
+            finished = calibration["Value"]["Status"] == FINISHED
+            if not alive or (finished and now - calibration["Value"]["EndTime"] < self.finishedJobsGrace):
                 continue
             killed = self.backend.kill([a["BackendJobID"] for a in alive])
             if not killed["OK"]:

@@ -27,10 +27,12 @@ JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion", "outputPath", "ou
 
 
 def createCalibrationSettings(preset="CLIC"):
-    """A complete settings dict for a detector preset ('CLIC' or 'CLD'), to adjust and pass to
+    """A complete settings dict for a detector preset, to adjust and pass to
     ``CalibrationClient().createCalibration``; 'steeringFile' and 'softwareVersion' must be set.
 
-    :return: dict of settings, or raises SettingsError for an unknown preset
+    :param str preset: 'CLIC' (default) or 'CLD'
+    :return: dict of all calibration settings plus the job keys numberOfJobs (100),
+        steeringFile and softwareVersion (both None); raises SettingsError for an unknown preset
     """
     settings = create_settings(preset)
     settings.update(numberOfJobs=100, steeringFile=None, softwareVersion=None)
@@ -42,6 +44,10 @@ class CalibrationClient(Client):
     """RPC access to Calibration/Calibration; every ``export_`` method is a method here."""
 
     def __init__(self, **kwargs):
+        """Talk to Calibration/Calibration.
+
+        :param kwargs: passed to DIRAC's ``Client`` (e.g. ``proxyLocation``, ``useCertificates``, ``timeout``)
+        """
         super().__init__(**kwargs)
         self.setServer(SERVICE)
 

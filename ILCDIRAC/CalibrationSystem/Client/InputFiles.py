@@ -59,8 +59,8 @@ def _events_per_file(sample, sample_files, given):
         return given[sample]
     if not all(is_synthetic_file(f) for f in sample_files):
         raise SettingsError(
-            f"The number of events in the {sample} files is unknown: "
-            f"give it with setConfig(numberOfEventsPerFile={{'{sample}': N}})"
+            f"The number of events in the {sample} files is unknown: give it as numberOfEventsPerFile "
+            f"(setConfig(numberOfEventsPerFile={{'{sample}': N}}), or --events-per-file {sample}=N)"
         )
     counts = set()
     for name in sample_files:

@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""
+Delete ended calibrations with everything they stored, results included.
+
+A running calibration must be killed first. Prints what happened to each calibration; exits
+with 1 if any of them could not be deleted.
+
+Example:
+  $ dirac-calibration-clean 12
+  12: Calibration 12 deleted
+"""
+from DIRAC import exit as DIRACExit
+from DIRAC.Core.Base.Script import Script
+
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import idsOrExit, reportOutcomes, valueOrExit
+
+
+@Script()
+def main():
+    Script.registerArgument(["CalibrationID: calibration to delete"])
+    _, arguments = Script.parseCommandLine(ignoreErrors=False)
+
+    calibrationIDs = idsOrExit(arguments)
+
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
+
+    DIRACExit(reportOutcomes(valueOrExit(CalibrationClient().cleanCalibrations(calibrationIDs))))
+
+
+if __name__ == "__main__":
+    main()
