@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 WORKDIR ?= run/demo
 
-.PHONY: bootstrap demo test bench clean
+.PHONY: bootstrap demo test docs bench clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -12,6 +12,9 @@ demo: bootstrap
 
 test: bootstrap
 	$(PYTHON) -m pytest tests
+
+docs: bootstrap
+	.venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: bootstrap
 	$(PYTHON) bench/rpc.py

@@ -80,8 +80,9 @@ class CalibrationAgent(AgentModule):
     def execute(self):
         """One cycle (every PollingTime seconds): for every running calibration, sync its jobs with the
         backend, submit and resubmit workers, fail it if too many job attempts failed; then ask the
-        service to analyse the complete steps, kill the jobs of ended calibrations, copy finished
-        results and remove those past the retention time. Errors are logged, never raised.
+        service to analyse the complete steps, kill the jobs of killed and failed calibrations (and of
+        finished ones after FinishedJobsGraceTimeInMinutes), copy finished results and remove those past
+        the retention time. Errors are logged, never raised.
 
         :return: S_OK, or S_ERROR if the running calibrations cannot be read
         """

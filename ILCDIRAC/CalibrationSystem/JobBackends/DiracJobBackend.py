@@ -44,7 +44,7 @@ DEFAULT_OPTIONS = {
 #: The job IDs sent to the WMS in one call
 CHUNK_SIZE = 500
 
-#: The file the worker's output goes to on the worker node (it matches the '*.log' pattern)
+#: The file the worker's output goes to on the worker node (it matches the ``*.log`` pattern)
 WORKER_LOG = "calibration_worker.log"
 
 #: DIRAC job status -> the agent's job status. Stalled counts as failed, as in iLCDirac: a job
@@ -105,7 +105,11 @@ class DiracJobBackend:
     # ------------------------------------------------------------------ submission
 
     def submit(self, job: JobDescription):
-        """Submit the worker job as its owner; S_OK(DIRAC job ID as a string)."""
+        """Submit the worker job to the WMS under its owner's proxy.
+
+        :param JobDescription job: what to run, and whose job it is
+        :return: S_OK(DIRAC job ID as a string) or S_ERROR
+        """
         label = f"calibration {job.calibrationID} worker {job.workerID} (attempt {job.attemptID})"
         if not job.owner or not job.ownerGroup:
             # Without both, executeWithUserProxy would silently submit with the host certificate
@@ -167,7 +171,11 @@ class DiracJobBackend:
     # ------------------------------------------------------------------ monitoring
 
     def getStatus(self, jobIDs):
-        """S_OK({jobID: (status, message)}) for the given jobs, in the agent's vocabulary."""
+        """The state of jobs, in the agent's vocabulary (Stalled counts as Failed).
+
+        :param list jobIDs: DIRAC job IDs returned by ``submit``
+        :return: S_OK({jobID: (status, message)}), status one of Waiting, Running, Done, Failed, Killed
+        """
         statuses, numeric = {}, {}
         for jobID in jobIDs:
             number = _jobNumber(jobID)
@@ -189,9 +197,13 @@ class DiracJobBackend:
     # ------------------------------------------------------------------ kills
 
     def kill(self, jobIDs):
-        """Kill jobs, each as its owner; S_OK(list of the job IDs that DIRAC killed).
+        """Kill jobs, each as its owner.
 
         Jobs unknown to the WMS or already ended are not killed and not listed.
+
+        :param list jobIDs: DIRAC job IDs returned by ``submit``
+        :return: S_OK(list of the job IDs that DIRAC killed), or S_ERROR naming the jobs DIRAC refused
+            (NonauthorizedJobIDs) or failed to kill (FailedJobIDs)
         """
         numeric = {}
         for jobID in jobIDs:
@@ -264,9 +276,13 @@ class DiracJobBackend:
 
     def copyResults(self, calibration, files):
         """Store a calibration's result files as OutputPath/calib<ID>/<name> on OutputSE and
-        register them in the catalogue, as the owner; S_OK(the LFN directory).
+        register them in the catalogue, as the owner.
 
         Files already there are replaced, so a copy that failed half-way can simply be repeated.
+
+        :param dict calibration: the calibration's row (CalibrationID, OutputPath, OutputSE, Owner, OwnerGroup)
+        :param dict files: {file name: bytes}, from ``resultFiles``
+        :return: S_OK(the LFN directory) or S_ERROR
         """
         calibrationID, outputPath, outputSE = (calibration[k] for k in ("CalibrationID", "OutputPath", "OutputSE"))
         owner, group = calibration["Owner"], calibration["OwnerGroup"]

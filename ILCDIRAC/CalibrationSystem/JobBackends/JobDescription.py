@@ -29,4 +29,8 @@ class JobDescription:
         return f"{JOB_NAME_PREFIX}_calid_{self.calibrationID}"
 
     def asDict(self):
+        """The description as a JSON-able dict, with the job's name and group.
+
+        :return: dict of every field plus 'name' and 'group'
+        """
         return dict(asdict(self), name=self.name, group=self.group)

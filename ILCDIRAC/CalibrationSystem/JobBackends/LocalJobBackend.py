@@ -43,7 +43,11 @@ class LocalJobBackend:
         return os.path.join(self.directory, jobID)
 
     def submit(self, job: JobDescription):
-        """Start a job; S_OK(jobID)."""
+        """Start a job as a process group of its own, in ``<directory>/<job name>/``.
+
+        :param JobDescription job: what to run
+        :return: S_OK(jobID, the job's name) or S_ERROR if it cannot be started
+        """
         jobID = job.name
         environment = dict(self.environment, **job.environment)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
@@ -72,7 +76,11 @@ class LocalJobBackend:
         return S_OK(jobID)
 
     def getStatus(self, jobIDs):
-        """S_OK({jobID: (status, message)}) for the given jobs."""
+        """The state of jobs, read from their directories and processes.
+
+        :param list jobIDs: job IDs returned by ``submit``
+        :return: S_OK({jobID: (status, message)}), status one of Running, Done, Failed, Killed
+        """
         self._reapChildren()
         statuses = {}
         for jobID in jobIDs:
@@ -132,7 +140,11 @@ class LocalJobBackend:
         return members
 
     def kill(self, jobIDs):
-        """Kill jobs (their whole process group); S_OK(list of job IDs that were running)."""
+        """Kill jobs (their whole process group).
+
+        :param list jobIDs: job IDs returned by ``submit``
+        :return: S_OK(list of the job IDs that were running), or S_ERROR for an invalid job ID
+        """
         killed, victims = [], []
         for jobID in jobIDs:
             try:
@@ -166,7 +178,12 @@ class LocalJobBackend:
                 del self._children[jobID]
 
     def copyResults(self, calibration, files):
-        """Write a calibration's result files into OutputPath/calib<ID>/ on this host."""
+        """Write a calibration's result files into OutputPath/calib<ID>/ on this host.
+
+        :param dict calibration: the calibration's row (CalibrationID, OutputPath)
+        :param dict files: {file name: bytes}, from ``resultFiles``
+        :return: S_OK(the directory written) or S_ERROR
+        """
         directory = os.path.join(calibration["OutputPath"], f"calib{calibration['CalibrationID']}")
         try:
             os.makedirs(directory, exist_ok=True)
@@ -177,7 +194,10 @@ class LocalJobBackend:
         return S_OK(directory)
 
     def killAll(self):
-        """Kill every job of this backend that is still running (used when a stack stops)."""
+        """Kill every job of this backend that is still running (used when a stack stops).
+
+        :return: S_OK(list of the job IDs that were running)
+        """
         if not os.path.isdir(self.directory):
             return S_OK([])
         return self.kill(sorted(name for name in os.listdir(self.directory) if not name.startswith(".")))

@@ -46,7 +46,12 @@ class StepOutcome:
 
 
 def plot_file_name(state, plot_name):
-    """Name of a step's plot among the calibration's files, sorted by step."""
+    """Name of a step's plot among the calibration's files, sorted by step.
+
+    :param StepState state: the step
+    :param str plot_name: the plot's name (e.g. 'ecal_barrel')
+    :return: e.g. 'step003_stage1_phase0_ecal_barrel.png'
+    """
     return f"step{state.step:03d}_stage{state.stage}_phase{state.phase}_{plot_name}.png"
 
 
@@ -63,7 +68,12 @@ def _files(state, outcome, metrics):
 
 
 def results_needed(number_of_jobs, settings):
-    """How many results a step needs before it is analysed (seed: 80-90 % of the jobs)."""
+    """How many results a step needs before it is analysed (seed: 80-90 % of the jobs).
+
+    :param int number_of_jobs: the calibration's numberOfJobs
+    :param dict settings: its settings (fractionOfFinishedJobsNeededToStartNextStep)
+    :return: int, at least 1
+    """
     return max(1, math.ceil(settings["fractionOfFinishedJobsNeededToStartNextStep"] * number_of_jobs - 1e-9))
 
 
@@ -72,6 +82,12 @@ def advance(state, contents, settings):
 
     A failed fit or an exhausted iteration budget ends the calibration as failed, with the
     constants it had reached and a message that says why; it never yields garbage constants.
+
+    :param StepState state: the step being analysed and the constants it ran with
+    :param list contents: the workers' summaries (bytes) for that step
+    :param dict settings: the calibration's settings
+    :return: StepOutcome: status (Running, Finished or Failed), the new constants, the convergence
+        verdict, the next position, a message, the metrics and the files (plots, likelihood)
     """
     phase = get_phase(state.phase)
     where = f"stage {state.stage}, phase {state.phase} ({phase.name}), step {state.step}"

@@ -53,7 +53,11 @@ _NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
 
 
 def get_spec(name):
-    """The ConstantSpec of ``name``; ProcedureError if it is not a calibration constant."""
+    """The ConstantSpec of ``name``; ProcedureError if it is not a calibration constant.
+
+    :param str name: a constant name
+    :return: ConstantSpec
+    """
     try:
         return CONSTANTS[name]
     except (KeyError, TypeError):
@@ -61,17 +65,31 @@ def get_spec(name):
 
 
 def constants_of_phase(phase_id):
-    """Names of the constants that phase ``phase_id`` changes, in table order (empty if none)."""
+    """Names of the constants that phase ``phase_id`` changes, in table order (empty if none).
+
+    :param int phase_id: a phase
+    :return: tuple of constant names
+    """
     return tuple(name for name, spec in CONSTANTS.items() if spec.phase == phase_id)
 
 
 def processor_name(spec, settings):
-    """Name of the processor holding the constant, taken from the settings of this detector."""
+    """Name of the processor holding the constant, taken from the settings of this detector.
+
+    :param ConstantSpec spec: the constant
+    :param dict settings: the calibration settings
+    :return: the processor name
+    """
     return role_processor_name(spec.role, settings)
 
 
 def role_processor_name(role, settings):
-    """Name of the 'digi' or 'pandora' processor in the settings of this detector."""
+    """Name of the 'digi' or 'pandora' processor in the settings of this detector.
+
+    :param str role: 'digi' or 'pandora'
+    :param dict settings: the calibration settings
+    :return: the processor name; SettingsError if the settings lack it
+    """
     key = PROCESSOR_SETTING[role]
     if not isinstance(settings, dict) or key not in settings:
         raise SettingsError(f'settings lack {key!r}: pass the settings returned by validate_settings')
@@ -86,7 +104,12 @@ def _number_text(spec, number):
 
 
 def format_value(spec, value):
-    """Text of a constant as written into the steering file (shortest exact float form)."""
+    """Text of a constant as written into the steering file (shortest exact float form).
+
+    :param ConstantSpec spec: the constant
+    :param value: float, or list of floats for a FloatVec
+    :return: str; SteeringError for a value the constant cannot take
+    """
     if spec.kind == 'float':
         return _number_text(spec, value)
     if not isinstance(value, (list, tuple)) or not value:
@@ -95,7 +118,12 @@ def format_value(spec, value):
 
 
 def parse_value(spec, text):
-    """Value of a constant from its steering-file text: a float, or a list of floats for a FloatVec."""
+    """Value of a constant from its steering-file text: a float, or a list of floats for a FloatVec.
+
+    :param ConstantSpec spec: the constant
+    :param str text: its text in the steering file
+    :return: float or list of floats; SteeringError if the text is not such a number
+    """
     tokens = text.split() if isinstance(text, str) else []
     if not tokens or (spec.kind == 'float' and len(tokens) != 1):
         expected = 'one number' if spec.kind == 'float' else 'space-separated numbers'

@@ -43,10 +43,14 @@ class CalibrationPlan:
 
 
 def plan_calibration(input_files, events_per_file, settings, job):
-    """Check a calibration request; return its CalibrationPlan or raise a ProcedureError.
+    """Check a calibration request and turn it into what is stored; nothing is written here.
 
-    ``job``: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
-    and optionally 'outputPath', 'outputSE'}.
+    :param dict input_files: {sample type: [file, ...]}, sample types case-insensitive
+    :param dict events_per_file: {sample type: events in each file of that sample}
+    :param dict settings: calibration settings (missing ones take their defaults)
+    :param dict job: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
+        and optionally 'outputPath', 'outputSE'}
+    :return: CalibrationPlan; a ProcedureError (SettingsError, SteeringError) saying what is wrong
     """
     if not isinstance(job, dict):
         raise SettingsError(f"the job description must be a dict with {list(JOB_KEYS)}, not {type(job).__name__}")
@@ -105,7 +109,11 @@ def _check_software_version(version):
 
 
 def check_output(path, storage_element):
-    """SettingsError unless ``path`` and ``storage_element`` can be where results are copied."""
+    """SettingsError unless ``path`` and ``storage_element`` can be where results are copied.
+
+    :param str path: absolute directory or LFN directory, or '' for none
+    :param str storage_element: storage element name ('' locally)
+    """
     if not isinstance(path, str) or not isinstance(storage_element, str):
         raise SettingsError("outputPath and outputSE must be strings")
     if path and (not path.startswith("/") or ".." in path.split("/") or len(path) > MAX_OUTPUT_PATH_LENGTH):
@@ -137,6 +145,12 @@ def _check_file_list(files, where):
         raise SettingsError(f"{where} must be a non-empty list of files")
     if not all(isinstance(f, str) and f.strip() for f in files):
         raise SettingsError(f"{where} must contain only non-empty file names")
+    relative = [f for f in files if not f.startswith("/")]
+    if relative:
+        raise SettingsError(
+            f"{where} holds relative file names such as {relative[0]!r}: workers run in directories of their "
+            "own, so give absolute paths or LFNs"
+        )
     if len(set(files)) != len(files):
         raise SettingsError(f"{where} lists a file more than once")
     return list(files)

@@ -32,8 +32,12 @@ REGION_SETTINGS = {"barrel": "ecalBarrelCosThetaRange", "endcap": "ecalEndcapCos
 def collect(outputs, settings):
     """Select contained single-photon events and return their ECal energy per region (float32).
 
-    Cuts: exactly one target, a photon; less than 1 % of 10 GeV outside the ECal; |cos θ| < 0.95
+    Cuts: exactly one target, a photon; less than 1 % of 10 GeV outside the ECal; ``|cos θ|`` < 0.95
     and strictly inside the region's range from the settings.
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
     """
     data = phase_tools.pfo_columns(outputs["gamma"].columns, COLUMNS, LABEL)
     ecal = data["ECalTotalCaloHitEnergy"].astype(np.float64)
@@ -72,6 +76,12 @@ def analyse(summaries, constants, settings):
 
     C_B' = 10·C_B/μ_B and C_E' = 10·C_E/μ_E with C_E = C_B·factor; converged when both peaks,
     measured with the current constants, are within digitisationAccuracy of 10 GeV.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
+        FitError if the peaks cannot be measured
     """
     if not summaries:
         raise FitError(f"{LABEL}: no worker summaries to analyse")

@@ -33,6 +33,10 @@ def collect(outputs, settings):
     """ECal EM energy (float32) of single-photon events reconstructed as one photon PFO.
 
     Cuts: one target, a photon; one PFO, a photon; HCal EM energy < 1 % of 10 GeV. No angular cut.
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
     """
     data = phase_tools.pfo_columns(outputs["gamma"].columns, COLUMNS, LABEL)
     ecal = data["pfoECalToEmEnergy"].astype(np.float64)
@@ -53,6 +57,12 @@ def analyse(summaries, constants, settings):
 
     ECalToEM' = 10·ECalToEM/μ_EM (bins of pandoraPFAAccuracy x 10 GeV); converged when μ_EM,
     measured with the current constant, is within pandoraPFAAccuracy of 10 GeV.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
+        FitError if the peaks cannot be measured
     """
     if not summaries:
         raise FitError(f"{LABEL}: no worker summaries to analyse")

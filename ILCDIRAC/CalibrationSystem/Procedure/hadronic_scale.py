@@ -45,6 +45,10 @@ def collect(outputs, settings):
 
     Cuts: one target, a neutral hadron; one PFO, a neutral hadron; pfoMinHCalLayerToEdge >
     ceil(0.1·nHcalLayers); both energies finite and non-negative.
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
     """
     data = phase_tools.pfo_columns(outputs["kaon"].columns, COLUMNS, LABEL)
     layers = settings.get("nHcalLayers")
@@ -71,6 +75,9 @@ def intercept_grid(accuracy):
     """The intercepts scanned: 0.5·T_K + i·accuracy·50 GeV for i = 0 … int(1/accuracy) − 1.
 
     The results are therefore quantised to accuracy·50 GeV and clamped to this range.
+
+    :param float accuracy: pandoraPFAAccuracy
+    :return: float64 array of the intercepts (GeV)
     """
     # The small offset keeps e.g. 1/0.01 from truncating to 99 if it rounds just below 100.
     size = int(1.0 / accuracy + 1e-9)
@@ -82,7 +89,12 @@ def intercept_grid(accuracy):
 
 
 def in_band(hcal, ecal):
-    """Events within 3σ of the ideal line x + y = T_K: |x + y − T_K| ≤ 3·0.55·√(x + y), x, y ≥ 0."""
+    """Events within 3σ of the ideal line x + y = T_K: ``|x + y − T_K|`` ≤ 3·0.55·√(x + y), x, y ≥ 0.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :return: boolean array, True for the events in the band
+    """
     total = hcal + ecal
     return (
         (hcal >= 0)
@@ -128,9 +140,14 @@ def _scan(hcal, ecal, ecal_intercepts, hcal_intercepts, bound=np.inf):
 def chi_square_grid(hcal, ecal, grid):
     """χ²[i, j] of the events around the line x/b + y/a = 1 with a = grid[i] (ECal), b = grid[j] (HCal).
 
-    Per event d = |x·a + y·b − a·b|/√(a²+b²) and σ_d = √((σ_x·a)² + (σ_y·b)²)/√(a²+b²) with
+    Per event d = ``|x·a + y·b − a·b|``/√(a²+b²) and σ_d = √((σ_x·a)² + (σ_y·b)²)/√(a²+b²) with
     σ_x² = 0.55²·x, σ_y² = 0.55²·y; the √(a²+b²) cancels in d/σ_d, and squaring makes the float
     absolute value of the reference implicit. Exact, O(grid² x events), in blocks of events.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param grid: the intercepts (intercept_grid)
+    :return: float64 array of shape (len(grid), len(grid))
     """
     hcal, ecal, grid = (np.asarray(v, dtype=np.float64) for v in (hcal, ecal, grid))
     return _scan(hcal, ecal, grid, grid) / RESOLUTION**2
@@ -143,6 +160,11 @@ def fit_intercepts(hcal, ecal, accuracy):
     Same result as the argmin of chi_square_grid, faster: the minimum on a subsample of the
     events gives a bound (its χ² on all events), and the full scan abandons every grid point
     whose partial χ² exceeds that bound. The relative margin keeps rounding from dropping a tie.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param float accuracy: pandoraPFAAccuracy (sets the grid)
+    :return: (I_E, I_H, χ²_min) as floats
     """
     hcal, ecal = np.asarray(hcal, dtype=np.float64).ravel(), np.asarray(ecal, dtype=np.float64).ravel()
     if hcal.size == 0 or hcal.size != ecal.size:
@@ -168,6 +190,12 @@ def analyse(summaries, constants, settings):
     HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E, and the EndCap
     value is set to the barrel one; converged when both intercepts, measured with the current
     constants, are within pandoraPFAAccuracy of T_K (relative to T_K).
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
+        FitError if too few kaons are left in the band
     """
     if not summaries:
         raise FitError(f"{LABEL}: no worker summaries to analyse")

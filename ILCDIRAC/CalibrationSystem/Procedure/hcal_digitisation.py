@@ -41,8 +41,12 @@ def select(columns, settings):
     """HCal energy (float32) of contained single-kaon events per region: {'barrel': ..., 'endcap': ...}.
 
     Cuts: exactly one target, a neutral hadron; edge energy < 5 % of the total (fails when the
-    total is ~0); less than 5 % of 50 GeV outside the HCal; |cos θ| strictly inside the region's
+    total is ~0); less than 5 % of 50 GeV outside the HCal; ``|cos θ|`` strictly inside the region's
     range. Public because phase 2 measures the endcap peak of the same selection.
+
+    :param dict columns: PfoAnalysis columns of the kaon sample
+    :param dict settings: the calibration settings (HCal cos(theta) ranges)
+    :return: {'barrel': float32 array, 'endcap': float32 array}
     """
     data = phase_tools.pfo_columns(columns, COLUMNS, LABEL)
     hcal = data["HCalTotalCaloHitEnergy"].astype(np.float64)
@@ -61,12 +65,23 @@ def select(columns, settings):
 
 
 def collect(outputs, settings):
-    """The worker's summary: the selected HCal energies per region (see ``select``)."""
+    """The worker's summary: the selected HCal energies per region (see ``select``).
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
+    """
     return select(outputs["kaon"].columns, settings)
 
 
 def peak(values, region, accuracy):
-    """Peak of the HCal energies of ``region`` (bins of accuracy x 50 GeV); FitError naming the region."""
+    """Peak of the HCal energies of ``region`` (bins of accuracy x 50 GeV); FitError naming the region.
+
+    :param values: the selected HCal energies of the region (GeV)
+    :param str region: 'barrel' or 'endcap', for messages
+    :param float accuracy: relative bin width (digitisationAccuracy)
+    :return: histogram.PeakFit, with a positive mean
+    """
     return phase_tools.positive_peak(fit_peak, values, accuracy, TRUTH_ENERGY, f"{LABEL}, HCal {region}")
 
 
@@ -75,6 +90,12 @@ def analyse(summaries, constants, settings):
 
     C' = T_K·C/μ per region; converged when both peaks, measured with the current constants, are
     within digitisationAccuracy of T_K (relative to T_K: upstream divided by 50, bug 4).
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
+        FitError if the peaks cannot be measured
     """
     if not summaries:
         raise FitError(f"{LABEL}: no worker summaries to analyse")

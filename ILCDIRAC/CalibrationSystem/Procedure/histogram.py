@@ -75,6 +75,11 @@ def energy_histogram(values, accuracy, truth_energy):
     The bin count follows the data maximum as upstream does (int(vmax/(acc·E)), at least 1); the
     last bin is closed so the maximum value is counted. Values below 0 are outside the range.
     Returns ``(counts, edges)``.
+
+    :param values: the selected energies (GeV)
+    :param float accuracy: relative bin width (digitisationAccuracy or pandoraPFAAccuracy)
+    :param float truth_energy: the sample's energy (GeV), which sets the bin width
+    :return: (counts, edges) as numpy arrays
     """
     values = np.asarray(values, dtype=float)
     if not accuracy > 0 or not truth_energy > 0:
@@ -95,6 +100,11 @@ def min_rms_window(counts, edges, fraction=0.9):
     Starts are tried from bin 0 up to the first bin where the cumulative content reaches
     (1-fraction) of the total; each window grows until it holds ``fraction`` (crossing bin
     included). Strictly smaller RMS wins, so the earliest start wins ties.
+
+    :param counts: bin contents
+    :param edges: bin edges
+    :param float fraction: share of the entries the window must hold
+    :return: Window (first and last bin, mean, RMS, fit range)
     """
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
@@ -128,6 +138,11 @@ def fit_gaussian(counts, edges, window):
     Levenberg-Marquardt from A = largest bin, mu = window mean, sigma = window RMS. Raises
     FitError (with the reason) unless the fit converged, its covariance is usable, sigma is
     finite and positive and low <= mu <= high.
+
+    :param counts: bin contents
+    :param edges: bin edges
+    :param Window window: the bins to fit (min_rms_window)
+    :return: GaussFit (amplitude, mean, sigma, chi-square, ...)
     """
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
@@ -214,6 +229,12 @@ def fit_peak(values, accuracy, truth_energy, fraction=0.9):
 
     Non-finite values are dropped and counted in the message. FitError if fewer than 5 values
     are left; a rejected fit falls back to the window mean and ``method``/``message`` say so.
+
+    :param values: the selected energies (GeV)
+    :param float accuracy: relative bin width
+    :param float truth_energy: the sample's energy (GeV)
+    :param float fraction: share of the entries in the min-RMS window
+    :return: PeakFit (mean, width, method 'gaussian' or 'window mean', the histogram and window)
     """
     values = np.asarray(values, dtype=float).ravel()
     finite = values[np.isfinite(values)]

@@ -65,6 +65,10 @@ def collect(outputs, settings):
     """Muon histogram counts (float64), kaon direction-correction sums [sumw, sumwx], kaon endcap energies.
 
     The kaons are those phase 1 takes for its endcap peak, reconstructed with the current constants.
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
     """
     muon, kaon = outputs["muon"], outputs["kaon"]
     summary = {
@@ -84,7 +88,12 @@ def _bin_centres(name):
 
 
 def max_bin_peak(counts, name):
-    """Centre of the fullest bin of histogram ``name`` (the first one on ties); ProcedureError if empty."""
+    """Centre of the fullest bin of histogram ``name`` (the first one on ties); ProcedureError if empty.
+
+    :param counts: the summed bin contents
+    :param str name: the histogram's name (pfoanalysis_layout.HISTOGRAMS), for its bin edges
+    :return: float, the peak position
+    """
     counts = np.asarray(counts, dtype=np.float64)
     if not counts.max(initial=0.0) > 0:
         raise ProcedureError(f"Histogram {name} is empty: the muon sample gave no hits to find a MIP peak in")
@@ -97,6 +106,10 @@ def sim_hit_peak(counts, name):
     Bin j (10 <= j <= N-12, i.e. ROOT bins 11..N-11) is a candidate if it holds more than the bins
     10 below and 10 above; the fullest candidate wins, the first one on ties. Upstream returned
     bin 0 when there was none; here that is a ProcedureError.
+
+    :param counts: the summed bin contents
+    :param str name: the histogram's name (pfoanalysis_layout.HISTOGRAMS), for its bin edges
+    :return: float, the peak position
     """
     counts = np.asarray(counts, dtype=np.float64)
     offset = PEAK_FINDER_OFFSET
@@ -112,7 +125,12 @@ def sim_hit_peak(counts, name):
 
 
 def direction_correction(sums, name):
-    """Mean of the filled values from the summed ROOT statistics [Σw, Σwx]; ProcedureError if empty."""
+    """Mean of the filled values from the summed ROOT statistics [Σw, Σwx]; ProcedureError if empty.
+
+    :param sums: [sum of weights, sum of weight x value] over all workers
+    :param str name: the histogram's name, for messages
+    :return: float
+    """
     sumw, sumwx = sums
     if not sumw > 0:
         raise ProcedureError(
@@ -122,14 +140,28 @@ def direction_correction(sums, name):
 
 
 def thickness_factor(settings):
-    """A = (t_abs,EC·t_sc,R)/(t_abs,R·t_sc,EC): the ring's sampling relative to the endcap's."""
+    """A = (t_abs,EC·t_sc,R)/(t_abs,R·t_sc,EC): the ring's sampling relative to the endcap's.
+
+    :param dict settings: the calibration settings (the four HCal thickness settings)
+    :return: float A
+    """
     return (float(settings["hcalEndcapAbsorberThickness"]) * float(settings["hcalRingScintillatorThickness"])) / (
         float(settings["hcalRingAbsorberThickness"]) * float(settings["hcalEndcapScintillatorThickness"])
     )
 
 
 def calibr_hcal_other(d_endcap, d_ring, p_endcap, p_ring, factor, calibr_hcal_endcap, endcap_mean=None):
-    """CalibrHCALOther = (D_EC/D_R)(P_EC/P_R)·A·CalibrHCALEndcap, times T_K/μ_EC when ``endcap_mean`` is given."""
+    """CalibrHCALOther = (D_EC/D_R)(P_EC/P_R)·A·CalibrHCALEndcap, times T_K/μ_EC when ``endcap_mean`` is given.
+
+    :param float d_endcap: mean direction correction of HCal endcap hits (D_EC)
+    :param float d_ring: mean direction correction of HCal ring hits (D_R)
+    :param float p_endcap: simulated MIP peak in the HCal endcap (P_EC)
+    :param float p_ring: simulated MIP peak in the HCal ring (P_R)
+    :param float factor: the thickness factor A
+    :param float calibr_hcal_endcap: the current CalibrHCALEndcap
+    :param float endcap_mean: the kaons' HCal endcap peak (μ_EC), or None to leave out T_K/μ_EC
+    :return: float, the new CalibrHCALOther
+    """
     value = (d_endcap / d_ring) * (p_endcap / p_ring) * factor * calibr_hcal_endcap
     return value * KAON_KINETIC_ENERGY / endcap_mean if endcap_mean is not None else value
 
@@ -148,7 +180,14 @@ def _summed(summaries, field, size):
 
 
 def analyse(summaries, constants, settings):
-    """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged."""
+    """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
+        ProcedureError if the peaks cannot be measured
+    """
     if not summaries:
         raise ProcedureError(f"{LABEL}: no worker summaries to analyse")
     endcap_constant = phase_tools.positive_constant(

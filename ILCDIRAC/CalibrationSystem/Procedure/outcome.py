@@ -20,7 +20,15 @@ class Distribution:
 
     @classmethod
     def of_peak(cls, peak, name, title, xlabel, target=None):
-        """The distribution behind a histogram.PeakFit."""
+        """The distribution behind a histogram.PeakFit.
+
+        :param peak: a histogram.PeakFit
+        :param str name: plot file stem
+        :param str title: plot title
+        :param str xlabel: x axis label
+        :param float target: where the peak should be (None: not drawn)
+        :return: Distribution
+        """
         gaussian = (peak.amplitude, peak.mean, peak.sigma) if peak.method == "gaussian" else None
         return cls(name, title, xlabel, peak.counts, peak.edges, (peak.window_low, peak.window_high), gaussian,
                    peak.mean, target)

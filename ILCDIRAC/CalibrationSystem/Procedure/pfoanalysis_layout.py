@@ -54,19 +54,31 @@ def _binning(name):
 
 
 def edges(name):
-    """Bin edges (float64, nbins + 1) of histogram ``name``."""
+    """Bin edges (float64, nbins + 1) of histogram ``name``.
+
+    :param str name: a histogram of HISTOGRAMS
+    :return: numpy array
+    """
     nbins, low, high = _binning(name)
     return np.linspace(low, high, nbins + 1)
 
 
 def empty_histogram(name):
-    """Histogram ``name`` with no entries, ready to be filled or summed into."""
+    """Histogram ``name`` with no entries, ready to be filled or summed into.
+
+    :param str name: a histogram of HISTOGRAMS
+    :return: worker_output.Histogram
+    """
     nbins = _binning(name)[0]
     return Histogram(np.zeros(nbins), edges(name), 0.0, 0.0)
 
 
 def check_binning(name, histogram):
-    """Refuse a histogram whose binning differs from the layout (it could not be summed)."""
+    """Refuse a histogram whose binning differs from the layout (it could not be summed).
+
+    :param str name: a histogram of HISTOGRAMS
+    :param histogram: the worker_output.Histogram to check; ProcedureError if it does not fit
+    """
     expected = edges(name)
     counts = np.asarray(histogram.counts)
     got = np.asarray(histogram.edges, dtype=np.float64)

@@ -10,7 +10,13 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
 
 
 def pfo_columns(columns, names, label):
-    """The PfoAnalysis columns ``names`` as arrays; ProcedureError unless all exist, are 1-D and of equal length."""
+    """The PfoAnalysis columns ``names`` as arrays; ProcedureError unless all exist, are 1-D and of equal length.
+
+    :param dict columns: the worker's PfoAnalysis columns
+    :param names: the column names the phase needs
+    :param str label: the phase's label, for messages
+    :return: {name: numpy array}
+    """
     missing = [name for name in names if name not in columns]
     if missing:
         raise ProcedureError(f"PfoAnalysis columns {missing} are missing; {label} needs {list(names)}")
@@ -22,7 +28,12 @@ def pfo_columns(columns, names, label):
 
 
 def cos_theta_range(settings, key):
-    """(low, high) of the |cos θ| range setting ``key``; SettingsError unless it is two numbers."""
+    """(low, high) of the ``|cos θ|`` range setting ``key``; SettingsError unless it is two numbers.
+
+    :param dict settings: the calibration settings
+    :param str key: e.g. 'ecalBarrelCosThetaRange'
+    :return: (low, high) as floats
+    """
     value = settings.get(key)
     try:
         low, high = (float(v) for v in value)
@@ -32,10 +43,13 @@ def cos_theta_range(settings, key):
 
 
 def abs_cos_theta(column):
-    """|cos θ| in the column's own float precision (float64 for an integer column).
+    """``|cos θ|`` in the column's own float precision (float64 for an integer column).
 
     Angular limits are then compared in that precision, so that a float32 angle written from a
     limit (0.65 -> 0.64999998) stays on the (excluded) boundary.
+
+    :param column: the pfoTargetCosTheta0 column
+    :return: numpy array
     """
     cos_theta = np.abs(column)
     if cos_theta.dtype.kind != "f":
@@ -45,7 +59,15 @@ def abs_cos_theta(column):
 
 def split_by_angle(energy, contained, cos_theta, settings, region_settings):
     """float32 ``energy`` of the ``contained`` events per region, {region: range setting}, whose
-    |cos θ| (from ``abs_cos_theta``) lies strictly inside the region's range."""
+    ``|cos θ|`` (from ``abs_cos_theta``) lies strictly inside the region's range.
+
+    :param energy: the events' energies
+    :param contained: boolean array, the events that passed the phase's other cuts
+    :param cos_theta: the events' ``|cos θ|`` (abs_cos_theta)
+    :param dict settings: the calibration settings
+    :param dict region_settings: {region: name of its cos(theta) range setting}
+    :return: {region: float32 array of the selected energies}
+    """
     precision = cos_theta.dtype.type
     regions = {}
     for region, key in region_settings.items():
@@ -57,7 +79,13 @@ def split_by_angle(energy, contained, cos_theta, settings, region_settings):
 
 def positive_constant(constants, name, needed_by):
     """Constant ``name`` as a positive finite float; ProcedureError otherwise, ``needed_by`` saying
-    why it must be there (e.g. 'phase 3 (ElectroMagEnergy) needs it')."""
+    why it must be there (e.g. 'phase 3 (ElectroMagEnergy) needs it').
+
+    :param dict constants: the constants the step ran with
+    :param str name: the constant
+    :param str needed_by: the end of the error message
+    :return: float
+    """
     if name not in constants:
         raise ProcedureError(f"Constant {name} is missing; {needed_by}")
     try:
@@ -70,7 +98,13 @@ def positive_constant(constants, name, needed_by):
 
 
 def gather(summaries, field, label):
-    """All workers' values of ``field`` as one float64 array; SummaryError if a summary lacks it."""
+    """All workers' values of ``field`` as one float64 array; SummaryError if a summary lacks it.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param str field: the summary field
+    :param str label: the phase's label, for messages
+    :return: float64 array
+    """
     try:
         return np.concatenate([np.asarray(summary[field], dtype=np.float64).ravel() for summary in summaries])
     except KeyError:
@@ -80,7 +114,15 @@ def gather(summaries, field, label):
 def positive_peak(fit, values, accuracy, truth_energy, where):
     """``fit(values, accuracy, truth_energy)`` (the phase's histogram.fit_peak), its FitError prefixed
     with ``where`` (phase and distribution); FitError too if the peak is not positive, since the
-    constants are divided by it."""
+    constants are divided by it.
+
+    :param fit: histogram.fit_peak, or a function with its signature
+    :param values: the selected energies
+    :param float accuracy: relative bin width
+    :param float truth_energy: the sample's energy (GeV)
+    :param str where: phase and distribution, for messages
+    :return: histogram.PeakFit
+    """
     try:
         peak = fit(values, accuracy, truth_energy)
     except FitError as error:
@@ -92,7 +134,13 @@ def positive_peak(fit, values, accuracy, truth_energy, where):
 
 def peak_metrics(prefix, peak, target):
     """The metrics of a histogram.PeakFit, keys starting with ``prefix`` (e.g. 'barrelMean');
-    the relative deviation is from ``target``."""
+    the relative deviation is from ``target``.
+
+    :param str prefix: e.g. 'barrel'
+    :param peak: histogram.PeakFit
+    :param float target: the energy the peak should be at
+    :return: {name: float or str}
+    """
     return {
         f"{prefix}Mean": peak.mean,
         f"{prefix}Sigma": peak.sigma,
@@ -108,5 +156,9 @@ def peak_metrics(prefix, peak, target):
 
 def copy_constants(constants):
     """A copy of the constants whose lists are new lists, so that a phase's new constants never
-    share a list with the ones it was given."""
+    share a list with the ones it was given.
+
+    :param dict constants: {name: float or list of floats}
+    :return: dict
+    """
     return {name: list(value) if isinstance(value, list) else value for name, value in constants.items()}

@@ -84,12 +84,20 @@ PHASES = {
 
 
 def phase_label(phase_id):
-    """'phase N (Name)' for messages."""
+    """'phase N (Name)' for messages.
+
+    :param int phase_id: a phase of PHASE_TABLE
+    :return: str
+    """
     return f"phase {phase_id} ({PHASE_TABLE[phase_id].name})"
 
 
 def get_phase(phase_id):
-    """The phase ``phase_id``; ProcedureError if there is no such phase."""
+    """The phase ``phase_id``; ProcedureError if there is no such phase.
+
+    :param int phase_id: 0 to 5
+    :return: the Phase
+    """
     if isinstance(phase_id, bool) or not isinstance(phase_id, (int, np.integer)) or phase_id not in PHASES:
         raise ProcedureError(f"Unknown calibration phase {phase_id!r}: phases are 0 to {max(PHASES)}")
     return PHASES[int(phase_id)]

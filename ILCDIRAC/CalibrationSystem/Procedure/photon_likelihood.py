@@ -38,7 +38,11 @@ KINDS = ("Sig", "Bkg")  # signal (photon) and background PDFs
 
 
 def histogram_names(n_energy_bins=len(ENERGY_BIN_LOWER_EDGES)):
-    """Names of all PDF histograms, in the order Pandora writes them: variable, energy bin, Sig/Bkg."""
+    """Names of all PDF histograms, in the order Pandora writes them: variable, energy bin, Sig/Bkg.
+
+    :param int n_energy_bins: number of energy bins (9 by default)
+    :return: list of str, e.g. 'PhotonSigPeakRms_0'
+    """
     return [
         f"Photon{kind}{variable}_{k}" for variable in VARIABLES for k in range(n_energy_bins) for kind in KINDS
     ]
@@ -169,6 +173,9 @@ def parse_likelihood(content):
     The rootless sequence is wrapped in a synthetic root and parsed without entity resolution, DTD
     loading or network access. All histograms of the canonical set for the file's number of
     energy bins must be present, nothing else.
+
+    :param bytes content: the file
+    :return: LikelihoodData
     """
     body = _document_body(content)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -225,7 +232,11 @@ def _format_counts(values, name):
 
 
 def write_likelihood(data):
-    """The rootless XML bytes of ``data`` in Pandora's layout (values written to round-trip exactly)."""
+    """The rootless XML bytes of ``data`` in Pandora's layout (values written to round-trip exactly).
+
+    :param LikelihoodData data: the likelihood
+    :return: bytes
+    """
     check_likelihood(data)
     lines = [
         f"<EnergyBinLowerEdges>{_format_floats(data.energy_bin_lower_edges)}</EnergyBinLowerEdges>",
@@ -246,7 +257,10 @@ def write_likelihood(data):
 
 
 def check_likelihood(data):
-    """Refuse LikelihoodData whose parts do not fit together (counts per energy bin, histogram set, sizes)."""
+    """Refuse LikelihoodData whose parts do not fit together (counts per energy bin, histogram set, sizes).
+
+    :param LikelihoodData data: the likelihood; ProcedureError saying what does not fit
+    """
     n_energy_bins = len(data.energy_bin_lower_edges)
     if len(data.n_signal) != n_energy_bins or len(data.n_background) != n_energy_bins:
         raise ProcedureError(
@@ -268,7 +282,11 @@ def check_likelihood(data):
 
 
 def weighted_counts(data):
-    """name -> p·N: each PDF scaled back to the number of candidates of its kind and energy bin."""
+    """name -> p·N: each PDF scaled back to the number of candidates of its kind and energy bin.
+
+    :param LikelihoodData data: the likelihood
+    :return: {histogram name: float64 array}
+    """
     counts = {}
     for name, (_, _, _, contents) in data.histograms.items():
         kind, k = _energy_bin(name)
@@ -278,7 +296,11 @@ def weighted_counts(data):
 
 
 def binnings(data):
-    """name -> (nbins, low, high) of every histogram of ``data``."""
+    """name -> (nbins, low, high) of every histogram of ``data``.
+
+    :param LikelihoodData data: the likelihood
+    :return: dict
+    """
     return {name: (int(nbins), float(low), float(high)) for name, (nbins, low, high, _) in data.histograms.items()}
 
 
@@ -295,6 +317,11 @@ def merge_weighted(energy_bin_lower_edges, histogram_binnings, parts):
 
     N and p·N are summed over the parts; each merged PDF is Σ p·N / Σ N, and 0 where Σ N = 0.
     ``histogram_binnings``: name -> (nbins, low, high), shared by all parts.
+
+    :param energy_bin_lower_edges: the shared energy bins
+    :param dict histogram_binnings: the shared binning of every histogram
+    :param list parts: (n_signal, n_background, counts) of each worker
+    :return: LikelihoodData
     """
     if not parts:
         raise ProcedureError("No photon likelihood files to merge: no worker of the training step sent one")
@@ -315,6 +342,9 @@ def merge_likelihoods(items):
     """The count-weighted merge of several likelihood files (see the module docstring).
 
     ProcedureError if there is nothing to merge or the energy bins or any histogram binning differ.
+
+    :param items: the LikelihoodData of each worker (parse_likelihood)
+    :return: LikelihoodData
     """
     items = list(items)
     if not items:

@@ -27,7 +27,12 @@ SUMMARY_FIELDS = {
 
 
 def collect(outputs, settings):
-    """The worker's likelihood file as arrays; ProcedureError if the reconstruction made none or it is invalid."""
+    """The worker's likelihood file as arrays; ProcedureError if the reconstruction made none or it is invalid.
+
+    :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
+    :param dict settings: the calibration settings
+    :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
+    """
     content = outputs["zuds"].likelihood
     if content is None:
         raise ProcedureError(
@@ -83,6 +88,12 @@ def analyse(summaries, constants, settings):
     """Merge all workers' likelihoods: merged N = ΣN, merged p = Σ p·N / ΣN (0 where ΣN = 0).
 
     ProcedureError if there are no summaries or the workers' energy bins or histogram binnings differ.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param dict constants: the constants the step ran with
+    :param dict settings: the calibration settings
+    :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and the merged
+        likelihood as the artifact 'photonLikelihood'
     """
     if not summaries:
         raise ProcedureError("phase 5 (PhotonTraining): no worker summaries to merge")

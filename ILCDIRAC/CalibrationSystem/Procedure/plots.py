@@ -167,7 +167,11 @@ def _draw_scatter(plot, figure):
 
 def render_plot(plot):
     """PNG bytes of an outcome.Distribution (histogram, shaded fit window, Gaussian, peak and target
-    lines) or an outcome.Scatter (points, fitted line, ideal line)."""
+    lines) or an outcome.Scatter (points, fitted line, ideal line).
+
+    :param plot: outcome.Distribution or outcome.Scatter
+    :return: bytes (PNG)
+    """
     figure = Figure(figsize=(6.4, 4.6))
     figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
     if isinstance(plot, Distribution):
@@ -282,6 +286,9 @@ def convergence_plot(history):
     Constants that never change get no panel but are listed with their value underneath (unless
     none changes), which keeps a full calibration's plot readable, small and fast to draw.
     ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}}.
+
+    :param list history: the calibration's steps, as ``CalibrationDB.getSteps`` returns them
+    :return: bytes (PNG)
     """
     steps, positions, values = _history_table(history)
     panels = {name: series for name, series in values.items() if _changed(series)} or values

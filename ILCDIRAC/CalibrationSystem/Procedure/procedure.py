@@ -65,7 +65,11 @@ def _span(start, stop):
 
 
 def first_position(settings):
-    """The position the calibration starts at (startStage, startPhase)."""
+    """The position the calibration starts at (startStage, startPhase).
+
+    :param dict settings: validated settings
+    :return: Position(stage, phase); SettingsError if it is not a phase of the procedure
+    """
     return _setting_position(settings, "start")
 
 
@@ -74,6 +78,12 @@ def next_position(position, converged, settings):
 
     A non-converged iterative phase repeats; otherwise the sequence advances. A position beyond
     (stopStage, stopPhase) means finished.
+
+    :param position: (stage, phase) of the step just analysed
+    :param bool converged: the phase's verdict on that step
+    :param dict settings: validated settings (stopStage, stopPhase)
+    :return: the next Position, or None when the calibration is finished; ProcedureError for a
+        position that does not exist
     """
     position = Position(*position)
     if not _is_valid(position):
@@ -91,7 +101,10 @@ def next_position(position, converged, settings):
 
 
 def check_sequence(settings):
-    """Refuse start/stop settings that cannot run: SettingsError saying what to change."""
+    """Refuse start/stop settings that cannot run: SettingsError saying what to change.
+
+    :param dict settings: validated settings (startStage/startPhase/stopStage/stopPhase)
+    """
     start = _setting_position(settings, "start")
     stop = _setting_position(settings, "stop")
     if stop < start:
@@ -102,16 +115,28 @@ def check_sequence(settings):
 
 
 def phases_to_run(settings):
-    """The positions the calibration goes through, in order, each once (after check_sequence)."""
+    """The positions the calibration goes through, in order, each once (after check_sequence).
+
+    :param dict settings: validated settings
+    :return: list of Position, from (startStage, startPhase) to (stopStage, stopPhase)
+    """
     check_sequence(settings)
     return _span(_setting_position(settings, "start"), _setting_position(settings, "stop"))
 
 
 def required_samples(settings):
-    """Sample types the phases that will run need."""
+    """Sample types the phases that will run need.
+
+    :param dict settings: validated settings
+    :return: set of sample types ('gamma', 'muon', 'kaon', 'zuds')
+    """
     return {sample for position in phases_to_run(settings) for sample in get_phase(position.phase).samples}
 
 
 def required_constants(settings):
-    """Constants the phases that will run read or change."""
+    """Constants the phases that will run read or change.
+
+    :param dict settings: validated settings
+    :return: set of constant names, which the steering file must hold
+    """
     return {name for position in phases_to_run(settings) for name in get_phase(position.phase).constants}

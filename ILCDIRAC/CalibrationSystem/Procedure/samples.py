@@ -45,6 +45,9 @@ def sample_type_of_path(path):
     a known particle name, e.g. ``gamma``, ``mu-``, ``kaon0L``, ``z_uds`` or ``gamma_10GeV.slcio``.
     None when nothing matches or when two different types are named: guessing would silently
     feed the wrong sample to a phase.
+
+    :param str path: a directory, file name or LFN
+    :return: 'gamma', 'muon', 'kaon', 'zuds' or None
     """
     if not isinstance(path, str):
         return None

@@ -68,7 +68,11 @@ PRESETS = {
 
 
 def create_settings(preset='CLIC'):
-    """Return a fresh, complete settings dict for a detector preset (a copy: safe to modify)."""
+    """Return a fresh, complete settings dict for a detector preset (a copy: safe to modify).
+
+    :param str preset: 'CLIC' (default) or 'CLD'
+    :return: dict of every setting; SettingsError for an unknown preset
+    """
     if preset not in PRESETS:
         raise SettingsError(f"unknown settings preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
     settings = copy.deepcopy(DEFAULT_SETTINGS)
@@ -186,6 +190,10 @@ def validate_settings(user, base=None):
     the value and what is allowed, for an unknown key, a wrong type, a value out of range, or a
     start position after the stop position. Whether a stage/phase pair exists is checked by the
     procedure, which knows the phase sequence.
+
+    :param dict user: the settings given by the user (any subset)
+    :param dict base: settings to start from instead of the bare defaults (None: the defaults)
+    :return: dict of every setting, checked and normalised (e.g. ints of float settings as floats)
     """
     for what, given in (('settings', user), ('base settings', base)):
         if given is not None and not isinstance(given, dict):

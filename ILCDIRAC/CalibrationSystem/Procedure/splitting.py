@@ -40,6 +40,12 @@ def split_events(files, events_per_file, n_jobs):
     """Return ``n_jobs`` contiguous EventSlices covering all events of ``files`` exactly once.
 
     All files must hold ``events_per_file`` events. Slice sizes differ by at most one.
+
+    :param list files: the sample's files, in order
+    :param int events_per_file: events in each file
+    :param int n_jobs: number of workers
+    :return: list of ``n_jobs`` EventSlice(files, skip, n_events); SettingsError if there are fewer
+        events than jobs or the arguments are invalid
     """
     _check_files(files)
     _positive_int('events_per_file', events_per_file)

@@ -38,7 +38,13 @@ def _refuse_entities(tree):
 
 
 def parse_steering(content):
-    """Parse a Marlin steering file safely; SteeringError if it is unusable or unsafe."""
+    """Parse a Marlin steering file safely; SteeringError if it is unusable or unsafe.
+
+    No entities, DTD loading or network access; at most MAX_STEERING_BYTES.
+
+    :param content: the steering file (bytes or str)
+    :return: lxml ElementTree
+    """
     if isinstance(content, str):
         try:
             data, encoding = content.encode('utf-8'), 'utf-8'   # the text is already decoded
@@ -101,7 +107,16 @@ def _value(parameter):
 
 
 def read_constants(content, names, settings):
-    """Return {name: value} of the calibration constants ``names`` as set in the steering file."""
+    """Return {name: value} of the calibration constants ``names`` as set in the steering file.
+
+    The value is the element's text or its 'value' attribute.
+
+    :param content: the steering file (bytes, str or parsed tree)
+    :param names: constant names (see constants.CONSTANTS)
+    :param dict settings: the settings naming the DDCaloDigi and DDMarlinPandora processors
+    :return: {name: float, or list of floats for a FloatVec}; SteeringError naming the processor or
+        parameter that is missing or unreadable
+    """
     root = _as_tree(content).getroot()
     constants = {}
     for name in names:
@@ -116,7 +131,12 @@ def read_constants(content, names, settings):
 
 
 def processor_name_of_type(content, processor_type):
-    """The name of the one processor of ``processor_type`` (e.g. 'PfoAnalysis')."""
+    """The name of the one processor of ``processor_type`` (e.g. 'PfoAnalysis').
+
+    :param content: the steering file (bytes, str or parsed tree)
+    :param str processor_type: a Marlin processor type
+    :return: the processor's name; SteeringError unless there is exactly one
+    """
     root = _as_tree(content).getroot()
     found = root.xpath('processor[@type=$type] | group/processor[@type=$type]', type=processor_type)
     if len(found) != 1:
@@ -125,13 +145,24 @@ def processor_name_of_type(content, processor_type):
 
 
 def processor_parameter(content, processor, name):
-    """Value of a parameter of the processor named ``processor``, or None if it is not set."""
+    """Value of a parameter of the processor named ``processor``, or None if it is not set.
+
+    :param content: the steering file (bytes, str or parsed tree)
+    :param str processor: the processor's name
+    :param str name: the parameter's name
+    :return: the value's text (stripped), or None
+    """
     parameter = _parameter(_processor(_as_tree(content).getroot(), processor), name)
     return None if parameter is None else _value(parameter)
 
 
 def global_parameter(content, name):
-    """Value of a <global> parameter (e.g. LCIOInputFiles), or None if it is not set."""
+    """Value of a <global> parameter (e.g. LCIOInputFiles), or None if it is not set.
+
+    :param content: the steering file (bytes, str or parsed tree)
+    :param str name: the parameter's name
+    :return: the value's text (stripped), or None
+    """
     root = _as_tree(content).getroot()
     section = root.find('global')
     parameter = None if section is None else _parameter(section, name)
@@ -190,6 +221,13 @@ def render_steering(template, constants, settings, global_parameters=None, proce
     (disableSoftwareCompensation) and ECALLayers (when nEcalThickLayers > 0).
     ``processor_parameters`` maps (processor name, parameter name) to a text to set (e.g. the
     PfoAnalysis RootFile or DDMarlinPandora's PandoraSettingsXmlFile of a step).
+
+    :param template: the steering file (bytes, str or parsed tree)
+    :param dict constants: {constant name: value}
+    :param dict settings: the calibration settings (processor names, derived parameters)
+    :param dict global_parameters: {name: str or int} for <global>, e.g. SkipNEvents
+    :param dict processor_parameters: {(processor name, parameter name): value}
+    :return: the steering file (XML bytes, UTF-8, with declaration)
     """
     if not isinstance(constants, dict):
         raise SteeringError(f'constants must be a dict name -> value, got {type(constants).__name__}')

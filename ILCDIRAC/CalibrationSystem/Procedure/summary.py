@@ -38,7 +38,12 @@ def _check_fields(phase, arrays):
 
 
 def encode_summary(phase_id, arrays):
-    """Pack ``arrays`` (checked against the phase's summary fields) with the phase id into npz bytes."""
+    """Pack ``arrays`` (checked against the phase's summary fields) with the phase id into npz bytes.
+
+    :param int phase_id: the phase whose summary this is
+    :param dict arrays: {field: 1-D array}, exactly the phase's summary fields
+    :return: bytes (compressed npz)
+    """
     phase = get_phase(phase_id)
     _check_fields(phase, arrays)
     buffer = io.BytesIO()
@@ -70,7 +75,13 @@ def _check_archive(archive, allowed_names, max_bytes):
 
 
 def decode_summary(content, phase_id, max_bytes=DEFAULT_MAX_BYTES):
-    """The arrays of a summary produced by encode_summary for ``phase_id``; SummaryError if it is not one."""
+    """The arrays of a summary produced by encode_summary for ``phase_id``; SummaryError if it is not one.
+
+    :param bytes content: what a worker uploaded
+    :param int phase_id: the phase of the step it was uploaded for
+    :param int max_bytes: largest total size of the arrays, uncompressed
+    :return: {field: 1-D array} with the phase's fields and dtypes, all finite
+    """
     phase = get_phase(phase_id)
     if not isinstance(content, (bytes, bytearray)):
         raise SummaryError(f"A summary must be bytes, got {type(content).__name__}")

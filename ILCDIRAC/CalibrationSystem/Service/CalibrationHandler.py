@@ -60,6 +60,12 @@ class CalibrationHandler(RequestHandler):
 
     @classmethod
     def initializeHandler(cls, serviceInfoDict):
+        """Once, when the service starts: connect to the CalibrationDB (creating missing tables) and read
+        the service options (MaxResultSize, TCPNoDelay, AdvanceOnLastResult, WorkerCredentialKeyFile).
+
+        :param dict serviceInfoDict: DIRAC's description of the service
+        :return: S_OK, or S_ERROR if the DB or the worker credential secret cannot be used
+        """
         cls.log = gLogger.getSubLogger("CalibrationHandler")
         try:
             cls.calibrationDB = CalibrationDB(parentLogger=cls.log)
@@ -300,7 +306,12 @@ class CalibrationHandler(RequestHandler):
     types_killCalibrations = [list, str]
 
     def export_killCalibrations(self, calibrationIDs, reason):
-        """Kill several calibrations: S_OK({str(calibrationID): message or 'Error: ...'})."""
+        """Kill several calibrations (see ``export_killCalibration``).
+
+        :param list calibrationIDs: the calibrations
+        :param str reason: why, kept as their status message
+        :return: S_OK({str(calibrationID): message or 'Error: ...'})
+        """
         return self._forEach(calibrationIDs, lambda calibrationID: self.export_killCalibration(calibrationID, reason))
 
     types_cleanCalibration = [_INT]
@@ -308,6 +319,7 @@ class CalibrationHandler(RequestHandler):
     def export_cleanCalibration(self, calibrationID):
         """Delete an ended calibration with everything it stored (results included).
 
+        :param int calibrationID: the calibration
         :return: S_OK(message) or S_ERROR if it does not exist or is still running
         """
         result = self._ownCalibration(calibrationID)
@@ -323,7 +335,11 @@ class CalibrationHandler(RequestHandler):
     types_cleanCalibrations = [list]
 
     def export_cleanCalibrations(self, calibrationIDs):
-        """Clean several calibrations: S_OK({str(calibrationID): message or 'Error: ...'})."""
+        """Clean several calibrations (see ``export_cleanCalibration``).
+
+        :param list calibrationIDs: the calibrations
+        :return: S_OK({str(calibrationID): message or 'Error: ...'})
+        """
         return self._forEach(calibrationIDs, self.export_cleanCalibration)
 
     types_changeDirectoryToCopyTo = [_INT, str, str]
@@ -331,8 +347,10 @@ class CalibrationHandler(RequestHandler):
     def export_changeDirectoryToCopyTo(self, calibrationID, newPath, newSE):
         """Change where the agent copies the calibration's results (copied again if already done).
 
+        :param int calibrationID: the calibration
         :param str newPath: absolute directory (local deployment) or LFN directory (grid)
         :param str newSE: storage element for the grid ('' locally)
+        :return: S_OK(message saying where the results will go), or S_ERROR for a path that cannot be used
         """
         result = self._ownCalibration(calibrationID)
         if not result["OK"]:
@@ -372,6 +390,9 @@ class CalibrationHandler(RequestHandler):
     def export_getInputDataDict(self, calibrationID, workerID, credential):
         """The events a worker reprocesses at every step.
 
+        :param int calibrationID: the calibration
+        :param int workerID: the worker, from 0 to numberOfJobs - 1
+        :param str credential: the calibration's worker credential
         :return: S_OK({sample type: [[file, ...], events to skip, number of events]})
         """
         result = self._workerCalibration(calibrationID, credential)
@@ -386,6 +407,8 @@ class CalibrationHandler(RequestHandler):
     def export_getCalibrationSetup(self, calibrationID, credential):
         """What a worker needs once: the settings, the template steering file, the release.
 
+        :param int calibrationID: the calibration
+        :param str credential: the calibration's worker credential
         :return: S_OK({'settings': dict, 'steeringFile': str, 'softwareVersion': str,
             'numberOfJobs': int})
         """
@@ -410,6 +433,8 @@ class CalibrationHandler(RequestHandler):
     def export_getNewPhotonLikelihood(self, calibrationID, credential):
         """The photon likelihood merged at the end of the training (stage 2), for stage 3.
 
+        :param int calibrationID: the calibration
+        :param str credential: the calibration's worker credential
         :return: S_OK(bytes of the merged likelihood XML), or S_ERROR while it does not exist yet
         """
         result = self._workerCalibration(calibrationID, credential)
@@ -426,8 +451,16 @@ class CalibrationHandler(RequestHandler):
     types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes), str]
 
     def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
-        """Store a worker's result (summary) for a step.
+        """Store a worker's result (summary) for a step; if it completes the step and
+        AdvanceOnLastResult is set, the step is analysed at once.
 
+        :param int calibrationID: the calibration
+        :param int stageID: stage of the step the result is for
+        :param int phaseID: phase of that step
+        :param int stepID: the step
+        :param int workerID: the worker
+        :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
+        :param str credential: the calibration's worker credential
         :return: S_OK({'Stored': bool, 'Message': str}): not stored when the step is over or
             the worker already reported it; S_ERROR for a malformed or oversized result
         """
@@ -512,6 +545,7 @@ class CalibrationHandler(RequestHandler):
     def export_getWorkerCredential(self, calibrationID):
         """The worker credential of a calibration, for the jobs the agent submits.
 
+        :param int calibrationID: the calibration
         :return: S_OK(str)
         """
         result = self._ownCalibration(calibrationID)
@@ -548,14 +582,20 @@ class CalibrationHandler(RequestHandler):
     types_getCalibrationsToBeKilled = []
 
     def export_getCalibrationsToBeKilled(self):
-        """S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])."""
+        """The killed or failed calibrations whose jobs the agent still has to kill.
+
+        :return: S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])
+        """
         return self.calibrationDB.getEndedCalibrationsWithLiveJobs([KILLED, FAILED])
 
     auth_getNumberOfJobsPerCalibration = [Properties.TRUSTED_HOST]
     types_getNumberOfJobsPerCalibration = []
 
     def export_getNumberOfJobsPerCalibration(self):
-        """S_OK({str(calibrationID): numberOfJobs}) of the running calibrations."""
+        """How many jobs each running calibration has.
+
+        :return: S_OK({str(calibrationID): numberOfJobs}) of the running calibrations
+        """
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
@@ -565,14 +605,20 @@ class CalibrationHandler(RequestHandler):
     types_getRunningCalibrations = []
 
     def export_getRunningCalibrations(self):
-        """S_OK([IDs of the running calibrations])."""
+        """The calibrations still running.
+
+        :return: S_OK([IDs of the running calibrations])
+        """
         return self._idsWithStatus([RUNNING])
 
     auth_getActiveCalibrations = [Properties.TRUSTED_HOST]
     types_getActiveCalibrations = []
 
     def export_getActiveCalibrations(self):
-        """S_OK([IDs of every calibration kept: running ones and ended ones not yet removed])."""
+        """Every calibration the DB keeps.
+
+        :return: S_OK([IDs of the running calibrations and of the ended ones not yet removed])
+        """
         return self._idsWithStatus([RUNNING, *ENDED_STATUSES])
 
     def _idsWithStatus(self, statuses):

@@ -18,7 +18,13 @@ CONVERGENCE_PLOT = "convergence.png"
 
 
 def collectResult(calibrationDB, calibration):
-    """S_OK(result dict) of a calibration read from the DB (see CalibrationHandler.export_getResult)."""
+    """The result of a calibration read from the DB (see CalibrationHandler.export_getResult).
+
+    :param calibrationDB: a CalibrationDB
+    :param dict calibration: the calibration's row, as ``CalibrationDB.getCalibration`` returns it
+    :return: S_OK(result dict), or S_ERROR if the DB cannot be read or the final steering file
+        cannot be written
+    """
     calibrationID = calibration["CalibrationID"]
     steering = calibrationDB.getSteeringFile(calibrationID)
     history = calibrationDB.getSteps(calibrationID)
@@ -47,10 +53,14 @@ def collectResult(calibrationDB, calibration):
 
 
 def resultFiles(result):
-    """{file name: bytes} of everything a result holds, e.g. to write it to a directory.
+    """Every file a result holds, e.g. to write it to a directory.
 
     Works on a result fresh from the DB and on one received over DISET, where bytes arrive as
     str with surrogate escapes.
+
+    :param dict result: the value of ``getResult``
+    :return: {file name: bytes}: steeringFile.xml (final constants), steeringFile.xml_INPUT,
+        calibration.json (constants, settings, history), the plots and any other files of the result
     """
     files = {name: _bytes(content) for name, content in result["files"].items()}
     files[STEERING_FILE] = _bytes(result["steeringFile"])

@@ -29,7 +29,12 @@ _WITH_ENVIRONMENT = 'init=$1; shift; command=("$@"); set --; source "$init" && e
 
 def is_photon_training(tree, settings):
     """True if DDMarlinPandora runs with the photon-training PandoraSettings (stage 2): the same
-    rule as the built-in reconstruction, on the basename of PandoraSettingsXmlFile."""
+    rule as the built-in reconstruction, on the basename of PandoraSettingsXmlFile.
+
+    :param tree: the step's steering file, parsed (``Procedure.steering.parse_steering``)
+    :param dict settings: the calibration settings (DDPandoraPFANewProcessorName)
+    :return: bool
+    """
     try:
         pandora = settings['DDPandoraPFANewProcessorName']
     except (KeyError, TypeError):
@@ -45,6 +50,7 @@ class MarlinReconstruction:
     def __init__(self, software_version, work_directory, init_script=None, marlin='Marlin'):
         """
         :param str software_version: the iLCSoft release, replacing '{version}' in ``init_script``
+        :param str work_directory: where Marlin runs and writes its outputs and log
         :param str init_script: path (or template) of the release's init_ilcsoft.sh; None: use the
             Marlin found on PATH
         :param str marlin: the Marlin executable (name looked up on PATH, or a path)

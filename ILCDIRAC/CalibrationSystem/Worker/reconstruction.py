@@ -17,7 +17,10 @@ def choose_reconstruction(mode, setup, input_data, work_directory, init_script=N
     :param str mode: 'auto', 'builtin' or 'marlin'
     :param dict setup: the calibration setup from the service (softwareVersion, settings, ...)
     :param dict input_data: {sample: [files, skip, events]} of this worker
+    :param str work_directory: where Marlin runs
     :param str init_script: the iLCSoft init script (template with '{version}') for Marlin
+    :return: callable(steering bytes, settings) -> ReconstructionOutput: the built-in detector
+        model ('builtin', or 'auto' when every input file is synthetic) or a MarlinReconstruction
     """
     if mode not in MODES:
         raise SettingsError(f"Unknown reconstruction {mode!r}: use one of {', '.join(MODES)}")

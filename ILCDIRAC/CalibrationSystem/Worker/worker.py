@@ -33,11 +33,16 @@ class CalibrationWorker:
                  pollingTime=2.0, maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
         """
         :param client: a CalibrationClient (or anything with the service's methods)
+        :param int calibrationID: the calibration
+        :param int workerID: this worker, from 0 to numberOfJobs - 1
         :param str credential: the calibration's worker credential, shown with every call
         :param reconstructionFor: callable(setup, inputData) -> reconstruct, where
             reconstruct(steering bytes, settings) -> worker_output.ReconstructionOutput
+        :param str workDirectory: where input files downloaded by the job and the step's files are
         :param float pollingTime: first wait between two polls; doubled up to ``maxPollingTime``
+        :param float maxPollingTime: longest wait between two polls
         :param float serviceTimeout: how long the service may fail to answer before giving up
+        :param sleep: the function that waits (``time.sleep``; replaced in tests)
         """
         self.client = client
         self.calibrationID = calibrationID
@@ -53,7 +58,12 @@ class CalibrationWorker:
         self.log = gLogger.getSubLogger(f"CalibrationWorker/{calibrationID}/{workerID}")
 
     def run(self):
-        """Work until the calibration ends: S_OK(steps processed) or S_ERROR."""
+        """Work until the calibration ends: fetch the setup and the event slice once, then for every
+        new step render the steering file, reconstruct, upload the summary and poll for the next step.
+
+        :return: S_OK(number of steps processed) when the calibration has ended, or S_ERROR (the service
+            refused the worker, stayed unreachable longer than serviceTimeout, or the reconstruction failed)
+        """
         setup = self._call("getCalibrationSetup", self.calibrationID)
         if not setup["OK"]:
             return setup
