@@ -232,6 +232,8 @@ def test_calibration_whose_workers_always_fail_ends_as_failed(stack, samples, cl
     assert "job attempts failed" in status["statusMessage"]
     result = clients["alice"]().getResult(calibrationID)
     assert not result["OK"] and "Failed" in result["Message"]
+    assert result["Result"]["status"] == "Failed"
+    assert result["Result"]["parameters"]["CalibrECAL"] == [43.148, 43.148]  # the constants it had reached
 
 
 AGENT_RETENTION = "/Systems/Calibration/Agents/CalibrationAgent/TimeToKeepCalibrationResultsInMinutes"

@@ -268,19 +268,24 @@ class CalibrationHandler(RequestHandler):
             'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
             every step), 'files' ({name: content}: the plots of every step, convergence.png and,
             after the photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not
-            finished (or if it failed or was killed, saying why)
+            finished, or if it failed or was killed, saying why: then its key 'Result' holds the
+            same dict with the constants it had reached
         """
         result = self._ownCalibration(calibrationID)
         if not result["OK"]:
             return result
         calibration = result["Value"]
-        if calibration["Status"] != FINISHED:
-            where = f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
-            return S_ERROR(
-                f"Calibration {calibrationID} has no result: it is {calibration['Status']} ({where})"
-                + (f": {calibration['StatusMessage']}" if calibration["StatusMessage"] else "")
-            )
-        return collectResult(self.calibrationDB, calibration)
+        collected = collectResult(self.calibrationDB, calibration) if calibration["Status"] != RUNNING else None
+        if calibration["Status"] == FINISHED:
+            return collected
+        where = f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
+        refusal = S_ERROR(
+            f"Calibration {calibrationID} has no result: it is {calibration['Status']} ({where})"
+            + (f": {calibration['StatusMessage']}" if calibration["StatusMessage"] else "")
+        )
+        if collected and collected["OK"]:
+            refusal["Result"] = collected["Value"]
+        return refusal
 
     types_killCalibration = [_INT, str]
 
