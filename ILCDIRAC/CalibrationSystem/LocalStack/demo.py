@@ -11,6 +11,7 @@ import sys
 import time
 
 from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import resultFiles
 from ILCDIRAC.CalibrationSystem.Worker.fixed_points import fixed_point_tolerances
 from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
 
@@ -55,6 +56,8 @@ def run_demo(workdir, jobs=8, events_per_file=400, files_per_sample=10, timeout=
         if not result["OK"]:
             say(f"The calibration has no result: {result['Message']}")
             return 1
+        directory = _writeResult(result["Value"], stack.workdir / f"result_calib{calibrationID}")
+        say(f"The final steering file, calibration.json, the plots of every step and convergence.png are in {directory}")
         return _report(result["Value"], samples["truthFile"], say)
     finally:
         if keep_running:
@@ -149,12 +152,19 @@ def _report(result, truthFile, say):
             f"{name:<31}{_first(initial[name]):>11.5g}{_first(value):>12.5g}{_first(fixed[name]):>11.5g}"
             f"{deviation:>+10.2%}{tolerances[name]:>10.1%}{'' if abs(deviation) <= tolerances[name] else '  <-'}"
         )
-    say(f"Plots and files: {', '.join(sorted(result['files']))}")
     if outside:
         say(f"Outside their tolerance: {', '.join(outside)}")
         return 1
     say("Every constant is within its tolerance of the built-in detector's truth")
     return 0
+
+
+def _writeResult(result, directory):
+    """Write every file of the result into ``directory``; return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in resultFiles(result).items():
+        (directory / name).write_bytes(content)
+    return directory
 
 
 def _first(value):
