@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import DONE, FAILED, KILLED, RUNNING, LocalJobBackend
+from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING
+from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 
 TIMEOUT = 1.5
 

@@ -37,7 +37,11 @@ from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DiracJobBacke
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 from ILCDIRAC.CalibrationSystem.Procedure.advance import results_needed
-from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import collectResult, resultFiles
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
+    DEFAULT_RETENTION_MINUTES,
+    collectResult,
+    resultFiles,
+)
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import ENVIRONMENT_VARIABLE
 
 class CalibrationAgent(AgentModule):
@@ -70,7 +74,7 @@ class CalibrationAgent(AgentModule):
             "--max-polling-time",
             str(self.am_getOption("WorkerMaxPollingTime", 10)),
         ]
-        retention = float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes", 7 * 24 * 60))
+        retention = float(self.am_getOption("TimeToKeepCalibrationResultsInMinutes", DEFAULT_RETENTION_MINUTES))
         self.retention = datetime.timedelta(minutes=retention)
         grace = float(self.am_getOption("FinishedJobsGraceTimeInMinutes", 10))
         self.finishedJobsGrace = datetime.timedelta(minutes=grace)

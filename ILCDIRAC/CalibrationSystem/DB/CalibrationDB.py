@@ -13,15 +13,18 @@ from importlib import resources
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Core.Base.DB import DB
 
+from ILCDIRAC.CalibrationSystem.JobBackends import JobDescription as job
+
 RUNNING = "Running"
 FINISHED = "Finished"
 FAILED = "Failed"
 KILLED = "Killed"
 ENDED_STATUSES = (FINISHED, FAILED, KILLED)
 
-#: Job attempt statuses; the first four are final.
-JOB_DONE, JOB_FAILED, JOB_KILLED, JOB_LOST = "Done", "Failed", "Killed", "Lost"
-JOB_SUBMITTING, JOB_WAITING, JOB_RUNNING = "Submitting", "Waiting", "Running"
+#: Job attempt statuses: the backends' ones, plus two the agent gives an attempt itself:
+#: Submitting (recorded before its job is submitted) and Lost (a submission a crash interrupted).
+JOB_DONE, JOB_FAILED, JOB_KILLED, JOB_WAITING, JOB_RUNNING = job.DONE, job.FAILED, job.KILLED, job.WAITING, job.RUNNING
+JOB_SUBMITTING, JOB_LOST = "Submitting", "Lost"
 FINAL_JOB_STATUSES = (JOB_DONE, JOB_FAILED, JOB_KILLED, JOB_LOST)
 FAILED_JOB_STATUSES = (JOB_FAILED, JOB_KILLED, JOB_LOST)
 

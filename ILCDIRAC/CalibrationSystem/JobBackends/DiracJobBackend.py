@@ -29,7 +29,7 @@ from DIRAC.WorkloadManagementSystem.Client.JobMonitoringClient import JobMonitor
 from DIRAC.WorkloadManagementSystem.Client.WMSClient import WMSClient
 
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import DONE, FAILED, KILLED, RUNNING, WAITING
+from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING, WAITING
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import CREDENTIAL_FILE, ENVIRONMENT_VARIABLE
 
 DEFAULT_OPTIONS = {

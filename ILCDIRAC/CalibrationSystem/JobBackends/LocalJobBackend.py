@@ -14,9 +14,7 @@ import psutil
 
 from DIRAC import S_ERROR, S_OK
 
-from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-
-WAITING, RUNNING, DONE, FAILED, KILLED = "Waiting", "Running", "Done", "Failed", "Killed"
+from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING, JobDescription
 
 _DESCRIPTION, _PID, _EXIT_CODE, _KILLED, _OUTPUT = "job.json", "pid.json", "exit_code", "killed", "output.log"
 #: Local jobs run on the service's host, with its certificate (there is no owner proxy here)

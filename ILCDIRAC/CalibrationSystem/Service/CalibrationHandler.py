@@ -29,12 +29,11 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
-from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import collectResult
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import DEFAULT_RETENTION_MINUTES, collectResult
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash, loadKey, matches, workerCredential
 
 _INT = (int,)
 AGENT = "Calibration/CalibrationAgent"
-DEFAULT_RETENTION_MINUTES = 7 * 24 * 60
 
 
 def _refuse(message):

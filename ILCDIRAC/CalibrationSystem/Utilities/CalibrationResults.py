@@ -15,6 +15,9 @@ STEERING_FILE = "steeringFile.xml"
 STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
 SUMMARY_FILE = "calibration.json"
 CONVERGENCE_PLOT = "convergence.png"
+#: How long a finished calibration is kept once its results were copied (agent option
+#: TimeToKeepCalibrationResultsInMinutes), in minutes.
+DEFAULT_RETENTION_MINUTES = 7 * 24 * 60
 
 
 def collectResult(calibrationDB, calibration):
