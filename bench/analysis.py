@@ -5,7 +5,7 @@ Why: the service analyses a step in its request thread when the last result arri
 event count grows; and a worker's summary should be much smaller than the PfoAnalysis ROOT file
 it replaces on the network.
 
-Events come from the synthetic detector model (Worker/detector_model.generate: the phase's
+Events come from the synthetic detector model (Simulation/detector_model.generate: the phase's
 samples, reconstructed with the demo's start constants), one slice per worker, reduced by the
 phase's collect(), encoded with summary.encode_summary and decoded back as the service does.
 Each measurement runs in a forked child, so that its maximum-RSS increase is its own: the child
@@ -33,7 +33,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary, encode_summary
 from ILCDIRAC.CalibrationSystem.Worker import detector_model
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import initial_constants
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import initial_constants
 
 WORKERS = 100
 EVENTS = (10**4, 10**5, 10**6)

@@ -66,7 +66,7 @@ def bench_stack(workdir=None, overrides=None):
 
 def gamma_samples(stack, files):
     """Synthetic samples in the stack directory with ``files`` gamma files of EVENTS_PER_FILE events."""
-    from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+    from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
     return write_samples(stack.workdir / "bench-samples", events_per_file=EVENTS_PER_FILE, files_per_sample=files)
 

@@ -22,3 +22,6 @@ html_static_path = []
 autoclass_content = "both"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True}
+
+# Docstrings write |cos θ| for the absolute value of cos θ; render it as written.
+rst_prolog = r".. |cos θ| replace:: \|cos θ\|"

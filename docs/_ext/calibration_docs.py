@@ -26,7 +26,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE, PHASES
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
 from ILCDIRAC.CalibrationSystem.Procedure.settings import DEFAULT_SETTINGS, PRESETS, validate_settings
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import SAMPLE_DIRECTORIES
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import SAMPLE_DIRECTORIES
 
 logger = logging.getLogger(__name__)
 

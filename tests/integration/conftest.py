@@ -9,7 +9,7 @@ import pytest
 
 from ILCDIRAC.CalibrationSystem.LocalStack import demo
 from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
 SOFTWARE_VERSION = demo.SOFTWARE_VERSION
 

@@ -12,10 +12,10 @@ from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import resultFiles
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import fixed_point_tolerances
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point_tolerances
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import write_training_settings
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
 pytestmark = pytest.mark.integration
 

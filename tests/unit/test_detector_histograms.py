@@ -14,12 +14,12 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import merge_likelihoods, parse_likelihood
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY as T_K
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram
-from ILCDIRAC.CalibrationSystem.Worker.calorimeter_hits import HistogramFiller
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth, generate, simulate
-from ILCDIRAC.CalibrationSystem.Worker.event_random import EventRandom
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import (
+from ILCDIRAC.CalibrationSystem.Simulation.calorimeter_hits import HistogramFiller
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth, generate, simulate
+from ILCDIRAC.CalibrationSystem.Simulation.event_random import EventRandom
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import (
     analytic_fixed_point, calibr_hcal_other, expected_mip_peaks, mip_fixed_point, phase_fixed_points)
-from ILCDIRAC.CalibrationSystem.Worker.likelihood_model import CANDIDATES_PER_EVENT, true_shape
+from ILCDIRAC.CalibrationSystem.Simulation.likelihood_model import CANDIDATES_PER_EVENT, true_shape
 
 TRUTH = DetectorTruth()
 STAGE1 = {name: value for values in phase_fixed_points(TRUTH)[1].values() for name, value in values.items()}

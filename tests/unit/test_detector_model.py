@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCHES, INT_BRANCHES
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     INT_MAX, DetectorTruth, constants_used, simulate)
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point
 
 TRUTH = DetectorTruth()
 OFF = {'CalibrECAL': [40.0, 40.0], 'ECALEndcapCorrectionFactor': 1.0,

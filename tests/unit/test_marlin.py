@@ -10,12 +10,12 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, Settings
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
 from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction, is_photon_training
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import TRAINING_LIKELIHOOD, write_training_settings
 from ILCDIRAC.CalibrationSystem.Worker.pfoanalysis_file import read_pfoanalysis, write_pfoanalysis
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
 FAKE_MARLIN = Path(__file__).parents[1] / 'fake_marlin' / 'Marlin'
 SETTINGS = create_settings('CLIC')

@@ -12,11 +12,11 @@ from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCH
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram, ReconstructionOutput
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
 from ILCDIRAC.CalibrationSystem.Worker.pfoanalysis_file import (
     PfoAnalysisFileError, read_pfoanalysis, write_pfoanalysis)
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
 MUON = 'MuonDirectionCorrectedCaloHitEnergy'
 SCALAR_FLOATS = [name for name in FLOAT_BRANCHES if name != 'pfoTargetCosTheta0']

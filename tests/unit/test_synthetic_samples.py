@@ -15,11 +15,11 @@ from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
     global_parameter, parse_steering, read_constants, render_steering)
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import parse_likelihood
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct, reconstruction_stage
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth, generate, simulate
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct, reconstruction_stage
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth, generate, simulate
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import write_calibration_settings, write_training_settings
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import (
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import (
     FORMAT, EventFile, is_synthetic_file, read_event_file, write_samples)
 
 SETTINGS = create_settings('CLIC')

@@ -11,7 +11,7 @@ from test_worker import FakeReconstruction, FakeService, _parameterSet, _worker,
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.steering import processor_parameter
 from ILCDIRAC.CalibrationSystem.Worker import reconstruction
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct as builtin
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct as builtin
 from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
 
 

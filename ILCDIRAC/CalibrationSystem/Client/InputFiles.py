@@ -9,7 +9,7 @@ import os
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file, read_event_file
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import is_synthetic_file, read_event_file
 
 LCIO_SUFFIX = ".slcio"
 

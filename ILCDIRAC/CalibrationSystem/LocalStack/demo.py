@@ -12,8 +12,8 @@ import time
 
 from ILCDIRAC.CalibrationSystem.LocalStack.stack import LocalStack
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import resultFiles
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import fixed_point_tolerances
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point_tolerances
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
 SOFTWARE_VERSION = "ILCSoft-2019-04-01_gcc62"
 

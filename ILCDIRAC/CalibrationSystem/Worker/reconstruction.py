@@ -4,9 +4,9 @@ The built-in model reads only synthetic event files, Marlin only real ones; 'aut
 worker's input files and takes the one that can read them.
 """
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
-from ILCDIRAC.CalibrationSystem.Worker.builtin_reconstruction import reconstruct as builtin_reconstruct
+from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct as builtin_reconstruct
 from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import is_synthetic_file
 
 MODES = ("auto", "builtin", "marlin")
 

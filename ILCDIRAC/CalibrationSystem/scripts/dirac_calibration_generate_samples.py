@@ -52,8 +52,8 @@ def main():
     except SystemExit as stop:
         # DIRAC exits with 2 on an unknown option; this tool uses 1 for every usage error.
         dirac_exit(0 if stop.code in (0, None) else 1)
-    from ILCDIRAC.CalibrationSystem.Worker.detector_model import DetectorTruth
-    from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import write_samples
+    from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
+    from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
     try:
         options = _options(switches)

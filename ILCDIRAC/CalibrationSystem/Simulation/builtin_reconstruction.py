@@ -20,9 +20,9 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import MAX_LIKELIHOOD_BYTES, parse_likelihood
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
     global_parameter, parse_steering, processor_parameter, read_constants)
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import constants_used, generate
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import constants_used, generate
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import MAX_SETTINGS_BYTES, TRAINING_SETTINGS
-from ILCDIRAC.CalibrationSystem.Worker.synthetic_samples import is_synthetic_file, read_event_file
+from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import is_synthetic_file, read_event_file
 
 
 def _count(tree, name):

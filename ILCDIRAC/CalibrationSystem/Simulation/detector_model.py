@@ -28,10 +28,10 @@ from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCH
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import write_likelihood
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY, SAMPLE_TYPES
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
-from ILCDIRAC.CalibrationSystem.Worker.calorimeter_hits import (
+from ILCDIRAC.CalibrationSystem.Simulation.calorimeter_hits import (
     DIRECTION_SMEAR, HistogramFiller, direction_corrections, mip_layers)
-from ILCDIRAC.CalibrationSystem.Worker.event_random import EventRandom
-from ILCDIRAC.CalibrationSystem.Worker.likelihood_model import likelihood_data
+from ILCDIRAC.CalibrationSystem.Simulation.event_random import EventRandom
+from ILCDIRAC.CalibrationSystem.Simulation.likelihood_model import likelihood_data
 
 INT_MAX = 2147483647
 QUARK_DEFAULT = -99  # PfoAnalysis value of the quark variables in events without a Z -> qq

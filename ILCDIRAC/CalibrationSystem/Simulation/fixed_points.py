@@ -12,8 +12,8 @@ import numpy as np
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS, edges
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
-from ILCDIRAC.CalibrationSystem.Worker.calorimeter_hits import MIP_WIDTH
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import (
+from ILCDIRAC.CalibrationSystem.Simulation.calorimeter_hits import MIP_WIDTH
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     COLUMN_SAMPLES, ECAL_LAYERS, HCAL_REGIONS, MUON_LAYERS, ecal_scales, hcal_scales, mip_track)
 
 #: HCal |cos θ| ranges of the phase-1 selection (CLIC preset), the default for the kaon fixed point.

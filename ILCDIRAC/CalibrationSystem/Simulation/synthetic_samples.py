@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
-from ILCDIRAC.CalibrationSystem.Worker.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
-from ILCDIRAC.CalibrationSystem.Worker.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
 
 FORMAT = 'ilcdirac-synthetic-events/1'
 TRUTH_FORMAT = 'ilcdirac-synthetic-truth/1'
