@@ -85,8 +85,9 @@ def _check(steering, name, pandora):
     writes = _pfo_collection(steering, pandora)
     reads = (_values(steering, name, "PfoCollection") or [""])[0]
     if reads != writes:
-        raise SteeringError(f"PfoAnalysis processor {name} reads the PFO collection {repr(reads) if reads else 'none'} but "
-                            f"{pandora} writes {writes!r}: set its PfoCollection to {writes}")
+        reads = repr(reads) if reads else "none"
+        raise SteeringError(f"PfoAnalysis processor {name} reads the PFO collection {reads} but {pandora} writes "
+                            f"{writes!r}: set its PfoCollection to {writes}")
     return (f"checked PfoAnalysis processor '{name}': it runs after '{pandora}' and reads its PFOs '{writes}'; "
             "every step sets its CollectCalibrationDetails to 1 and its RootFile")
 
@@ -116,8 +117,10 @@ def _parameters(steering, pandora, settings):
     ecal_sim = collections.get(digi, "ECALCollections", "ECalSimCaloHits")
     hcal_sim = collections.get(digi, "HCALCollections", "HCalSimCaloHits")
     # DDCaloDigi writes the hits of its i-th input collection (at most 3) into its i-th output collection
-    ecal = [collections.get(digi, f"ECALOutputCollection{i}", "ECalCaloHits", i)[0] for i in range(min(3, len(ecal_sim)))]
-    hcal = [collections.get(digi, f"HCALOutputCollection{i}", "HCalCaloHits", i)[0] for i in range(min(3, len(hcal_sim)))]
+    ecal = [collections.get(digi, f"ECALOutputCollection{i}", "ECalCaloHits", i)[0]
+            for i in range(min(3, len(ecal_sim)))]
+    hcal = [collections.get(digi, f"HCALOutputCollection{i}", "HCalCaloHits", i)[0]
+            for i in range(min(3, len(hcal_sim)))]
     digitisers = [n for n in steering.executed if n in steering.processors
                   and steering.processors[n].type == MUON_DIGITISER_TYPE]
     digitiser = digitisers[0] if len(digitisers) == 1 else None
@@ -125,7 +128,8 @@ def _parameters(steering, pandora, settings):
         collections.get(pandora, "MuonCaloHitCollections", "MuonCaloHits")
     parameters = [
         ("PfoCollection", "string", [_pfo_collection(steering, pandora)]),
-        ("MCParticleCollection", "string", collections.get(pandora, "MCParticleCollections", "MCParticleCollection")[:1]),
+        ("MCParticleCollection", "string",
+         collections.get(pandora, "MCParticleCollections", "MCParticleCollection")[:1]),
         ("CollectCalibrationDetails", "int", ["1"]),
         ("RootFile", "string", [ROOT_FILE]),
         ("NBinsMuonCaloHitEnergyHist", "int", ["500"]),
@@ -134,9 +138,10 @@ def _parameters(steering, pandora, settings):
         ("HCalCollections", "StringVec", hcal),
         ("MuonCollections", "StringVec", muon),
         ("ECalCollectionsSimCaloHit", "StringVec", ecal_sim),
-        *((f"ECal{region}CollectionsSimCaloHit", "StringVec", _region(ecal_sim, i)) for i, region in enumerate(_REGIONS)),
-        *((f"HCal{region}CollectionsSimCaloHit", "StringVec", _region(hcal_sim, i)) for i, region in enumerate(_REGIONS)),
-        ("MuonCollectionsSimCaloHit", "StringVec", collections.get(digitiser, "MUONCollections", "MuonSimCaloHits")),
+        *((f"{calorimeter}{region}CollectionsSimCaloHit", "StringVec", _region(hits, i))
+          for calorimeter, hits in (("ECal", ecal_sim), ("HCal", hcal_sim)) for i, region in enumerate(_REGIONS)),
+        ("MuonCollectionsSimCaloHit", "StringVec",
+         collections.get(digitiser, "MUONCollections", "MuonSimCaloHits")),
     ]
     return [(n, t, v) for n, t, v in parameters if v], sorted(collections.defaulted)
 

@@ -171,7 +171,8 @@ class SteeringFile:
         """
         if name not in self.processors:
             hint = ""
-            if any(p.get("name") == name for g in self.document.root.elements("group") for p in g.elements("processor")):
+            groups = self.document.root.elements("group")
+            if any(p.get("name") == name for group in groups for p in group.elements("processor")):
                 hint = " (it is inside a <group> placed before <execute>, which Marlin does not expand)"
             raise SteeringError(f'steering file has no <processor name="{name}">{hint}: check the processor name '
                                 "settings (DDCaloDigiName, DDPandoraPFANewProcessorName) against the steering file")

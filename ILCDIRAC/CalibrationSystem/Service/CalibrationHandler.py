@@ -275,8 +275,9 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
             'steeringFile' (the user's steering file with the final constants),
             'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
-            every step), 'files' ({name: content}: the plots of every step, convergence.png and,
-            after the photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not
+            every step), 'events' (the event log), 'files' ({name: content}: the plots of every
+            step, convergence.png and, after the photon training, newPandoraLikelihoodData.xml)});
+            S_ERROR while it is not
             finished, or if it failed or was killed, saying why: then its key 'Result' holds the
             same dict with the constants it had reached
         """
