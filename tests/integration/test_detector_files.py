@@ -68,7 +68,8 @@ def test_the_result_differs_from_the_input_only_in_constants_and_the_processor(c
     processor = [line for line in added if line not in constant_lines]
     assert processor.count("") == 1      # the blank line before the definition (diff places it either side)
     processor.remove("")
-    assert processor[:2] == ['    <processor name="MyPfoAnalysis"/>', '  <processor name="MyPfoAnalysis" type="PfoAnalysis">']
+    assert processor[:2] == ['    <processor name="MyPfoAnalysis"/>',
+                             '  <processor name="MyPfoAnalysis" type="PfoAnalysis">']
     assert processor[-1] == "  </processor>" and processor[2].startswith("    <!--Added by the calibration")
     assert all(line.startswith('    <parameter name="') for line in processor[3:-1])
     assert read_constants(result["steeringFile"], changed, settings) == {name: result["parameters"][name]

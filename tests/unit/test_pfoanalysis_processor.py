@@ -78,7 +78,8 @@ def test_only_lines_are_added_with_the_indentation_of_their_neighbours():
     assert removed == []
     assert added.count("") == 1       # a blank line between it and its neighbours (where diff puts it varies)
     added.remove("")
-    assert added[:3] == ['    <processor name="MyPfoAnalysis"/>', '  <processor name="MyPfoAnalysis" type="PfoAnalysis">',
+    assert added[:3] == ['    <processor name="MyPfoAnalysis"/>',
+                         '  <processor name="MyPfoAnalysis" type="PfoAnalysis">',
                          "    <!--Added by the calibration: every step reads the ROOT file of this processor-->"]
     assert added[3] == '    <parameter name="PfoCollection" type="string">PandoraPFOs</parameter>'
     assert added[-1] == "  </processor>" and len(added) == 3 + len(EXPECTED_PARAMETERS) + 1
@@ -115,7 +116,8 @@ def test_where_the_file_is_silent_pandoras_default_and_the_preset_names_are_take
     assert parameters["PfoCollection"] == "PandoraPFANewPFOs"          # what DDMarlinPandora writes by default
     assert parameters["MuonCollectionsSimCaloHit"] == "YokeBarrelCollection YokeEndcapCollection"
     assert parameters["ECalCollections"] == "ECALBarrel ECALEndcap"    # two inputs: two outputs
-    assert (parameters["ECalBarrelCollectionsSimCaloHit"], parameters["ECalEndCapCollectionsSimCaloHit"]) == ("EB", "EE")
+    assert parameters["ECalBarrelCollectionsSimCaloHit"] == "EB"
+    assert parameters["ECalEndCapCollectionsSimCaloHit"] == "EE"
     assert "ECalOtherCollectionsSimCaloHit" not in parameters
     assert note.endswith("(the steering file does not name the MCParticleCollection, MuonSimCaloHits: the CLIC/CLD "
                          "names were taken)")
@@ -159,16 +161,19 @@ def test_a_users_processor_is_checked_and_kept():
 
 def _before_pandora(content):
     content = content.replace(b'<processor name="MyPfoAnalysis"/>', b"")
-    return content.replace(b'<processor name="MyDDCaloDigi"/>', b'<processor name="MyPfoAnalysis"/><processor name="MyDDCaloDigi"/>')
+    digi = b'<processor name="MyDDCaloDigi"/>'
+    return content.replace(digi, b'<processor name="MyPfoAnalysis"/>' + digi)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.replace(b'<processor name="MyPfoAnalysis"/>', b""),
-     'PfoAnalysis processor MyPfoAnalysis is defined but <execute> does not run it: add <processor name="MyPfoAnalysis"/>'),
+     'PfoAnalysis processor MyPfoAnalysis is defined but <execute> does not run it: add '
+     '<processor name="MyPfoAnalysis"/>'),
     (_before_pandora, "runs before MyDDMarlinPandora, so it would see no PFOs"),
     (lambda c: c.replace(b'"PfoCollection" type="string">PandoraPFOs', b'"PfoCollection" type="string">X'),
      "reads the PFO collection 'X' but MyDDMarlinPandora writes 'PandoraPFOs': set its PfoCollection to PandoraPFOs"),
-    (lambda c: c.replace(b'<group name="Output">', b'<processor name="Other" type="PfoAnalysis"/><group name="Output">'),
+    (lambda c: c.replace(b'<group name="Output">',
+                         b'<processor name="Other" type="PfoAnalysis"/><group name="Output">'),
      r"defines 2 PfoAnalysis processors \(MyPfoAnalysis, Other\): .* keep one"),
     (lambda c: c.replace(b'<processor name="MyDDMarlinPandora"/>', b""), "does not run it in <execute>"),
 ])

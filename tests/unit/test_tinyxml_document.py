@@ -59,6 +59,11 @@ def test_character_reference_in_a_single_byte_document_is_one_byte():
     assert document.root.text == "\u00e9\u00e9"
 
 
+def test_only_the_documents_first_declaration_sets_the_encoding():
+    document = parse(b'<a><?xml version="1.0" encoding="UTF-8"?>\xc3\xa9</a>')
+    assert not document.utf8 and document.root.text == "\u00c3\u00a9"    # byte by byte, as TinyXML reads it
+
+
 def test_cdata_comments_and_texts_are_children_in_order():
     document = parse(b"<a> one <!-- c -- d --> two <![CDATA[ <raw>  & ]]></a>")
     kinds = [(type(child).__name__, child.value) for child in document.root.children]

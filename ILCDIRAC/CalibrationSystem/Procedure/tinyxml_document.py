@@ -423,7 +423,7 @@ class _Parser:
             end = data.find(b">", position)
             if end < 0:
                 self.fail("XML declaration is not closed by '>'", position)
-            if not self.encoding_known:
+            if not self.encoding_known and parent is None:   # TinyXML: the document's first declaration
                 found = _ENCODING.search(data, position, end)
                 encoding = b"" if found is None else next(g for g in found.groups() if g is not None)
                 self.document.utf8 = encoding == b"" or encoding.lower().startswith((b"utf-8", b"utf8"))
