@@ -199,3 +199,11 @@ def test_edits_apply_in_order_and_overlaps_are_refused():
     assert document.apply([Edit(3, 3, b"1"), Edit(3, 4, b"X"), Edit(3, 3, b"2")]) == b"<a>12Xy</a>"
     with pytest.raises(SteeringError, match="overlap"):
         document.apply([Edit(3, 5, b"1"), Edit(4, 4, b"2")])
+
+
+def test_a_value_outside_a_single_byte_encoding_is_refused():
+    document = parse(b'<?xml version="1.0" encoding="ISO-8859-1"?><a>x</a>')
+    assert document.apply(document.replace_text(document.root, "\u00e9")) == \
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><a>\xe9</a>'
+    with pytest.raises(SteeringError, match="cannot be written in the document's single-byte encoding"):
+        document.replace_text(document.root, "\u20ac")

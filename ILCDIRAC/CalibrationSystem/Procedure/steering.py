@@ -116,9 +116,12 @@ class SteeringFile:
         processors, after_execute = {}, False
         for element in root.elements():
             after_execute = after_execute or element is self.execute_section
-            members = [(element, None)] if element.name == "processor" else \
-                [(p, element) for p in element.elements("processor")] if element.name == "group" and after_execute \
-                else []
+            if element.name == "processor":
+                members = [(element, None)]
+            elif element.name == "group" and after_execute:   # Marlin expands only the groups after <execute>
+                members = [(processor, element) for processor in element.elements("processor")]
+            else:
+                continue
             for processor, group in members:
                 name, kind = processor.get("name"), processor.get("type")
                 if not name or kind is None:

@@ -204,11 +204,7 @@ class XmlDocument:
         if bad:
             raise self.error(f"the value {value[:80]!r} cannot be written as XML data: it holds "
                              f"{'a CDATA end' if cdata else 'markup, a quote or control characters'}")
-        try:
-            return value.encode("utf-8", "surrogateescape") if self.utf8 else value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise self.error(f"the value {value[:80]!r} cannot be written in the document's "
-                             "single-byte encoding") from None
+        return self.encode_markup(value)
 
     def indentation(self, element):
         """The white space before ``element`` on its line (b'' if something else precedes it).
@@ -302,7 +298,10 @@ class XmlDocument:
         :param str markup: XML text
         :return: bytes
         """
-        return markup.encode("utf-8", "surrogateescape") if self.utf8 else markup.encode("latin-1")
+        try:
+            return markup.encode("utf-8", "surrogateescape") if self.utf8 else markup.encode("latin-1")
+        except UnicodeEncodeError:
+            raise self.error(f"{markup[:80]!r} cannot be written in the document's single-byte encoding") from None
 
     def apply(self, edits):
         """The document's bytes with ``edits`` made; an insertion at a position comes before a
