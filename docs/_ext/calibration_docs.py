@@ -197,15 +197,15 @@ class SamplesTable(_TableDirective):
 
 
 class ConstantsTable(_TableDirective):
-    """The calibration constants: processor, kind, the phase that sets them."""
+    """The calibration constants: processor, kind, Marlin type, the phase that sets them."""
 
     def table(self):
         rows = [
             (f"``{name}``", f"``{PROCESSOR_SETTING[spec.role]}``", "list of floats" if spec.kind == "floatvec" else
-             "float", f"{spec.phase} ({PHASE_TABLE[spec.phase].name})")
+             "float", f"``{spec.marlin_type}``", f"{spec.phase} ({PHASE_TABLE[spec.phase].name})")
             for name, spec in CONSTANTS.items()
         ]
-        return _list_table(("Constant", "Processor (setting naming it)", "Value", "Set by phase"), rows)
+        return _list_table(("Constant", "Processor (setting naming it)", "Value", "Marlin type", "Set by phase"), rows)
 
 
 # ---------------------------------------------------------------------------------------- commands

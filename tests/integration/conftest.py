@@ -68,6 +68,18 @@ def run_seed_snippet(stack, samples, jobs, settings=None, samples_used=("gamma",
     return demo.run_seed_snippet(stack, samples["steeringFile"], directories, jobs, settings)
 
 
+def result_when_finished(client, calibrationID, timeout=240):
+    """The result of a calibration once it has finished (it must not fail)."""
+    def finished():
+        result = client.getResult(calibrationID)
+        if result["OK"]:
+            return result
+        assert "Running" in result["Message"], result["Message"]
+        return None
+
+    return wait_for(finished, timeout, interval=2, what=f"calibration {calibrationID} to finish")["Value"]
+
+
 def wait_for(condition, timeout, interval=1.0, what="condition"):
     """Poll ``condition()`` until it returns a true value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

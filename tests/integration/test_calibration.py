@@ -5,24 +5,13 @@ import time
 
 import pytest
 
-from conftest import ECAL_ONLY, SOFTWARE_VERSION, run_seed_snippet, wait_for
+from conftest import ECAL_ONLY, SOFTWARE_VERSION, result_when_finished, run_seed_snippet, wait_for
 
 from ILCDIRAC.CalibrationSystem.LocalStack import demo
 
 pytestmark = pytest.mark.integration
 
 WORKERS = 4
-
-
-def _result_when_finished(client, calibrationID, timeout=240):
-    def finished():
-        result = client.getResult(calibrationID)
-        if result["OK"]:
-            return result
-        assert "Running" in result["Message"], result["Message"]
-        return None
-
-    return wait_for(finished, timeout, interval=2, what=f"calibration {calibrationID} to finish")["Value"]
 
 
 def _truth(samples):
@@ -34,7 +23,7 @@ def _truth(samples):
 def reference_run(stack, samples, clients):
     """An uninterrupted run of the seed's calibration: its ID and result."""
     calibrationID = run_seed_snippet(stack, samples, WORKERS, ECAL_ONLY)
-    return calibrationID, _result_when_finished(clients["alice"](), calibrationID)
+    return calibrationID, result_when_finished(clients["alice"](), calibrationID)
 
 
 def test_seed_calibration_converges_to_the_detector_truth(reference_run, samples):
@@ -75,7 +64,7 @@ def test_service_and_agent_killed_mid_calibration_lose_nothing(stack, samples, c
     time.sleep(3)
     stack.start_service()
     stack.start_agent()
-    result = _result_when_finished(clients["alice"](), calibrationID)
+    result = result_when_finished(clients["alice"](), calibrationID)
     assert result["parameters"] == reference["parameters"]
     assert [s["NumberOfResults"] for s in result["history"]] == [WORKERS, WORKERS]
 
@@ -168,7 +157,7 @@ def test_killed_worker_is_resubmitted_and_the_calibration_converges(stack, sampl
     for process in psutil.Process(pid).children(recursive=True):
         process.kill()
 
-    result = _result_when_finished(clients["alice"](), calibrationID)
+    result = result_when_finished(clients["alice"](), calibrationID)
     assert result["parameters"] == reference["parameters"]
     cursor = db.cursor()
     cursor.execute(
@@ -251,7 +240,7 @@ def test_results_are_copied_once_then_removed_after_the_retention_time(stack, sa
     created = alice.createCalibration({"gamma": samples["inputFiles"]["gamma"]}, {"gamma": 100}, settings)
     assert created["OK"], created
     calibrationID = created["Value"]
-    result = _result_when_finished(alice, calibrationID)
+    result = result_when_finished(alice, calibrationID)
     copied = tmp_path / "results" / f"calib{calibrationID}"
 
     def status():

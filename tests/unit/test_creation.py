@@ -67,7 +67,8 @@ def test_sample_keys_are_case_insensitive():
         ({"settings": {}}, "Missing input samples ['kaon', 'zuds']"),
         ({"settings": {"startStage": 2, "startPhase": 0}}, "is not a phase"),
         ({"steeringFile": b"<marlin>"}, "steering"),
-        ({"steeringFile": b"<marlin/>"}, "MyDDCaloDigi"),
+        ({"steeringFile": b"<marlin/>"}, "no <execute> section"),
+        ({"steeringFile": STEERING.replace(b'<processor name="MyDDCaloDigi"/>', b"")}, "does not run it"),
         ({"steeringFile": STEERING.replace(b"CalibrECAL", b"CalibrXXXX")}, "CalibrECAL"),
         ({"steeringFile": "<marlin/>"}, "steering file's content"),
         ({"outputPath": "relative/dir"}, "must be an absolute path"),
@@ -81,3 +82,20 @@ def test_bad_requests_are_refused_with_a_reason(changes, message):
     with pytest.raises(ProcedureError, match=".*") as error:
         plan(**changes)
     assert message in str(error.value)
+
+
+def test_a_steering_file_without_pfoanalysis_gets_one_and_the_users_bytes_are_kept():
+    clic_like = (pathlib.Path(__file__).parent / "fixtures" / "clic_like_steering.xml").read_bytes()
+    result = plan(steeringFile=clic_like)
+    assert result.input_steering_file == clic_like
+    assert b'<processor name="MyPfoAnalysis" type="PfoAnalysis">' in result.steering_file
+    assert result.notes[0].startswith("added PfoAnalysis processor 'MyPfoAnalysis' after 'MyDDMarlinPandora'")
+    assert result.parameters["CalibrECAL"] == [35.8411424188, 35.8411424188]
+
+
+def test_a_steering_file_with_pfoanalysis_is_stored_as_given():
+    result = plan()
+    assert result.steering_file == result.input_steering_file == STEERING
+    assert result.notes == ("checked PfoAnalysis processor 'MyPfoAnalysis': it runs after 'MyDDMarlinPandora' and "
+                            "reads its PFOs 'PandoraPFOs'; every step sets its CollectCalibrationDetails to 1 and its "
+                            "RootFile",)

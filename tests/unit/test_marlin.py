@@ -173,7 +173,7 @@ def test_unusable_arguments_are_refused(samples, on_path, tmp_path):
     marlin = MarlinReconstruction('v02-02', tmp_path / 'work')
     with pytest.raises(SettingsError, match='DDPandoraPFANewProcessorName'):
         marlin(_steering(samples), {})
-    no_root_file = _steering(samples).replace(b'>pfoAnalysis.root<', b'><')
+    no_root_file = _steering(samples).replace(b'pfoAnalysis.root', b'')
     with pytest.raises(SteeringError, match='PfoAnalysis processor MyPfoAnalysis sets no RootFile'):
         marlin(no_root_file, SETTINGS)
     assert not (tmp_path / 'work').exists()   # refused before anything ran

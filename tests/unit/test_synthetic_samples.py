@@ -13,7 +13,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import SteeringError
 from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
-    global_parameter, parse_steering, read_constants, render_steering)
+    global_parameter, parse_steering, processor_parameter, read_constants, render_steering)
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import parse_likelihood
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct, reconstruction_stage
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth, generate, simulate
@@ -125,11 +125,11 @@ def test_truth_file_lists_the_fixed_points_of_every_phase(samples):
 
 def test_steering_file_has_processors_and_offset_constants(samples):
     content = open(samples['steeringFile'], 'rb').read()
-    root = parse_steering(content).getroot()
-    types = {p.get('name'): p.get('type') for p in root.findall('processor')}
+    steering = parse_steering(content)
+    types = {name: processor.type for name, processor in steering.processors.items()}
     assert types == {'InitDD4hep': 'InitializeDD4hep', 'MyDDCaloDigi': 'DDCaloDigi',
                      'MyDDMarlinPandora': 'DDPandoraPFANewProcessor', 'MyPfoAnalysis': 'PfoAnalysis'}
-    assert [p.get('name') for p in root.find('execute')] == list(types)
+    assert list(steering.executed) == list(types)
     constants = read_constants(content, CONSTANTS, SETTINGS)
     assert constants['CalibrECAL'] == pytest.approx([37.52 * 1.1, 37.52 * 1.1])
     assert constants['ECALEndcapCorrectionFactor'] == pytest.approx(1.032 * 0.95)
@@ -144,19 +144,16 @@ def test_steering_file_has_processors_and_offset_constants(samples):
     assert constants['ECalToMipCalibration'] == pytest.approx(1.1 / 0.0057)
     assert constants['HCalToMipCalibration'] == pytest.approx(0.9 * muon['HCalToMipCalibration'])
     assert constants['MuonToMipCalibration'] == pytest.approx(1.1 / 5e-5)
-    pandora = root.find("processor[@name='MyPfoAnalysis']")
-    assert pandora.find("parameter[@name='RootFile']").text.strip() == 'pfoAnalysis.root'
-    assert pandora.find("parameter[@name='XUpperValueMuonCaloHitEnergyHist']").text.strip() == '0.002'
+    assert processor_parameter(steering, 'MyPfoAnalysis', 'RootFile') == 'pfoAnalysis.root'
+    assert processor_parameter(steering, 'MyPfoAnalysis', 'XUpperValueMuonCaloHitEnergyHist') == '0.002'
     assert global_parameter(content, 'LCIOInputFiles').split() == samples['inputFiles']['gamma']
     for name in ('SkipNEvents', 'MaxRecordNumber'):
         assert global_parameter(content, name) == '0'
-    digi = root.find("processor[@name='MyDDCaloDigi']")
     for name in ('ECALBarrelTimeWindowMax', 'ECALEndcapTimeWindowMax', 'HCALBarrelTimeWindowMax',
                  'HCALEndcapTimeWindowMax'):
-        assert digi.find(f"parameter[@name='{name}']") is not None
-    pandora = root.find("processor[@name='MyDDMarlinPandora']")
+        assert processor_parameter(steering, 'MyDDCaloDigi', name) is not None
     for name in ('MaxHCalHitHadronicEnergy', 'PandoraSettingsXmlFile'):
-        assert pandora.find(f"parameter[@name='{name}']") is not None
+        assert processor_parameter(steering, 'MyDDMarlinPandora', name) is not None
 
 
 def test_write_samples_refuses_overwrite_and_bad_arguments(tmp_path, samples):

@@ -58,6 +58,16 @@ def test_stage_2_uses_training_settings_and_stage_3_the_merged_likelihood(clock,
     assert root_file == os.path.join(str(tmp_path), "pfoAnalysis.root")
 
 
+def test_steps_collect_the_calibration_details_whatever_the_users_processor_says(clock, tmp_path, monkeypatch):
+    import test_worker
+
+    details = '"CollectCalibrationDetails" type="int">'
+    monkeypatch.setattr(test_worker, "TEMPLATE", test_worker.TEMPLATE.replace(details + "1<", details + "0<"))
+    reconstruction = FakeReconstruction()
+    assert _worker(FakeService([_parameterSet(0)]), clock, tmp_path, reconstruction).run()["OK"]
+    assert processor_parameter(reconstruction.steerings[0], "MyPfoAnalysis", "CollectCalibrationDetails") == "1"
+
+
 def test_stage_1_keeps_the_configured_pandora_settings(clock, tmp_path):
     reconstruction = FakeReconstruction()
     assert _worker(FakeService([_parameterSet(0)]), clock, tmp_path, reconstruction).run()["OK"]

@@ -8,7 +8,7 @@ A physicist starts a calibration with the three lines of the user guide::
 
 and later reads ``RPCClient('Calibration/Calibration').getResult(calibrationID)``.
 """
-from DIRAC import S_ERROR, S_OK, gConfig
+from DIRAC import S_ERROR, S_OK, gConfig, gLogger
 from DIRAC.Core.Base.Client import Client, createClient
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
@@ -59,7 +59,8 @@ class CalibrationClient(Client):
         :param dict settings: e.g. from createCalibrationSettings(); besides the calibration
             settings it holds numberOfJobs, steeringFile (a local path), softwareVersion and
             optionally outputPath and outputSE (where the results are copied at the end)
-        :return: S_OK(calibrationID) or S_ERROR saying what is wrong
+        :return: S_OK(calibrationID), with key 'Notes' saying what the service did to the steering
+            file (each note is also logged), or S_ERROR saying what is wrong
         """
         if not isinstance(settings, dict):
             return S_ERROR(f"settings must be a dict, not {type(settings).__name__}")
@@ -69,7 +70,10 @@ class CalibrationClient(Client):
         if not steering["OK"]:
             return steering
         job["steeringFile"] = steering["Value"]
-        return self.executeRPC(inputFiles, numberOfEventsPerFile, procedure, job, call="createCalibration")
+        result = self.executeRPC(inputFiles, numberOfEventsPerFile, procedure, job, call="createCalibration")
+        for note in result.get("Notes", []) if result["OK"] else []:
+            gLogger.notice(f"Calibration {result['Value']}:", note)
+        return result
 
 
 def _readSteeringFile(path):

@@ -95,7 +95,8 @@ class CalibrationDB(DB):
 
         :param dict owner: Owner, OwnerGroup, OwnerDN
         :param dict calibration: Settings, InputFiles, EventsPerFile (JSON-able), SteeringFile
-            (bytes), SoftwareVersion, NumberOfJobs, OutputPath, OutputSE
+            (bytes), SoftwareVersion, NumberOfJobs, OutputPath, OutputSE, and optionally Files
+            ({name: bytes} of its result from the start) and Notes (messages for its event log)
         :param list workerInputData: per worker, the JSON-able input data dict
         :param dict parameters: the constants of the first step
         :param position: (stage, phase) of the first step
@@ -145,7 +146,15 @@ class CalibrationDB(DB):
                 )
                 cursor.close()
                 self._insertStep(conn, calibrationID, 0, stage, phase, 1, parameters, now)
+                for name, content in calibration.get("Files", {}).items():
+                    self._run(
+                        conn,
+                        "INSERT INTO CalibrationFiles (CalibrationID, Name, Step, Content) VALUES (%s, %s, 0, %s)",
+                        (calibrationID, name, content),
+                    )
                 self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
+                for note in calibration.get("Notes", ()):
+                    self._logEvent(conn, calibrationID, "service", note)
         except _DBError as error:
             return S_ERROR(f"Could not store the calibration: {error}")
         return S_OK(calibrationID)

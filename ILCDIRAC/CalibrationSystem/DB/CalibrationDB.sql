@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS Steps (
   FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- Files a calibration produced: plots of its steps, the merged photon likelihood.
+-- Files of a calibration's result: plots of its steps, the merged photon likelihood, and the
+-- user's steering file when the calibration added to it (steeringFile.xml_INPUT).
 CREATE TABLE IF NOT EXISTS CalibrationFiles (
   CalibrationID INT UNSIGNED NOT NULL,
   Name VARCHAR(255) NOT NULL,

@@ -3,6 +3,11 @@
 Constants live in the DDCaloDigi ('digi') or DDMarlinPandora ('pandora') processor, whose names
 depend on the detector (settings 'DDCaloDigiName' / 'DDPandoraPFANewProcessorName'). A constant
 is one float or a FloatVec (space-separated floats, e.g. CalibrECAL = "thin thick").
+
+Its Marlin type is the one the processor registers (DDMarlinPandora's src/DDCaloDigi.cc and
+src/DDPandoraPFANewProcessor.cc): the CalibrHCAL* constants are FloatVec for Marlin although the
+calibration sets one value (an analogue HCal), which decides how Marlin combines a value given
+both on a processor and on its <group> (see steering.py).
 """
 
 import math
@@ -17,21 +22,25 @@ class ConstantSpec(NamedTuple):
     """Where a constant lives, how it is written, and which phase changes it."""
 
     role: str    # 'digi' or 'pandora'
-    kind: str    # 'float' or 'floatvec'
+    kind: str    # 'float' or 'floatvec': how many values the calibration sets
     phase: int   # id of the phase that changes it
     name: str    # the Marlin parameter name
+    marlin_type: str  # the type the processor registers: 'float' or 'FloatVec'
 
 
-def _spec(name, role, kind, phase):
-    return name, ConstantSpec(role, kind, phase, name)
+def _spec(name, role, kind, phase, marlin_type=None):
+    return name, ConstantSpec(role, kind, phase, name, marlin_type or MARLIN_TYPE[kind])
 
+
+#: Marlin type of a constant of each kind, unless the processor registers another.
+MARLIN_TYPE = {'float': 'float', 'floatvec': 'FloatVec'}
 
 CONSTANTS = dict([
     _spec('CalibrECAL', 'digi', 'floatvec', 0),
     _spec('ECALEndcapCorrectionFactor', 'digi', 'float', 0),
-    _spec('CalibrHCALBarrel', 'digi', 'float', 1),
-    _spec('CalibrHCALEndcap', 'digi', 'float', 1),
-    _spec('CalibrHCALOther', 'digi', 'float', 2),
+    _spec('CalibrHCALBarrel', 'digi', 'float', 1, 'FloatVec'),
+    _spec('CalibrHCALEndcap', 'digi', 'float', 1, 'FloatVec'),
+    _spec('CalibrHCALOther', 'digi', 'float', 2, 'FloatVec'),
     _spec('ECalToMipCalibration', 'pandora', 'float', 2),
     _spec('HCalToMipCalibration', 'pandora', 'float', 2),
     _spec('MuonToMipCalibration', 'pandora', 'float', 2),
@@ -44,9 +53,6 @@ CONSTANTS = dict([
 
 #: Settings key holding the processor name of each role.
 PROCESSOR_SETTING = {'digi': 'DDCaloDigiName', 'pandora': 'DDPandoraPFANewProcessorName'}
-
-#: Marlin parameter type written when a constant's <parameter> element has to be created.
-MARLIN_TYPE = {'float': 'float', 'floatvec': 'FloatVec'}
 
 # A decimal number as C++ stream extraction reads it (no Python-only forms such as '1_0' or 'nan').
 _NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')

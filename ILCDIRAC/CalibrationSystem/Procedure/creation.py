@@ -6,6 +6,7 @@ before anything is written, so a bad request is refused with a message and leave
 from dataclasses import dataclass
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_processor import prepare_pfoanalysis
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
     check_sequence,
     first_position,
@@ -35,7 +36,9 @@ class CalibrationPlan:
     worker_input_data: list  # per worker: {sample type: [files, skip, number of events]}
     parameters: dict  # the constants of the first step, read from the steering file
     position: tuple  # (stage, phase) of the first step
-    steering_file: bytes
+    steering_file: bytes  # the steering file the workers start from (with its PfoAnalysis processor)
+    input_steering_file: bytes  # the user's steering file, as given
+    notes: tuple  # what was done to the user's steering file, for the user and the event log
     software_version: str
     number_of_jobs: int
     output_path: str  # where the agent copies the results ('' : nowhere)
@@ -50,7 +53,9 @@ def plan_calibration(input_files, events_per_file, settings, job):
     :param dict settings: calibration settings (missing ones take their defaults)
     :param dict job: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
         and optionally 'outputPath', 'outputSE'}
-    :return: CalibrationPlan; a ProcedureError (SettingsError, SteeringError) saying what is wrong
+    :return: CalibrationPlan, whose steering file has the PfoAnalysis processor the calibration
+        needs (added or checked, see pfoanalysis_processor); a ProcedureError (SettingsError,
+        SteeringError) saying what is wrong
     """
     if not isinstance(job, dict):
         raise SettingsError(f"the job description must be a dict with {list(JOB_KEYS)}, not {type(job).__name__}")
@@ -84,10 +89,12 @@ def plan_calibration(input_files, events_per_file, settings, job):
         {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
         for worker in range(number_of_jobs)
     ]
-    parameters = read_constants(steering_file, sorted(required_constants(full_settings)), full_settings)
+    prepared = prepare_pfoanalysis(steering_file, full_settings)
+    parameters = read_constants(prepared.steering_file, sorted(required_constants(full_settings)), full_settings)
     return CalibrationPlan(
         full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings)),
-        steering_file, software_version, number_of_jobs, output_path, output_se,
+        prepared.steering_file, steering_file, (prepared.note,), software_version, number_of_jobs, output_path,
+        output_se,
     )
 
 

@@ -66,6 +66,19 @@ PRESETS = {
     },
 }
 
+#: Collections of the CLIC and CLD reconstructions (both presets use these names): what the
+#: PfoAnalysis processor a calibration adds reads where the steering file does not say it
+#: (pfoanalysis_processor). Sim hits per calorimeter in the order DDCaloDigi digitises them.
+PRESET_COLLECTIONS = {
+    'MCParticleCollection': 'MCParticle',
+    'ECalSimCaloHits': ['ECalBarrelCollection', 'ECalEndcapCollection', 'ECalPlugCollection'],
+    'HCalSimCaloHits': ['HCalBarrelCollection', 'HCalEndcapCollection', 'HCalRingCollection'],
+    'ECalCaloHits': ['ECALBarrel', 'ECALEndcap', 'ECALOther'],
+    'HCalCaloHits': ['HCALBarrel', 'HCALEndcap', 'HCALOther'],
+    'MuonSimCaloHits': ['YokeBarrelCollection', 'YokeEndcapCollection'],
+    'MuonCaloHits': ['MUON'],
+}
+
 
 def create_settings(preset='CLIC'):
     """Return a fresh, complete settings dict for a detector preset (a copy: safe to modify).

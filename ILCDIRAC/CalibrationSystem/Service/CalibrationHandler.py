@@ -29,7 +29,11 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
-from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import DEFAULT_RETENTION_MINUTES, collectResult
+from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
+    DEFAULT_RETENTION_MINUTES,
+    STEERING_FILE_INPUT,
+    collectResult,
+)
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash, loadKey, matches, workerCredential
 
 _INT = (int,)
@@ -168,7 +172,8 @@ class CalibrationHandler(RequestHandler):
         :param dict job: 'steeringFile' (the Marlin steering file's XML text, with the initial
             constants), 'softwareVersion' (the iLCSoft release), 'numberOfJobs', and optionally
             'outputPath' and 'outputSE' (where the agent copies the results)
-        :return: S_OK(calibrationID)
+        :return: S_OK(calibrationID), with key 'Notes': what was done to the steering file (e.g.
+            the PfoAnalysis processor added), also kept in the calibration's event log
         """
         caller = self._caller()
         if Properties.TRUSTED_HOST in caller["Properties"]:
@@ -186,6 +191,10 @@ class CalibrationHandler(RequestHandler):
                 "InputFiles": plan.input_files,
                 "EventsPerFile": plan.events_per_file,
                 "SteeringFile": plan.steering_file,
+                "Files": {STEERING_FILE_INPUT: plan.input_steering_file}
+                if plan.input_steering_file != plan.steering_file
+                else {},
+                "Notes": list(plan.notes),
                 "SoftwareVersion": plan.software_version,
                 "NumberOfJobs": plan.number_of_jobs,
                 "OutputPath": plan.output_path,
@@ -198,6 +207,7 @@ class CalibrationHandler(RequestHandler):
         )
         if result["OK"]:
             self.log.info("Calibration created", f"{result['Value']} by {caller['Owner']} ({plan.number_of_jobs} jobs)")
+            result["Notes"] = list(plan.notes)
         return result
 
     types_getUserCalibrationStatuses = []
@@ -265,8 +275,9 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
             'steeringFile' (the user's steering file with the final constants),
             'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
-            every step), 'files' ({name: content}: the plots of every step, convergence.png and,
-            after the photon training, newPandoraLikelihoodData.xml)}); S_ERROR while it is not
+            every step), 'events' (the event log), 'files' ({name: content}: the plots of every
+            step, convergence.png and, after the photon training, newPandoraLikelihoodData.xml)});
+            S_ERROR while it is not
             finished, or if it failed or was killed, saying why: then its key 'Result' holds the
             same dict with the constants it had reached
         """

@@ -88,7 +88,7 @@ def reconstruction_stage(steering_content, settings):
     Relative paths are taken from the working directory, as Marlin and Pandora do. ValueError for
     a PandoraSettings or likelihood file that exists but is unreadable: Pandora would fail on it.
     """
-    tree = steering_content if isinstance(steering_content, etree._ElementTree) else parse_steering(steering_content)
+    tree = parse_steering(steering_content)
     pandora_settings = processor_parameter(tree, role_processor_name('pandora', settings), 'PandoraSettingsXmlFile')
     if not pandora_settings:
         return 1

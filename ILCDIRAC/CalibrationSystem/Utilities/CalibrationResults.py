@@ -9,7 +9,7 @@ from DIRAC import S_ERROR, S_OK
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot
-from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
+from ILCDIRAC.CalibrationSystem.Procedure.steering import render_final_steering
 
 STEERING_FILE = "steeringFile.xml"
 STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
@@ -32,11 +32,14 @@ def collectResult(calibrationDB, calibration):
     steering = calibrationDB.getSteeringFile(calibrationID)
     history = calibrationDB.getSteps(calibrationID)
     files = calibrationDB.getFiles(calibrationID)
-    for answer in (steering, history, files):
+    events = calibrationDB.getEvents(calibrationID)
+    for answer in (steering, history, files, events):
         if not answer["OK"]:
             return answer
+    # the user's file, stored apart when the calibration added to it (its PfoAnalysis processor)
+    steeringInput = files["Value"].pop(STEERING_FILE_INPUT, steering["Value"])
     try:
-        finalSteering = render_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
+        finalSteering = render_final_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
         files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"])
     except (ProcedureError, ValueError) as error:
         return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
@@ -46,10 +49,14 @@ def collectResult(calibrationDB, calibration):
             "status": calibration["Status"],
             "statusMessage": calibration["StatusMessage"],
             "parameters": calibration["Parameters"],
-            "steeringFile": finalSteering.decode(),
-            "steeringFileInput": steering["Value"].decode(errors="surrogateescape"),
+            "steeringFile": finalSteering.decode(errors="surrogateescape"),
+            "steeringFileInput": steeringInput.decode(errors="surrogateescape"),
             "settings": calibration["Settings"],
             "history": history["Value"],
+            "events": [
+                {"time": time.isoformat(), "source": source, "message": message}
+                for time, source, message in events["Value"]
+            ],
             "files": files["Value"],
         }
     )
@@ -63,12 +70,15 @@ def resultFiles(result):
 
     :param dict result: the value of ``getResult``
     :return: {file name: bytes}: steeringFile.xml (final constants), steeringFile.xml_INPUT,
-        calibration.json (constants, settings, history), the plots and any other files of the result
+        calibration.json (constants, settings, history, event log), the plots and any other files
+        of the result
     """
     files = {name: _bytes(content) for name, content in result["files"].items()}
     files[STEERING_FILE] = _bytes(result["steeringFile"])
     files[STEERING_FILE_INPUT] = _bytes(result["steeringFileInput"])
-    summary = {key: result[key] for key in ("calibrationID", "status", "statusMessage", "parameters", "settings")}
+    summary = {
+        key: result[key] for key in ("calibrationID", "status", "statusMessage", "parameters", "settings", "events")
+    }
     summary["history"] = [
         {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in step.items()}
         for step in result["history"]

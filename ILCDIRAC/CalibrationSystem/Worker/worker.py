@@ -143,14 +143,15 @@ class CalibrationWorker:
         return downloaded if os.path.isfile(downloaded) else name
 
     def _stepParameters(self, stage, template, settings):
-        """Processor parameters a stage sets: the PfoAnalysis output in the work directory, and
-        the PandoraSettings of the photon training (stage 2) or of the merged likelihood (stage 3)."""
+        """Processor parameters a stage sets: the PfoAnalysis output in the work directory (with the
+        calibration details, whatever the user's processor says), and the PandoraSettings of the
+        photon training (stage 2) or of the merged likelihood (stage 3)."""
         pandora = settings["DDPandoraPFANewProcessorName"]
         configured = processor_parameter(template, pandora, "PandoraSettingsXmlFile")
+        pfoAnalysis = processor_name_of_type(template, "PfoAnalysis")
         parameters = {
-            (processor_name_of_type(template, "PfoAnalysis"), "RootFile"): os.path.join(
-                os.path.abspath(self.workDirectory), "pfoAnalysis.root"
-            )
+            (pfoAnalysis, "RootFile"): os.path.join(os.path.abspath(self.workDirectory), "pfoAnalysis.root"),
+            (pfoAnalysis, "CollectCalibrationDetails"): "1",
         }
         if stage == 2:
             parameters[(pandora, "PandoraSettingsXmlFile")] = write_training_settings(
