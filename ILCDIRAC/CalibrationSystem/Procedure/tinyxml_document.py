@@ -445,36 +445,30 @@ class _Parser:
         element = self.start_tag(position, parent)
         position = element.tag_end
         while True:
-            if element.self_closing:
-                node, element = element, (stack.pop() if stack else None)
-                if element is None:
-                    return node.end, node
-                element.children.append(node)
-                position = node.end
-                continue
-            position = self.skip_space(position)
-            if position >= len(data):
-                self.fail(f"<{element.name}> is not closed", element.start)
-            if data[position] != ord("<"):
-                position = self.text(element, position)
-                continue
-            if data.startswith(b"</", position):
+            if not element.self_closing:
+                position = self.skip_space(position)
+                if position >= len(data):
+                    self.fail(f"<{element.name}> is not closed", element.start)
+                if data[position] != ord("<"):
+                    position = self.text(element, position)
+                    continue
+                if _NAME.match(data, position + 1) is not None:
+                    stack.append(element)
+                    element = self.start_tag(position, element)
+                    position = element.tag_end
+                    continue
+                if not data.startswith(b"</", position):
+                    _, position, node = self.markup(position, element)
+                    if node is not None:
+                        element.children.append(node)
+                    continue
                 element.content_end = position
                 element.end = self.end_tag(element, position)
-                node, element = element, (stack.pop() if stack else None)
-                if element is None:
-                    return node.end, node
-                element.children.append(node)
-                position = node.end
-                continue
-            if _NAME.match(data, position + 1) is not None:
-                stack.append(element)
-                element = self.start_tag(position, element)
-                position = element.tag_end
-                continue
-            kind, position, node = self.markup(position, element)
-            if node is not None:
-                element.children.append(node)
+            node, element = element, (stack.pop() if stack else None)   # the element is complete
+            if element is None:
+                return node.end, node
+            element.children.append(node)
+            position = node.end
 
     def start_tag(self, position, parent):
         data = self.data
