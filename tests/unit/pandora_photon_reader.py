@@ -1,4 +1,4 @@
-"""What LCContent's photon reconstruction accepts as a likelihood file: an emulation of its reader.
+"""What LCContent's photon reconstruction accepts as settings and likelihood file: an emulation.
 
 Written from the C++, independently of the project's writer and parser, so that the likelihood
 files the calibration writes are tested against what Pandora requires, not against themselves:
@@ -17,6 +17,14 @@ files the calibration writes are tested against what Pandora requires, not again
 - ``Histogram(const TiXmlHandle*, name)`` reads NBinsX (int), XLow, XHigh (float), requires
   NBinsX > 0 and XHigh - XLow >= FLT_EPSILON (in float), and BinContents with NBinsX + 2 values;
 - ``GetPIDForPhotonID`` indexes the counts by energy bin, so each needs one per energy bin.
+
+And for a PandoraSettings file (``read_photon_settings``): ``Pandora::ReadSettings`` takes the
+document's first element, ``AlgorithmManager::InitializeAlgorithms`` creates an algorithm for each
+of its ``<algorithm>`` children by their ``type``, and PhotonReconstruction's
+``ReadHistogramSettings`` reads HistogramFile (a std::string: the first word; required),
+ShouldMakePdfHistograms (``1``/``true``/``0``/``false``, default false) and, when training,
+``InitialiseHistogramWriting``: NEnergyBins and the edges checked as above, and the optional
+per-variable binnings (<Var>NBins int, <Var>LowValue and <Var>HighValue float).
 """
 import re
 from dataclasses import dataclass, field
@@ -42,9 +50,11 @@ class Node:
     kind: str
     value: str
     children: list = field(default_factory=list)
+    attributes: dict = field(default_factory=dict)
 
 
 _NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.\-]*")
+_ATTRIBUTE = re.compile(r"""\s*([A-Za-z_:][A-Za-z0-9_:.\-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
 
@@ -100,6 +110,8 @@ def _parse_nodes(text, position, parent_name):
             if end < 0:
                 raise ReaderFailure(f"TinyXML: unterminated tag <{match.group()}")
             element = Node("element", match.group())
+            for attribute in _ATTRIBUTE.finditer(text, match.end(), end):
+                element.attributes[attribute.group(1)] = _decode(attribute.group(2) or attribute.group(3) or "")
             if text[end - 1] == "/":
                 position = end + 1
             else:
@@ -205,6 +217,17 @@ def read_histogram(nodes, name):
     return nbins, low, high, contents
 
 
+def read_energy_bins(nodes):
+    """NEnergyBins with its sanity check, then GetEnergyBinLowerEdges: (n, sorted edges)."""
+    n_energy_bins = read_value(nodes, "NEnergyBins", lambda piece: stream_int(piece, unsigned=True))
+    if n_energy_bins == 0 or n_energy_bins > 10000:
+        raise ReaderFailure(f"NEnergyBins {n_energy_bins} out of Pandora's sanity range")
+    edges = sorted(read_vector(nodes, "EnergyBinLowerEdges", stream_float))
+    if len(edges) != n_energy_bins or len(set(edges)) != len(edges):
+        raise ReaderFailure(f"PDF energy binning issue: {len(edges)} edges {edges} for {n_energy_bins} bins")
+    return n_energy_bins, edges
+
+
 def read_photon_likelihood(content):
     """What InitialiseHistogramReading reads from ``content``; ReaderFailure where Pandora fails.
 
@@ -212,12 +235,7 @@ def read_photon_likelihood(content):
         low, high, contents)}
     """
     nodes = load_document(content)
-    n_energy_bins = read_value(nodes, "NEnergyBins", lambda piece: stream_int(piece, unsigned=True))
-    if n_energy_bins == 0 or n_energy_bins > 10000:
-        raise ReaderFailure(f"NEnergyBins {n_energy_bins} out of Pandora's sanity range")
-    edges = sorted(read_vector(nodes, "EnergyBinLowerEdges", stream_float))
-    if len(edges) != n_energy_bins or len(set(edges)) != len(edges):
-        raise ReaderFailure(f"PDF energy binning issue: {len(edges)} edges {edges} for {n_energy_bins} bins")
+    n_energy_bins, edges = read_energy_bins(nodes)
     n_signal = read_vector(nodes, "NSignalEvents", stream_int)
     n_background = read_vector(nodes, "NBackgroundEvents", stream_int)
     histograms = {}
@@ -231,3 +249,47 @@ def read_photon_likelihood(content):
                             f"{n_energy_bins} energy bins: GetPIDForPhotonID would index past them")
     return {"n_energy_bins": n_energy_bins, "edges": edges, "n_signal": n_signal, "n_background": n_background,
             "histograms": histograms}
+
+
+def stream_word(piece):
+    """``std::istringstream(piece) >> std::string``: the first word; None where the stream fails."""
+    words = piece.split()
+    return words[0] if words else None
+
+
+def read_optional(nodes, name, convert, default):
+    """ReadValue where STATUS_CODE_NOT_FOUND is accepted: ``default`` if absent, ReaderFailure if unreadable."""
+    return default if first_child_element(nodes, name) is None else read_value(nodes, name, convert)
+
+
+def read_bool(piece):
+    """XmlHelper::ReadValue<bool>: exactly 1, true, 0 or false."""
+    return {"1": True, "true": True, "0": False, "false": False}.get(piece)
+
+
+def read_photon_settings(content):
+    """What each PhotonReconstruction algorithm of a PandoraSettings file reads in ReadHistogramSettings.
+
+    :return: list, one dict per algorithm Pandora creates with type PhotonReconstruction: histogram_file,
+        make_pdf_histograms, and when training n_energy_bins, edges and binnings {variable: (nbins, low, high)}
+    """
+    root = next((node for node in load_document(content) if node.kind == "element"), None)
+    if root is None:
+        raise ReaderFailure("no element in the settings file")
+    found = []
+    for algorithm in root.children:
+        if algorithm.kind != "element" or algorithm.value != "algorithm" or \
+                algorithm.attributes.get("type") != "PhotonReconstruction":
+            continue
+        nodes = algorithm.children
+        settings = {"histogram_file": read_value(nodes, "HistogramFile", stream_word),
+                    "make_pdf_histograms": read_optional(nodes, "ShouldMakePdfHistograms", read_bool, False)}
+        if settings["make_pdf_histograms"]:
+            n_energy_bins, edges = read_energy_bins(nodes)
+            settings.update(n_energy_bins=n_energy_bins, edges=edges, binnings={
+                variable: (read_optional(nodes, f"{variable}NBins", stream_int, None),
+                           read_optional(nodes, f"{variable}LowValue", stream_float, None),
+                           read_optional(nodes, f"{variable}HighValue", stream_float, None))
+                for variable in PANDORA_VARIABLES})
+        found.append(settings)
+    return found

@@ -95,7 +95,8 @@ class CalibrationDB(DB):
 
         :param dict owner: Owner, OwnerGroup, OwnerDN
         :param dict calibration: Settings, InputFiles, EventsPerFile (JSON-able), SteeringFile
-            (bytes), SoftwareVersion, NumberOfJobs, OutputPath, OutputSE
+            (bytes), PhotonTrainingSettings (bytes, or None without stage 2), SoftwareVersion,
+            NumberOfJobs, OutputPath, OutputSE
         :param list workerInputData: per worker, the JSON-able input data dict
         :param dict parameters: the constants of the first step
         :param position: (stage, phase) of the first step
@@ -109,9 +110,9 @@ class CalibrationDB(DB):
                 result = self._run(
                     conn,
                     "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
-                    "Settings, InputFiles, EventsPerFile, SteeringFile, Stage, Phase, Step, PhaseIteration, "
-                    "Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
+                    "Settings, InputFiles, EventsPerFile, SteeringFile, PhotonTrainingSettings, Stage, Phase, Step, "
+                    "PhaseIteration, Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
                     (
                         owner["Owner"],
                         owner["OwnerGroup"],
@@ -123,6 +124,7 @@ class CalibrationDB(DB):
                         json.dumps(calibration["InputFiles"]),
                         json.dumps(calibration["EventsPerFile"]),
                         calibration["SteeringFile"],
+                        calibration.get("PhotonTrainingSettings"),
                         stage,
                         phase,
                         json.dumps(parameters),
@@ -208,13 +210,21 @@ class CalibrationDB(DB):
 
     def getSteeringFile(self, calibrationID):
         """S_OK(bytes of the steering file the calibration was created with)."""
+        return self._createdWith(calibrationID, "SteeringFile")
+
+    def getPhotonTrainingSettings(self, calibrationID):
+        """S_OK(bytes of the photon-training PandoraSettings the calibration was created with, or None)."""
+        return self._createdWith(calibrationID, "PhotonTrainingSettings")
+
+    def _createdWith(self, calibrationID, column):
+        """S_OK(bytes, or None, of a file column of the calibration's row)."""
         try:
-            rows = self._fetch("SELECT SteeringFile FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
+            rows = self._fetch(f"SELECT {column} FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
         except _DBError as error:
             return S_ERROR(str(error))
         if not rows:
             return S_ERROR(f"Calibration {calibrationID} does not exist")
-        return S_OK(bytes(rows[0][0]))
+        return S_OK(None if rows[0][0] is None else bytes(rows[0][0]))
 
     def getWorkerInputData(self, calibrationID, workerID):
         """S_OK(input data dict of one worker) or S_ERROR if there is no such worker."""

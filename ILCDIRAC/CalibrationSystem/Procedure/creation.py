@@ -6,9 +6,11 @@ before anything is written, so a bad request is refused with a message and leave
 from dataclasses import dataclass
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import check_training_settings
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
     check_sequence,
     first_position,
+    phases_to_run,
     required_constants,
     required_samples,
 )
@@ -21,8 +23,9 @@ MAX_NUMBER_OF_JOBS = 10000
 MAX_SOFTWARE_VERSION_LENGTH = 128
 MAX_OUTPUT_PATH_LENGTH = 1024
 MAX_OUTPUT_SE_LENGTH = 128
-#: What the job description of a request holds; outputPath and outputSE may be left out.
-JOB_KEYS = ("steeringFile", "softwareVersion", "numberOfJobs", "outputPath", "outputSE")
+#: What the job description of a request holds; photonTrainingSettings (needed only when stage 2
+#: runs), outputPath and outputSE may be left out.
+JOB_KEYS = ("steeringFile", "photonTrainingSettings", "softwareVersion", "numberOfJobs", "outputPath", "outputSE")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class CalibrationPlan:
     parameters: dict  # the constants of the first step, read from the steering file
     position: tuple  # (stage, phase) of the first step
     steering_file: bytes
+    photon_training_settings: bytes  # the PandoraSettings of the photon training; None without stage 2
     software_version: str
     number_of_jobs: int
     output_path: str  # where the agent copies the results ('' : nowhere)
@@ -49,7 +53,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
     :param dict events_per_file: {sample type: events in each file of that sample}
     :param dict settings: calibration settings (missing ones take their defaults)
     :param dict job: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
-        and optionally 'outputPath', 'outputSE'}
+        and optionally 'photonTrainingSettings' (bytes), 'outputPath', 'outputSE'}
     :return: CalibrationPlan; a ProcedureError (SettingsError, SteeringError) saying what is wrong
     """
     if not isinstance(job, dict):
@@ -79,6 +83,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
         raise SettingsError(
             f"Missing input samples {sorted(missing)}: the phases to run need {sorted(required_samples(full_settings))}"
         )
+    training_settings = _photon_training_settings(job.get("photonTrainingSettings"), full_settings)
     slices = {sample: split_events(files[sample], counts[sample], number_of_jobs) for sample in sorted(files)}
     worker_input_data = [
         {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
@@ -87,8 +92,25 @@ def plan_calibration(input_files, events_per_file, settings, job):
     parameters = read_constants(steering_file, sorted(required_constants(full_settings)), full_settings)
     return CalibrationPlan(
         full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings)),
-        steering_file, software_version, number_of_jobs, output_path, output_se,
+        steering_file, training_settings, software_version, number_of_jobs, output_path, output_se,
     )
+
+
+def _photon_training_settings(content, settings):
+    """The photon-training PandoraSettings if stage 2 runs, checked as Pandora will use them; else None."""
+    if not any(position.stage == 2 for position in phases_to_run(settings)):
+        return None
+    if content is None:
+        raise SettingsError(
+            "the calibration runs the photon training (stage 2), which needs its PandoraSettings file: put"
+            " PandoraSettingsPhotonTraining.xml into CalibrationPandoraSettings/ beside the steering file (as"
+            " clicConfig and CLDConfig have it) or name it with photonTrainingSettingsFile (setConfig, the"
+            " settings dict or dirac-calibration-create --photon-training-settings)"
+        )
+    if not isinstance(content, bytes):
+        raise SettingsError("photonTrainingSettings must be the content of the photon-training PandoraSettings file")
+    check_training_settings(content)
+    return content
 
 
 def _check_number_of_jobs(number_of_jobs):
