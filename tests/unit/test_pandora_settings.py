@@ -139,6 +139,7 @@ def test_histogram_file_refusals():
 
 def test_histogram_file_is_read_as_pandora_reads_it():
     assert histogram_file(DEFAULT, "settings.xml") == DEFAULT_FILE.decode()
+    assert histogram_file(DEFAULT.replace(DEFAULT_FILE, b" like.xml  and more "), "s") == "like.xml"
     assert histogram_file(b"<pandora><algorithm type='PhotonReconstruction'/></pandora>", "s") is None
     assert histogram_file(b"<pandora><algorithm type='PfoCreation'/></pandora>", "s") is None
 

@@ -50,7 +50,8 @@ def _value(algorithm, name):
 
 
 def histogram_file(content, what):
-    """The HistogramFile of the PhotonReconstruction algorithm in a PandoraSettings file.
+    """The HistogramFile of the PhotonReconstruction algorithm in a PandoraSettings file, as Pandora
+    reads it (into a std::string: its first word).
 
     :param bytes content: the PandoraSettings file
     :param str what: how to name the file in messages
@@ -59,7 +60,8 @@ def histogram_file(content, what):
     """
     document = _document(content, what)
     algorithm = _photon_reconstruction(document, required=False)
-    return None if algorithm is None else _value(algorithm, "HistogramFile")
+    text = None if algorithm is None else _value(algorithm, "HistogramFile")
+    return text.split()[0] if text else None
 
 
 def with_histogram_file(content, path, what):
