@@ -1,6 +1,7 @@
 """The walking skeleton for real: the seed's calibration over TLS, with the real service,
 agent, MariaDB and local worker processes, on the built-in detector model."""
 import json
+import re
 import time
 
 import pytest
@@ -110,6 +111,40 @@ def test_bad_create_requests_are_refused_and_store_nothing(stack, samples, clien
     # The raw RPC: the service must defend itself whatever a client sends
     job = {"steeringFile": steering, "softwareVersion": SOFTWARE_VERSION, "numberOfJobs": jobs}
     result = clients["alice"]().executeRPC(files, counts, settings, job, call="createCalibration")
+    assert not result["OK"]
+    assert message in result["Message"]
+    assert _count_calibrations(db) == before
+
+
+def _training_with_twelve_edges(samples):
+    """The samples' photon-training settings with 12 EnergyBinLowerEdges, NEnergyBins left at 9."""
+    with open(samples["photonTrainingSettingsFile"]) as stream:
+        content = stream.read()
+    assert "<NEnergyBins>9</NEnergyBins>" in content
+    return re.sub(r"<EnergyBinLowerEdges>[^<]*<", "<EnergyBinLowerEdges>0 0.2 0.5 1 1.5 2.5 5 10 20 35 50 75<", content)
+
+
+@pytest.mark.parametrize("training, message", [
+    (None, "the calibration runs the photon training (stage 2), which needs its PandoraSettings file"),
+    (_training_with_twelve_edges, "NEnergyBins is 9 but EnergyBinLowerEdges '0 0.2 0.5 1 1.5 2.5 5 10 20 35 50 75'"
+                                  " gives 12 energy bins; Pandora refuses the mismatch: set NEnergyBins to 12"),
+])
+def test_a_calibration_with_the_photon_training_is_refused_without_usable_training_settings(
+        stack, samples, clients, db, tmp_path, training, message):
+    """Through the client, with a steering file that has no CalibrationPandoraSettings/ beside it:
+    no training settings, or a file named by photonTrainingSettingsFile that Pandora would refuse."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibrationSettings
+
+    steering = tmp_path / "steering_file.xml"
+    with open(samples["steeringFile"], "rb") as stream:
+        steering.write_bytes(stream.read())
+    settings = dict(createCalibrationSettings("CLIC"), numberOfJobs=2, steeringFile=str(steering),
+                    softwareVersion=SOFTWARE_VERSION)
+    if training is not None:
+        (tmp_path / "training.xml").write_text(training(samples))
+        settings["photonTrainingSettingsFile"] = str(tmp_path / "training.xml")
+    before = _count_calibrations(db)
+    result = clients["alice"]().createCalibration(samples["inputFiles"], samples["numberOfEventsPerFile"], settings)
     assert not result["OK"]
     assert message in result["Message"]
     assert _count_calibrations(db) == before
@@ -273,3 +308,17 @@ def test_a_preset_whose_processor_names_do_not_match_the_steering_file_is_refuse
     result = clients["alice"]().createCalibration({"gamma": samples["inputFiles"]["gamma"]}, {"gamma": 100}, settings)
     assert not result["OK"]
     assert "MyDDCaloDigi_10ns" in result["Message"]
+
+
+def test_a_database_of_an_earlier_version_gets_the_new_columns_when_the_service_starts(stack, clients, db):
+    """CalibrationDB.sql only creates missing tables: a column added later must be added to the
+    tables of an existing database, or creating a calibration fails on it."""
+    cursor = db.cursor()
+    stack.stop_service()
+    stack.stop_agent()
+    cursor.execute("ALTER TABLE Calibrations DROP COLUMN PhotonTrainingSettings")
+    stack.start_service()
+    stack.start_agent()
+    cursor.execute("SHOW COLUMNS FROM Calibrations LIKE 'PhotonTrainingSettings'")
+    assert cursor.fetchall(), "the service did not add the column the new version needs"
+    assert clients["alice"]().getUserCalibrationStatuses()["OK"]

@@ -94,7 +94,8 @@ def test_the_merged_likelihood_is_the_count_weighted_merge_of_the_workers_likeli
                    (result["calibrationID"],))
     settings = validate_settings({})
     template = open(samples["steeringFile"], "rb").read()
-    training = write_training_settings(tmp_path)
+    with open(samples["photonTrainingSettingsFile"], "rb") as stream:
+        training = write_training_settings(tmp_path, stream.read())
     likelihoods = []
     for (inputData,) in cursor.fetchall():
         files, skip, events = json.loads(inputData)["zuds"]

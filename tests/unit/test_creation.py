@@ -99,3 +99,40 @@ def test_a_steering_file_with_pfoanalysis_is_stored_as_given():
     assert result.notes == ("checked PfoAnalysis processor 'MyPfoAnalysis': it runs after 'MyDDMarlinPandora' and "
                             "reads its PFOs 'PandoraPFOs'; every step sets its CollectCalibrationDetails to 1 and its "
                             "RootFile",)
+# ---------------------------------------------------------------- photon-training PandoraSettings
+
+TRAINING = (pathlib.Path(__file__).parent / "pandora_settings_training_12ebin.xml").read_bytes()
+ALL_SAMPLES = dict(FILES, kaon=["/data/kaon0L/50/k_0.slcio"], zuds=["/data/zuds/91/z_0.slcio"])
+ALL_COUNTS = dict(COUNTS, kaon=100, zuds=100)
+
+
+def _with_training(**changes):
+    return plan(input_files=ALL_SAMPLES, events_per_file=ALL_COUNTS, **changes)
+
+
+@pytest.mark.parametrize("settings", [{}, {"startStage": 2, "startPhase": 5, "stopStage": 2, "stopPhase": 5},
+                                      {"startStage": 1, "startPhase": 4, "stopStage": 3, "stopPhase": 0}])
+def test_a_calibration_with_the_photon_training_keeps_its_settings(settings):
+    assert _with_training(settings=settings, photonTrainingSettings=TRAINING).photon_training_settings == TRAINING
+
+
+@pytest.mark.parametrize("settings", [ECAL_ONLY, {"startStage": 3, "startPhase": 0}])
+def test_a_calibration_without_the_photon_training_needs_no_training_settings(settings):
+    assert _with_training(settings=settings).photon_training_settings is None
+    assert _with_training(settings=settings, photonTrainingSettings=b"<unused").photon_training_settings is None
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({}, "the calibration runs the photon training (stage 2), which needs its PandoraSettings file: put"
+         " PandoraSettingsPhotonTraining.xml into CalibrationPandoraSettings/ beside the steering file"),
+    ({"photonTrainingSettings": TRAINING.replace(b"<NEnergyBins>12", b"<NEnergyBins>9")},
+     "NEnergyBins is 9 but EnergyBinLowerEdges '0 0.2 0.5 1 1.5 2.5 5 10 20 35 50 75' gives 12 energy bins;"
+     " Pandora refuses the mismatch: set NEnergyBins to 12"),
+    ({"photonTrainingSettings": TRAINING.replace(b"<ShouldMakePdfHistograms>true", b"<ShouldMakePdfHistograms>0")},
+     "ShouldMakePdfHistograms is 0; it must be true"),
+    ({"photonTrainingSettings": TRAINING.decode()}, "must be the content of the photon-training PandoraSettings"),
+])
+def test_a_calibration_with_the_photon_training_is_refused_without_usable_training_settings(changes, message):
+    with pytest.raises(ProcedureError) as error:
+        _with_training(settings={}, **changes)
+    assert message in str(error.value)

@@ -100,7 +100,7 @@ def test_init_script_template_sets_up_the_environment(samples, tmp_path, monkeyp
 
 def test_photon_training_returns_the_likelihood_file(samples, on_path, tmp_path):
     work = tmp_path / 'work'
-    training = write_training_settings(work)
+    training = write_training_settings(work, open(samples['photonTrainingSettingsFile'], 'rb').read())
     steering = _steering(samples, 'zuds', training)
     assert is_photon_training(steering, SETTINGS)
     output = MarlinReconstruction('v02-02', work)(steering, SETTINGS)

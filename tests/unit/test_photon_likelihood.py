@@ -1,4 +1,7 @@
-"""Photon-likelihood XML: Pandora's layout, safe parsing, exact count-weighted merge."""
+"""Photon-likelihood XML: Pandora's layout, safe parsing, exact count-weighted merge.
+
+The reader-conformance tests are in test_photon_likelihood_reader.py.
+"""
 import numpy as np
 import pytest
 
@@ -18,6 +21,7 @@ def _pandora_text(edges, n_signal, n_background, contents, nbins=2, low=0.0, hig
 
     parts = ['<?xml version="1.0" encoding="UTF-8" ?>'] if declaration else []
     parts += [
+        f"<NEnergyBins>{len(edges)}</NEnergyBins>",
         f"<EnergyBinLowerEdges>{line(edges)}</EnergyBinLowerEdges>",
         f"<NSignalEvents>{line(n_signal)}</NSignalEvents>",
         "<!-- a comment is harmless -->",
@@ -130,7 +134,8 @@ def _canonical(seed):
 def test_round_trip_is_exact():
     data = _canonical(1)
     content = pl.write_likelihood(data)
-    assert content.startswith(b"<EnergyBinLowerEdges>0.0 0.2 0.5 1.0 1.5 2.5 5.0 10.0 20.0</EnergyBinLowerEdges>\n")
+    assert content.startswith(b"<NEnergyBins>9</NEnergyBins>\n"
+                              b"<EnergyBinLowerEdges>0.0 0.2 0.5 1.0 1.5 2.5 5.0 10.0 20.0 </EnergyBinLowerEdges>\n")
     assert b"<PhotonSigPeakRms_0>\n    <NBinsX>50</NBinsX>\n    <XLow>0.0</XLow>\n    <XHigh>5.0</XHigh>\n" in content
     again = pl.parse_likelihood(content)
     np.testing.assert_array_equal(again.energy_bin_lower_edges, data.energy_bin_lower_edges)
@@ -189,7 +194,7 @@ def test_parse_refuses_entity_appended_to_a_valid_file():
     (FILE_A + b"<Extra>1</Extra>", "unexpected element <Extra>"),
     (FILE_A + b"stray text", "outside any element"),
     (FILE_A + FILE_A[FILE_A.index(b"<NBackgroundEvents>"):FILE_A.index(b"<PhotonSig")], "appears twice"),
-    (FILE_A.replace(b"<NBackgroundEvents>1 2 </NBackgroundEvents>", b""), "NBackgroundEvents> is missing"),
+    (FILE_A.replace(b"<NBackgroundEvents>1 2 </NBackgroundEvents>", b""), "lacks <NBackgroundEvents>"),
     (FILE_A.replace(b"<EnergyBinLowerEdges>0 5 ", b"<EnergyBinLowerEdges>5 0 "), "increasing"),
     (b"<NSignalEvents>1</NSignalEvents", "not a well-formed"),
     (b"<a>" + b" " * pl.MAX_LIKELIHOOD_BYTES + b"</a>", "limit"),

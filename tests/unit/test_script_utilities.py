@@ -1,6 +1,7 @@
 """The shared parts of the dirac-calibration-* scripts, without a service."""
 import datetime
 import json
+import os
 
 import pytest
 from DIRAC import S_ERROR, S_OK
@@ -108,16 +109,20 @@ def test_status_output_column():
     assert status._output(dict(copied, timeLeftBeforeOutputWillBeDeleted=5400)) == "/data/out (copied, kept 1.5 h more)"
 
 
-def test_settings_file_steering_path_is_relative_to_the_settings_file(tmp_path):
-    settings = tmp_path / "calib.json"
+def test_settings_file_paths_are_relative_to_the_settings_file(tmp_path):
+    settings, keys = tmp_path / "calib.json", ("steeringFile", "photonTrainingSettingsFile")
     settings.write_text(json.dumps({"steeringFile": "steer.xml", "numberOfJobs": 3}))
-    assert create._readSettingsFile(str(settings)) == {"steeringFile": str(tmp_path / "steer.xml"), "numberOfJobs": 3}
+    assert create._readSettingsFile(str(settings), keys) == {"steeringFile": str(tmp_path / "steer.xml"),
+                                                             "numberOfJobs": 3}
+    settings.write_text(json.dumps({"steeringFile": "/abs/steer.xml", "photonTrainingSettingsFile": "pst/t.xml"}))
+    assert create._readSettingsFile(str(settings), keys) == {"steeringFile": "/abs/steer.xml",
+                                                             "photonTrainingSettingsFile": str(tmp_path / "pst/t.xml")}
     settings.write_text(json.dumps({"numberOfJobs": 3}))
     with pytest.raises(ValueError, match="must give steeringFile"):
-        create._readSettingsFile(str(settings))
+        create._readSettingsFile(str(settings), keys)
     settings.write_text("[1, 2]")
     with pytest.raises(ValueError, match="must hold a JSON object"):
-        create._readSettingsFile(str(settings))
+        create._readSettingsFile(str(settings), keys)
 
 
 def test_file_list_skips_blank_and_comment_lines(tmp_path):
@@ -146,6 +151,9 @@ def test_options_collect_repeated_switches_and_check_them(tmp_path):
                 ("input-files", "photons=g.txt"), ("events-per-file", "muon=10")]
     complete, fileLists, eventsPerFile = create._options(switches, [])
     assert (complete["detectorModel"], complete["stopStage"], complete["softwareVersion"]) == ("FCCee_o1_v04", 1, "v1")
+    assert "photonTrainingSettingsFile" not in complete
+    named, _, _ = create._options(switches + [("photon-training-settings", "pst/training.xml")], [])
+    assert named["photonTrainingSettingsFile"] == os.path.abspath("pst/training.xml")
     assert fileLists == {"muon": "m.txt", "gamma": "g.txt"}
     assert eventsPerFile == {"muon": 10}
     with pytest.raises(ValueError, match="Unknown sample type 'pion'"):

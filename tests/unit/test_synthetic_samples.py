@@ -8,12 +8,15 @@ import sys
 import numpy as np
 import pytest
 
+from pandora_photon_reader import read_photon_settings
+
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SteeringError
 from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
     global_parameter, parse_steering, processor_parameter, read_constants, render_steering)
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import check_training_settings
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import parse_likelihood
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct, reconstruction_stage
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth, generate, simulate
@@ -106,6 +109,25 @@ def test_write_samples_layout(samples):
     truth = json.loads(open(samples['truthFile']).read())
     assert DetectorTruth.from_dict(truth['truth']) == TRUTH
     assert truth['fixedPoints'] == {sample: analytic_fixed_point(TRUTH, sample) for sample in ('gamma', 'muon', 'kaon')}
+
+
+def test_samples_hold_the_pandora_settings_of_the_steering_file_and_of_the_training(samples):
+    """The steering file names the default settings by their absolute path (a worker runs elsewhere);
+    the training settings lie where createCalibration looks for them; Pandora reads both."""
+    directory = os.path.dirname(samples['steeringFile'])
+    default, training = samples['pandoraSettingsFile'], samples['photonTrainingSettingsFile']
+    assert default == os.path.join(directory, 'PandoraSettings', 'PandoraSettingsDefault.xml')
+    assert training == os.path.join(directory, 'CalibrationPandoraSettings', 'PandoraSettingsPhotonTraining.xml')
+    steering = open(samples['steeringFile'], 'rb').read()
+    assert processor_parameter(steering, 'MyDDMarlinPandora', 'PandoraSettingsXmlFile') == default
+    for path in (default, training):
+        assert open(path, 'rb').read().startswith(b'<!-- ')
+    assert read_photon_settings(open(default, 'rb').read()) == [
+        {'histogram_file': 'PandoraSettings/PandoraLikelihoodData9EBin.xml', 'make_pdf_histograms': False}]
+    algorithm, = read_photon_settings(open(training, 'rb').read())
+    assert (algorithm['make_pdf_histograms'], algorithm['n_energy_bins']) == (True, 9)
+    check_training_settings(open(training, 'rb').read())
+    assert reconstruction_stage(steering, SETTINGS) == 1
 
 
 def test_truth_file_lists_the_fixed_points_of_every_phase(samples):
@@ -216,16 +238,24 @@ def _likelihood(tmp_path, events=50):
     return path
 
 
+def _stage3_settings(samples, directory, likelihood):
+    return write_calibration_settings(directory, likelihood, samples['pandoraSettingsFile'])
+
+
+def _training_settings(samples, directory):
+    return write_training_settings(directory, open(samples['photonTrainingSettingsFile'], 'rb').read())
+
+
 def test_stage_follows_the_pandora_settings(samples, tmp_path, monkeypatch):
     gamma = samples['inputFiles']['gamma']
     likelihood = _likelihood(tmp_path)
-    stage3_settings = write_calibration_settings(str(tmp_path / 'stage3'), str(likelihood))
-    training_settings = write_training_settings(str(tmp_path / 'stage2'))
+    stage3_settings = _stage3_settings(samples, str(tmp_path / 'stage3'), str(likelihood))
+    training_settings = _training_settings(samples, str(tmp_path / 'stage2'))
     no_algorithm = tmp_path / 'plain.xml'
     no_algorithm.write_text('<pandora><algorithm type="ClusteringParent"/></pandora>')
-    missing_likelihood = write_calibration_settings(str(tmp_path / 'missing'), str(tmp_path / 'absent.xml'))
+    missing_likelihood = _stage3_settings(samples, str(tmp_path / 'missing'), str(tmp_path / 'absent.xml'))
     cases = [
-        (None, 1),  # the template's PandoraSettings/PandoraSettingsDefault.xml does not exist here
+        (None, 1),  # the samples' default settings name a likelihood file that does not exist here
         (stage3_settings, 3),
         (training_settings, 2),
         ('/nowhere/CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml', 2),  # the name decides
@@ -250,7 +280,7 @@ def test_stage_follows_the_pandora_settings(samples, tmp_path, monkeypatch):
 
 def test_stage_3_response_and_invalid_pandora_inputs(samples, tmp_path):
     gamma, kaon = samples['inputFiles']['gamma'], samples['inputFiles']['kaon']
-    stage3_settings = write_calibration_settings(str(tmp_path / 'stage3'), str(_likelihood(tmp_path)))
+    stage3_settings = _stage3_settings(samples, str(tmp_path / 'stage3'), str(_likelihood(tmp_path)))
     for files, column, ratio in ((gamma, 'pfoECalToEmEnergy', 0.99 / 0.95), (kaon, 'pfoEnergyTotal', 0.99 / 0.96)):
         stage1 = reconstruct(_slice_steering(samples, files, 0, 0), SETTINGS).columns
         stage3 = reconstruct(_slice_steering(samples, files, 0, 0, pandora_settings=stage3_settings), SETTINGS).columns
@@ -261,15 +291,15 @@ def test_stage_3_response_and_invalid_pandora_inputs(samples, tmp_path):
     corrupt.write_bytes(b'<NSignalEvents>1 2</NSignalEvents>')
     broken_settings = tmp_path / 'broken.xml'
     broken_settings.write_text('<pandora><algorithm')
-    for pandora_settings, message in ((write_calibration_settings(str(tmp_path / 'c'), str(corrupt)), 'invalid'),
-                                      (str(broken_settings), 'not valid XML')):
+    for pandora_settings, message in ((_stage3_settings(samples, str(tmp_path / 'c'), str(corrupt)), 'invalid'),
+                                      (str(broken_settings), 'is not closed')):
         with pytest.raises(ValueError, match=message):
             reconstruct(_slice_steering(samples, gamma[:1], 0, 0, pandora_settings=pandora_settings), SETTINGS)
 
 
 def test_reconstruct_photon_training_and_muons(samples, tmp_path):
     zuds, muon = samples['inputFiles']['zuds'], samples['inputFiles']['muon']
-    training = write_training_settings(str(tmp_path))
+    training = _training_settings(samples, str(tmp_path))
     output = reconstruct(_slice_steering(samples, zuds[1:3], 2, 9, pandora_settings=training), SETTINGS)
     assert output.likelihood == generate('zuds', np.arange(9, 18), {}, TRUTH, stage=2).likelihood
     assert parse_likelihood(output.likelihood).n_signal.sum() > 0

@@ -8,22 +8,29 @@ A physicist starts a calibration with the three lines of the user guide::
 
 and later reads ``RPCClient('Calibration/Calibration').getResult(calibrationID)``.
 """
+import os
+
 from DIRAC import S_ERROR, S_OK, gConfig, gLogger
 from DIRAC.Core.Base.Client import Client, createClient
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import MAX_SETTINGS_BYTES, PACKAGE_TRAINING_SETTINGS
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings, validate_settings
 
 SERVICE = "Calibration/Calibration"
 MAX_STEERING_FILE_SIZE = 5 * 1024 * 1024
 
-#: What setConfig has been given: calibration settings, and events per file of LCIO samples.
-_config = {"settings": {}, "numberOfEventsPerFile": {}}
+#: What setConfig has been given: calibration settings, events per file of LCIO samples, and the
+#: photon-training PandoraSettings file (None: the one beside the steering file).
+_config = {"settings": {}, "numberOfEventsPerFile": {}, "photonTrainingSettingsFile": None}
 
 
 #: Keys of a settings dict that describe the jobs rather than the procedure.
 JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion", "outputPath", "outputSE")
+#: Key of a settings dict (and setConfig keyword) naming the local photon-training PandoraSettings
+#: file; its content is sent with the job, so it is no calibration setting.
+TRAINING_SETTINGS_KEY = "photonTrainingSettingsFile"
 
 
 def createCalibrationSettings(preset="CLIC"):
@@ -58,43 +65,63 @@ class CalibrationClient(Client):
         :param dict numberOfEventsPerFile: {sample type: events in each file}
         :param dict settings: e.g. from createCalibrationSettings(); besides the calibration
             settings it holds numberOfJobs, steeringFile (a local path), softwareVersion and
-            optionally outputPath and outputSE (where the results are copied at the end)
+            optionally outputPath and outputSE (where the results are copied at the end) and
+            photonTrainingSettingsFile (a local path; default: CalibrationPandoraSettings/
+            PandoraSettingsPhotonTraining.xml beside the steering file, sent when it exists)
         :return: S_OK(calibrationID), with key 'Notes' saying what the service did to the steering
             file (each note is also logged), or S_ERROR saying what is wrong
         """
         if not isinstance(settings, dict):
             return S_ERROR(f"settings must be a dict, not {type(settings).__name__}")
-        procedure = {key: value for key, value in settings.items() if key not in JOB_KEYS}
+        procedure = {key: value for key, value in settings.items() if key not in (*JOB_KEYS, TRAINING_SETTINGS_KEY)}
         job = {key: settings[key] for key in JOB_KEYS if settings.get(key) is not None}
-        steering = _readSteeringFile(settings.get("steeringFile"))
+        steering = _readLocalFile(settings.get("steeringFile"), "steeringFile", "the steering file",
+                                  MAX_STEERING_FILE_SIZE)
         if not steering["OK"]:
             return steering
         job["steeringFile"] = steering["Value"]
+        training = _readTrainingSettings(settings.get(TRAINING_SETTINGS_KEY), settings["steeringFile"])
+        if not training["OK"]:
+            return training
+        if training["Value"] is not None:
+            job["photonTrainingSettings"] = training["Value"]
         result = self.executeRPC(inputFiles, numberOfEventsPerFile, procedure, job, call="createCalibration")
         for note in result.get("Notes", []) if result["OK"] else []:
             gLogger.notice(f"Calibration {result['Value']}:", note)
         return result
 
 
-def _readSteeringFile(path):
-    """S_OK(text of a local steering file) or S_ERROR saying why it cannot be used."""
+def _readLocalFile(path, key, what, limit):
+    """S_OK(text of a local file) or S_ERROR saying why it cannot be used."""
     if not isinstance(path, str):
-        return S_ERROR(f"steeringFile must be the path of a steering file, not {type(path).__name__}")
+        return S_ERROR(f"{key} must be the path of {what}, not {type(path).__name__}")
     try:
         with open(path, "rb") as stream:
-            steering = stream.read(MAX_STEERING_FILE_SIZE + 1)
+            content = stream.read(limit + 1)
     except OSError as error:
-        return S_ERROR(f"Cannot read the steering file {path!r}: {error.strerror}")
-    if len(steering) > MAX_STEERING_FILE_SIZE:
-        return S_ERROR(f"The steering file {path!r} is larger than {MAX_STEERING_FILE_SIZE} bytes")
-    return S_OK(steering.decode(errors="surrogateescape"))
+        return S_ERROR(f"Cannot read {what} {path!r}: {error.strerror}")
+    if len(content) > limit:
+        return S_ERROR(f"{what[0].upper()}{what[1:]} {path!r} is larger than {limit} bytes")
+    return S_OK(content.decode(errors="surrogateescape"))
 
 
-def setConfig(numberOfEventsPerFile=None, **settings):
+def _readTrainingSettings(path, steeringFile):
+    """S_OK(text of the photon-training PandoraSettings) from ``path``, or else from beside the
+    steering file if it is there (S_OK(None) if not: the service says whether the calibration needs it)."""
+    if path is None:
+        path = os.path.join(os.path.dirname(steeringFile), PACKAGE_TRAINING_SETTINGS)
+        if not os.path.isfile(path):
+            return S_OK(None)
+    return _readLocalFile(path, TRAINING_SETTINGS_KEY, "the photon-training PandoraSettings file", MAX_SETTINGS_BYTES)
+
+
+def setConfig(numberOfEventsPerFile=None, photonTrainingSettingsFile=None, **settings):
     """Set what ``createCalibration`` has no argument for; each call adds to the previous ones.
 
     :param dict numberOfEventsPerFile: {sample type: events per file} for LCIO samples
         (synthetic samples of the built-in detector model say it themselves)
+    :param str photonTrainingSettingsFile: the PandoraSettings of the photon training (stage 2),
+        if not CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml beside the steering file
     :param settings: calibration settings, e.g. ``digitisationAccuracy=0.02``
     :return: S_OK(the complete settings that a calibration created now would use) or S_ERROR
     """
@@ -103,10 +130,16 @@ def setConfig(numberOfEventsPerFile=None, **settings):
         complete = validate_settings(merged)
     except SettingsError as error:
         return S_ERROR(str(error))
+    if numberOfEventsPerFile is not None and not isinstance(numberOfEventsPerFile, dict):
+        return S_ERROR("numberOfEventsPerFile must be a dict {sample type: events per file}")
+    if photonTrainingSettingsFile is not None and (
+        not isinstance(photonTrainingSettingsFile, str) or not photonTrainingSettingsFile.strip()
+    ):
+        return S_ERROR("photonTrainingSettingsFile must be the path of a PandoraSettingsPhotonTraining.xml")
     if numberOfEventsPerFile is not None:
-        if not isinstance(numberOfEventsPerFile, dict):
-            return S_ERROR("numberOfEventsPerFile must be a dict {sample type: events per file}")
         _config["numberOfEventsPerFile"].update(numberOfEventsPerFile)
+    if photonTrainingSettingsFile is not None:
+        _config["photonTrainingSettingsFile"] = os.path.abspath(os.path.expanduser(photonTrainingSettingsFile))
     _config["settings"] = merged
     return S_OK(complete)
 
@@ -126,7 +159,7 @@ def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
     except ProcedureError as error:
         return S_ERROR(f"Calibration not created: {error}")
     settings = dict(_config["settings"], steeringFile=steeringFile, softwareVersion=softwareVersion,
-                    numberOfJobs=numberOfJobs)
+                    numberOfJobs=numberOfJobs, photonTrainingSettingsFile=_config["photonTrainingSettingsFile"])
     return CalibrationClient().createCalibration(files, counts, settings)
 
 

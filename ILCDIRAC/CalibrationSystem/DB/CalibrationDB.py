@@ -48,8 +48,16 @@ def _schema_statements():
     return [s for s in statements if s and not s.upper().startswith("USE ")]
 
 
+#: Columns added to tables after their first release: (table, column, definition as in CalibrationDB.sql).
+#: A database created by an earlier version gets them at start-up.
+_ADDED_COLUMNS = (
+    ("Calibrations", "PhotonTrainingSettings", "MEDIUMBLOB NULL AFTER SteeringFile"),
+)
+
+
 class CalibrationDB(DB):
-    """Access to the calibration tables; creates the missing ones at start-up."""
+    """Access to the calibration tables; creates the missing ones, and adds columns missing
+    from those of an earlier version, at start-up."""
 
     def __init__(self, parentLogger=None):
         super().__init__("CalibrationDB", "Calibration/CalibrationDB", parentLogger=parentLogger)
@@ -57,6 +65,18 @@ class CalibrationDB(DB):
             result = self._update(statement)
             if not result["OK"]:
                 raise RuntimeError(f"Cannot create the CalibrationDB tables: {result['Message']}")
+        for table, column, definition in _ADDED_COLUMNS:
+            if not self._hasColumn(table, column):
+                added = self._update(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                # The service and the agent start together: the other one may have added it meanwhile.
+                if not added["OK"] and not self._hasColumn(table, column):
+                    raise RuntimeError(f"Cannot add column {table}.{column} to CalibrationDB: {added['Message']}")
+
+    def _hasColumn(self, table, column):
+        found = self._query(f"SHOW COLUMNS FROM {table} LIKE %s", args=(column,))
+        if not found["OK"]:
+            raise RuntimeError(f"Cannot read the columns of CalibrationDB.{table}: {found['Message']}")
+        return bool(found["Value"])
 
     # ------------------------------------------------------------------ transactions
 
@@ -95,8 +115,9 @@ class CalibrationDB(DB):
 
         :param dict owner: Owner, OwnerGroup, OwnerDN
         :param dict calibration: Settings, InputFiles, EventsPerFile (JSON-able), SteeringFile
-            (bytes), SoftwareVersion, NumberOfJobs, OutputPath, OutputSE, and optionally Files
-            ({name: bytes} of its result from the start) and Notes (messages for its event log)
+            (bytes), PhotonTrainingSettings (bytes, or None without stage 2), SoftwareVersion,
+            NumberOfJobs, OutputPath, OutputSE, and optionally Files ({name: bytes} of its result
+            from the start) and Notes (messages for its event log)
         :param list workerInputData: per worker, the JSON-able input data dict
         :param dict parameters: the constants of the first step
         :param position: (stage, phase) of the first step
@@ -110,9 +131,9 @@ class CalibrationDB(DB):
                 result = self._run(
                     conn,
                     "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
-                    "Settings, InputFiles, EventsPerFile, SteeringFile, Stage, Phase, Step, PhaseIteration, "
-                    "Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
+                    "Settings, InputFiles, EventsPerFile, SteeringFile, PhotonTrainingSettings, Stage, Phase, Step, "
+                    "PhaseIteration, Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
                     (
                         owner["Owner"],
                         owner["OwnerGroup"],
@@ -124,6 +145,7 @@ class CalibrationDB(DB):
                         json.dumps(calibration["InputFiles"]),
                         json.dumps(calibration["EventsPerFile"]),
                         calibration["SteeringFile"],
+                        calibration.get("PhotonTrainingSettings"),
                         stage,
                         phase,
                         json.dumps(parameters),
@@ -217,13 +239,21 @@ class CalibrationDB(DB):
 
     def getSteeringFile(self, calibrationID):
         """S_OK(bytes of the steering file the calibration was created with)."""
+        return self._createdWith(calibrationID, "SteeringFile")
+
+    def getPhotonTrainingSettings(self, calibrationID):
+        """S_OK(bytes of the photon-training PandoraSettings the calibration was created with, or None)."""
+        return self._createdWith(calibrationID, "PhotonTrainingSettings")
+
+    def _createdWith(self, calibrationID, column):
+        """S_OK(bytes, or None, of a file column of the calibration's row)."""
         try:
-            rows = self._fetch("SELECT SteeringFile FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
+            rows = self._fetch(f"SELECT {column} FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
         except _DBError as error:
             return S_ERROR(str(error))
         if not rows:
             return S_ERROR(f"Calibration {calibrationID} does not exist")
-        return S_OK(bytes(rows[0][0]))
+        return S_OK(None if rows[0][0] is None else bytes(rows[0][0]))
 
     def getWorkerInputData(self, calibrationID, workerID):
         """S_OK(input data dict of one worker) or S_ERROR if there is no such worker."""

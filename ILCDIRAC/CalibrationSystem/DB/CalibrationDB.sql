@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS Calibrations (
   InputFiles MEDIUMTEXT NOT NULL,
   EventsPerFile TEXT NOT NULL,
   SteeringFile MEDIUMBLOB NOT NULL,
+  PhotonTrainingSettings MEDIUMBLOB NULL,  -- the PandoraSettings of the photon training, if stage 2 runs
   Stage TINYINT UNSIGNED NOT NULL,
   Phase TINYINT UNSIGNED NOT NULL,
   Step INT UNSIGNED NOT NULL DEFAULT 0,

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_processor import prepare_pfoanalysis
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import check_training_settings
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
     check_sequence,
     first_position,
+    phases_to_run,
     required_constants,
     required_samples,
 )
@@ -22,8 +24,9 @@ MAX_NUMBER_OF_JOBS = 10000
 MAX_SOFTWARE_VERSION_LENGTH = 128
 MAX_OUTPUT_PATH_LENGTH = 1024
 MAX_OUTPUT_SE_LENGTH = 128
-#: What the job description of a request holds; outputPath and outputSE may be left out.
-JOB_KEYS = ("steeringFile", "softwareVersion", "numberOfJobs", "outputPath", "outputSE")
+#: What the job description of a request holds; photonTrainingSettings (needed only when stage 2
+#: runs), outputPath and outputSE may be left out.
+JOB_KEYS = ("steeringFile", "photonTrainingSettings", "softwareVersion", "numberOfJobs", "outputPath", "outputSE")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class CalibrationPlan:
     steering_file: bytes  # the steering file the workers start from (with its PfoAnalysis processor)
     input_steering_file: bytes  # the user's steering file, as given
     notes: tuple  # what was done to the user's steering file, for the user and the event log
+    photon_training_settings: bytes  # the PandoraSettings of the photon training; None without stage 2
     software_version: str
     number_of_jobs: int
     output_path: str  # where the agent copies the results ('' : nowhere)
@@ -52,7 +56,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
     :param dict events_per_file: {sample type: events in each file of that sample}
     :param dict settings: calibration settings (missing ones take their defaults)
     :param dict job: {'steeringFile': the steering file's bytes, 'softwareVersion', 'numberOfJobs',
-        and optionally 'outputPath', 'outputSE'}
+        and optionally 'photonTrainingSettings' (bytes), 'outputPath', 'outputSE'}
     :return: CalibrationPlan, whose steering file has the PfoAnalysis processor the calibration
         needs (added or checked, see pfoanalysis_processor); a ProcedureError (SettingsError,
         SteeringError) saying what is wrong
@@ -84,6 +88,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
         raise SettingsError(
             f"Missing input samples {sorted(missing)}: the phases to run need {sorted(required_samples(full_settings))}"
         )
+    training_settings = _photon_training_settings(job.get("photonTrainingSettings"), full_settings)
     slices = {sample: split_events(files[sample], counts[sample], number_of_jobs) for sample in sorted(files)}
     worker_input_data = [
         {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
@@ -93,9 +98,26 @@ def plan_calibration(input_files, events_per_file, settings, job):
     parameters = read_constants(prepared.steering_file, sorted(required_constants(full_settings)), full_settings)
     return CalibrationPlan(
         full_settings, files, counts, worker_input_data, parameters, tuple(first_position(full_settings)),
-        prepared.steering_file, steering_file, (prepared.note,), software_version, number_of_jobs, output_path,
-        output_se,
+        prepared.steering_file, steering_file, (prepared.note,), training_settings, software_version,
+        number_of_jobs, output_path, output_se,
     )
+
+
+def _photon_training_settings(content, settings):
+    """The photon-training PandoraSettings if stage 2 runs, checked as Pandora will use them; else None."""
+    if not any(position.stage == 2 for position in phases_to_run(settings)):
+        return None
+    if content is None:
+        raise SettingsError(
+            "the calibration runs the photon training (stage 2), which needs its PandoraSettings file: put"
+            " PandoraSettingsPhotonTraining.xml into CalibrationPandoraSettings/ beside the steering file (as"
+            " clicConfig and CLDConfig have it) or name it with photonTrainingSettingsFile (setConfig, the"
+            " settings dict or dirac-calibration-create --photon-training-settings)"
+        )
+    if not isinstance(content, bytes):
+        raise SettingsError("photonTrainingSettings must be the content of the photon-training PandoraSettings file")
+    check_training_settings(content)
+    return content
 
 
 def _check_number_of_jobs(number_of_jobs):

@@ -1,11 +1,17 @@
 """Pandora's photon-likelihood XML: read, write and merge (physics.md §3).
 
 A training run (stage 2) makes every worker write one file; the service merges them into the
-likelihood stage 3 reconstructs with. The file is Pandora's: a *rootless* sequence of elements
-(EnergyBinLowerEdges, optionally NEnergyBins, NSignalEvents, NBackgroundEvents, then one
-PhotonSig/PhotonBkg<Variable>_<k> histogram per variable and energy bin k) as LCContent's
-PhotonReconstructionAlgorithm writes and reads it. A histogram holds NBinsX, XLow, XHigh and
+likelihood stage 3 reconstructs with. The file is Pandora's: a *rootless* sequence of elements,
+NEnergyBins, EnergyBinLowerEdges, NSignalEvents, NBackgroundEvents, then for each variable (in
+the order of LCContent's PhotonReconstructionAlgorithm) and each energy bin k the histograms
+PhotonSig<Variable>_<k> and PhotonBkg<Variable>_<k>. A histogram holds NBinsX, XLow, XHigh and
 BinContents: NBinsX + 2 numbers (underflow, the bins, overflow), normalised to unit sum.
+
+What LCContent's reader (PhotonReconstructionAlgorithm::InitialiseHistogramReading, PandoraSDK's
+Histogram) needs is what :func:`parse_likelihood` requires and :func:`write_likelihood` writes:
+NEnergyBins between 1 and 10000 and equal to the number of distinct EnergyBinLowerEdges, one int
+count per energy bin, for every histogram NBinsX > 0, XHigh - XLow of at least the float epsilon
+and NBinsX + 2 contents, every number readable as the C++ int or float it is read into.
 
 The merge is a count-weighted average: merged p = Σ p_i·N_i / Σ N_i with N the worker's signal or
 background count of that energy bin, in floating point (no rounding to integers), so the priors
@@ -59,7 +65,15 @@ HISTOGRAMS = {
 _HISTOGRAM_NAME = re.compile(r"Photon(Sig|Bkg)([A-Za-z]+)_([0-9]+)")
 _XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?\?>")
 _DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
-_SCALAR_ELEMENTS = ("EnergyBinLowerEdges", "NEnergyBins", "NSignalEvents", "NBackgroundEvents")
+#: The elements before the histograms, in the order Pandora writes them; its reader needs them all.
+_SCALAR_ELEMENTS = ("NEnergyBins", "EnergyBinLowerEdges", "NSignalEvents", "NBackgroundEvents")
+_HISTOGRAM_ELEMENTS = ("NBinsX", "XLow", "XHigh", "BinContents")
+#: Pandora's sanity limit on NEnergyBins.
+MAX_ENERGY_BINS = 10000
+# Pandora reads NBinsX and the counts into a C++ int, edges, bin edges and contents into a float.
+_INT_MAX = 2**31 - 1
+_FLOAT_MAX = float(np.finfo(np.float32).max)
+_FLOAT_EPSILON = np.finfo(np.float32).eps
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,9 @@ class LikelihoodData:
     """One photon-likelihood file.
 
     ``energy_bin_lower_edges``, ``n_signal``, ``n_background``: float64 arrays of one value per
-    energy bin (the counts are whole numbers). ``histograms``: name -> (nbins, xlow, xhigh,
-    contents) with contents a float64 array of nbins + 2 values (underflow, bins, overflow).
+    energy bin (the counts are whole numbers; the number of energy bins is that of the edges).
+    ``histograms``: name -> (nbins, xlow, xhigh, contents) with contents a float64 array of
+    nbins + 2 values (underflow, bins, overflow).
     """
 
     energy_bin_lower_edges: np.ndarray
@@ -87,24 +102,76 @@ def _error(message):
     return ProcedureError(f"Photon likelihood file: {message}")
 
 
+def _check_values(values, name):
+    """Finite numbers a C++ float can hold (Pandora's reader fails on anything else)."""
+    if not np.all(np.isfinite(values)):
+        raise _error(f"<{name}> holds non-finite values")
+    if np.any(np.abs(values) > _FLOAT_MAX):
+        raise _error(f"<{name}> holds values beyond {_FLOAT_MAX:g}, which Pandora cannot read into a float")
+
+
 def _numbers(element, name):
     text = (element.text or "").split()
     try:
         values = np.array([float(v) for v in text], dtype=np.float64)
     except ValueError:
         raise _error(f"<{name}> must hold numbers separated by spaces, got {element.text!r}") from None
-    if not np.all(np.isfinite(values)):
-        raise _error(f"<{name}> holds non-finite values")
+    _check_values(values, name)
     return values
 
 
-def _event_counts(element, name, n_energy_bins):
-    values = _numbers(element, name)
+def _scalar(element, name):
+    value = _numbers(element, name)
+    if value.size != 1:
+        raise _error(f"<{name}> must hold one number, got {element.text!r}")
+    return float(value[0])
+
+
+def _is_whole(values, low, high):
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.floor(values))
+                and np.all(values >= low) and np.all(values <= high))
+
+
+def _check_energy_bins(n_energy_bins, edges):
+    """NEnergyBins and the edges as PhotonReconstructionAlgorithm checks them (after reading them as floats)."""
+    if not _is_whole(n_energy_bins, 1, MAX_ENERGY_BINS):
+        raise _error(f"<NEnergyBins> is {n_energy_bins!r}; Pandora needs a whole number from 1 to {MAX_ENERGY_BINS}")
+    if edges.size != n_energy_bins:
+        raise _error(
+            f"<NEnergyBins> is {int(n_energy_bins)} but <EnergyBinLowerEdges> holds {edges.size} values;"
+            " Pandora needs one lower edge per energy bin"
+        )
+    _check_values(edges, "EnergyBinLowerEdges")
+    if np.any(np.diff(edges.astype(np.float32)) <= 0):
+        raise _error(f"<EnergyBinLowerEdges> must be distinct increasing numbers, got {edges.tolist()}")
+
+
+def _check_counts(values, name, n_energy_bins):
     if values.size != n_energy_bins:
         raise _error(f"<{name}> has {values.size} values, one per energy bin ({n_energy_bins}) is needed")
-    if np.any(values < 0) or np.any(values != np.floor(values)):
-        raise _error(f"<{name}> must hold non-negative whole numbers (event counts), got {values.tolist()}")
-    return values
+    if not _is_whole(values, 0, _INT_MAX):
+        raise _error(
+            f"<{name}> must hold non-negative whole numbers (event counts) up to {_INT_MAX}, Pandora reads them"
+            f" as int; got {values.tolist()}"
+        )
+
+
+def _check_histogram(name, nbins, low, high, contents):
+    """A histogram PandoraSDK's Histogram(TiXmlHandle) constructor accepts, holding a PDF."""
+    if not _is_whole(nbins, 1, _INT_MAX):
+        raise _error(f"histogram <{name}> has NBinsX {nbins!r}, a positive whole number is needed")
+    _check_values(np.array([low, high]), f"{name}/XLow, XHigh")
+    if np.float32(high) - np.float32(low) < _FLOAT_EPSILON:
+        raise _error(f"histogram <{name}> has XHigh {high} not above XLow {low}, as Pandora needs")
+    if len(contents) != int(nbins) + 2:
+        raise _error(
+            f"histogram <{name}> has {len(contents)} bin contents; NBinsX={int(nbins)} needs {int(nbins) + 2}"
+            " (underflow, bins, overflow)"
+        )
+    _check_values(contents, f"{name}/BinContents")
+    if np.any(np.asarray(contents) < 0):
+        raise _error(f"histogram <{name}> has negative bin contents; a PDF cannot")
 
 
 def _histogram(element):
@@ -113,35 +180,16 @@ def _histogram(element):
     for child in element:
         if not isinstance(child.tag, str):
             continue  # comments
-        if child.tag in children or child.tag not in ("NBinsX", "XLow", "XHigh", "BinContents"):
+        if child.tag in children or child.tag not in _HISTOGRAM_ELEMENTS:
             raise _error(f"histogram <{name}> has an unexpected or repeated element <{child.tag}>")
         children[child.tag] = child
-    missing = [tag for tag in ("NBinsX", "XLow", "XHigh", "BinContents") if tag not in children]
+    missing = [tag for tag in _HISTOGRAM_ELEMENTS if tag not in children]
     if missing:
         raise _error(f"histogram <{name}> lacks {missing}")
-    nbins_text = (children["NBinsX"].text or "").strip()
-    if not nbins_text.isdigit() or int(nbins_text) < 1:
-        raise _error(f"histogram <{name}> has NBinsX {nbins_text!r}, a positive whole number is needed")
-    nbins = int(nbins_text)
-    low, high = (_scalar(children[tag], f"{name}/{tag}") for tag in ("XLow", "XHigh"))
-    if not high > low:
-        raise _error(f"histogram <{name}> has XHigh {high} not above XLow {low}")
+    nbins, low, high = (_scalar(children[tag], f"{name}/{tag}") for tag in ("NBinsX", "XLow", "XHigh"))
     contents = _numbers(children["BinContents"], f"{name}/BinContents")
-    if contents.size != nbins + 2:
-        raise _error(
-            f"histogram <{name}> has {contents.size} bin contents; NBinsX={nbins} needs {nbins + 2}"
-            " (underflow, bins, overflow)"
-        )
-    if np.any(contents < 0):
-        raise _error(f"histogram <{name}> has negative bin contents; a PDF cannot")
-    return nbins, low, high, contents
-
-
-def _scalar(element, name):
-    value = _numbers(element, name)
-    if value.size != 1:
-        raise _error(f"<{name}> must hold one number, got {element.text!r}")
-    return float(value[0])
+    _check_histogram(name, nbins, low, high, contents)
+    return int(nbins), low, high, contents
 
 
 def _document_body(content):
@@ -171,8 +219,9 @@ def parse_likelihood(content):
     """Parse a photon-likelihood file (bytes); ProcedureError if it is malformed, unsafe or incomplete.
 
     The rootless sequence is wrapped in a synthetic root and parsed without entity resolution, DTD
-    loading or network access. All histograms of the canonical set for the file's number of
-    energy bins must be present, nothing else.
+    loading or network access. Everything Pandora's reader needs must be there and readable (see
+    the module docstring), and the histograms must be exactly the canonical set for the file's
+    number of energy bins.
 
     :param bytes content: the file
     :return: LikelihoodData
@@ -199,16 +248,20 @@ def parse_likelihood(content):
             histograms[element.tag] = _histogram(element)
         else:
             raise _error(f"unexpected element <{element.tag}>; is this a Pandora photon-likelihood file?")
-    for tag in ("EnergyBinLowerEdges", "NSignalEvents", "NBackgroundEvents"):
-        if tag not in scalars:
-            raise _error(f"<{tag}> is missing")
+    missing = [f"<{tag}>" for tag in _SCALAR_ELEMENTS if tag not in scalars]
+    if missing:
+        raise _error(
+            f"it lacks {', '.join(missing)}; LCContent's PhotonReconstructionAlgorithm reads"
+            f" {', '.join(_SCALAR_ELEMENTS)} before the histograms (files written before 2016 lack NEnergyBins:"
+            " train the likelihood again)"
+        )
+    n_energy_bins = _scalar(scalars["NEnergyBins"], "NEnergyBins")
     edges = _numbers(scalars["EnergyBinLowerEdges"], "EnergyBinLowerEdges")
-    if edges.size == 0 or np.any(np.diff(edges) <= 0):
-        raise _error(f"<EnergyBinLowerEdges> must be increasing numbers, got {edges.tolist()}")
-    if "NEnergyBins" in scalars and _scalar(scalars["NEnergyBins"], "NEnergyBins") != edges.size:
-        raise _error(f"<NEnergyBins> disagrees with the {edges.size} EnergyBinLowerEdges")
-    n_signal = _event_counts(scalars["NSignalEvents"], "NSignalEvents", edges.size)
-    n_background = _event_counts(scalars["NBackgroundEvents"], "NBackgroundEvents", edges.size)
+    _check_energy_bins(n_energy_bins, edges)
+    n_signal = _numbers(scalars["NSignalEvents"], "NSignalEvents")
+    n_background = _numbers(scalars["NBackgroundEvents"], "NBackgroundEvents")
+    _check_counts(n_signal, "NSignalEvents", edges.size)
+    _check_counts(n_background, "NBackgroundEvents", edges.size)
     expected = histogram_names(edges.size)
     missing = [name for name in expected if name not in histograms]
     unexpected = sorted(set(histograms) - set(expected))
@@ -224,26 +277,29 @@ def _format_floats(values):
     return " ".join(repr(float(v)) for v in values)
 
 
-def _format_counts(values, name):
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values != np.floor(values)):
-        raise ProcedureError(f"{name} must be non-negative whole numbers to be written, got {values.tolist()}")
+def _format_counts(values):
     return " ".join(str(int(v)) for v in values)
 
 
 def write_likelihood(data):
-    """The rootless XML bytes of ``data`` in Pandora's layout (values written to round-trip exactly).
+    """The rootless XML bytes of ``data`` in the layout of Pandora's likelihood files.
+
+    The elements, their order, line breaks and indentation are those of the files LCContent's
+    PhotonReconstructionAlgorithm reads (e.g. CLICPerformance's PandoraLikelihoodData9EBin.xml);
+    the floats are written so that they read back exactly.
 
     :param LikelihoodData data: the likelihood
     :return: bytes
     """
     check_likelihood(data)
+    edges = data.energy_bin_lower_edges
     lines = [
-        f"<EnergyBinLowerEdges>{_format_floats(data.energy_bin_lower_edges)}</EnergyBinLowerEdges>",
-        f"<NSignalEvents>{_format_counts(data.n_signal, 'NSignalEvents')}</NSignalEvents>",
-        f"<NBackgroundEvents>{_format_counts(data.n_background, 'NBackgroundEvents')}</NBackgroundEvents>",
+        f"<NEnergyBins>{len(edges)}</NEnergyBins>",
+        f"<EnergyBinLowerEdges>{_format_floats(edges)} </EnergyBinLowerEdges>",
+        f"<NSignalEvents>{_format_counts(data.n_signal)}</NSignalEvents>",
+        f"<NBackgroundEvents>{_format_counts(data.n_background)}</NBackgroundEvents>",
     ]
-    for name in histogram_names(len(data.energy_bin_lower_edges)):
+    for name in histogram_names(len(edges)):
         nbins, low, high, contents = data.histograms[name]
         lines += [
             f"<{name}>",
@@ -257,28 +313,22 @@ def write_likelihood(data):
 
 
 def check_likelihood(data):
-    """Refuse LikelihoodData whose parts do not fit together (counts per energy bin, histogram set, sizes).
+    """Refuse LikelihoodData that Pandora could not read back or whose parts do not fit together.
 
     :param LikelihoodData data: the likelihood; ProcedureError saying what does not fit
     """
-    n_energy_bins = len(data.energy_bin_lower_edges)
-    if len(data.n_signal) != n_energy_bins or len(data.n_background) != n_energy_bins:
-        raise ProcedureError(
-            f"Photon likelihood: {n_energy_bins} energy bins but {len(data.n_signal)} signal and"
-            f" {len(data.n_background)} background counts"
-        )
-    expected = histogram_names(n_energy_bins)
+    edges = np.asarray(data.energy_bin_lower_edges, dtype=np.float64)
+    _check_energy_bins(edges.size, edges)
+    _check_counts(np.asarray(data.n_signal, dtype=np.float64), "NSignalEvents", edges.size)
+    _check_counts(np.asarray(data.n_background, dtype=np.float64), "NBackgroundEvents", edges.size)
+    expected = histogram_names(edges.size)
     if set(data.histograms) != set(expected):
-        raise ProcedureError(
-            f"Photon likelihood: the histograms must be exactly the {len(expected)} PhotonSig/PhotonBkg"
-            f" histograms of {n_energy_bins} energy bins"
+        raise _error(
+            f"the histograms must be exactly the {len(expected)} PhotonSig/PhotonBkg histograms of"
+            f" {edges.size} energy bins"
         )
     for name in expected:
-        nbins, _, _, contents = data.histograms[name]
-        if len(contents) != int(nbins) + 2:
-            raise ProcedureError(
-                f"Photon likelihood: histogram {name} needs {int(nbins) + 2} contents, has {len(contents)}"
-            )
+        _check_histogram(name, *data.histograms[name])
 
 
 def weighted_counts(data):

@@ -38,6 +38,8 @@ from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash
 
 _INT = (int,)
 AGENT = "Calibration/CalibrationAgent"
+#: Job keys holding a file's text, which the transport carries as str; the domain code takes bytes.
+_FILE_JOB_KEYS = ("steeringFile", "photonTrainingSettings")
 
 
 def _refuse(message):
@@ -171,15 +173,17 @@ class CalibrationHandler(RequestHandler):
         :param dict settings: calibration settings (missing ones take their defaults)
         :param dict job: 'steeringFile' (the Marlin steering file's XML text, with the initial
             constants), 'softwareVersion' (the iLCSoft release), 'numberOfJobs', and optionally
-            'outputPath' and 'outputSE' (where the agent copies the results)
+            'photonTrainingSettings' (the text of the PandoraSettings of the photon training, needed
+            when stage 2 runs), 'outputPath' and 'outputSE' (where the agent copies the results)
         :return: S_OK(calibrationID), with key 'Notes': what was done to the steering file (e.g.
             the PfoAnalysis processor added), also kept in the calibration's event log
         """
         caller = self._caller()
         if Properties.TRUSTED_HOST in caller["Properties"]:
             return _refuse("A calibration belongs to a user: create it with a user proxy, not a host certificate")
-        if isinstance(job, dict) and isinstance(job.get("steeringFile"), str):
-            job = dict(job, steeringFile=job["steeringFile"].encode(errors="surrogateescape"))
+        if isinstance(job, dict):
+            job = {key: value.encode(errors="surrogateescape") if key in _FILE_JOB_KEYS and isinstance(value, str)
+                   else value for key, value in job.items()}
         try:
             plan = plan_calibration(inputFiles, numberOfEventsPerFile, settings, job)
         except ProcedureError as error:
@@ -195,6 +199,7 @@ class CalibrationHandler(RequestHandler):
                 if plan.input_steering_file != plan.steering_file
                 else {},
                 "Notes": list(plan.notes),
+                "PhotonTrainingSettings": plan.photon_training_settings,
                 "SoftwareVersion": plan.software_version,
                 "NumberOfJobs": plan.number_of_jobs,
                 "OutputPath": plan.output_path,
@@ -420,12 +425,13 @@ class CalibrationHandler(RequestHandler):
     types_getCalibrationSetup = [_INT, str]
 
     def export_getCalibrationSetup(self, calibrationID, credential):
-        """What a worker needs once: the settings, the template steering file, the release.
+        """What a worker needs once: the settings, the template steering file, the photon-training
+        PandoraSettings, the release.
 
         :param int calibrationID: the calibration
         :param str credential: the calibration's worker credential
-        :return: S_OK({'settings': dict, 'steeringFile': str, 'softwareVersion': str,
-            'numberOfJobs': int})
+        :return: S_OK({'settings': dict, 'steeringFile': str, 'photonTrainingSettings': str or None
+            (None for a calibration without stage 2), 'softwareVersion': str, 'numberOfJobs': int})
         """
         result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
@@ -434,10 +440,15 @@ class CalibrationHandler(RequestHandler):
         steering = self.calibrationDB.getSteeringFile(calibrationID)
         if not steering["OK"]:
             return steering
+        training = self.calibrationDB.getPhotonTrainingSettings(calibrationID)
+        if not training["OK"]:
+            return training
         return S_OK(
             {
                 "settings": calibration["Settings"],
                 "steeringFile": steering["Value"].decode(errors="surrogateescape"),
+                "photonTrainingSettings": None if training["Value"] is None
+                else training["Value"].decode(errors="surrogateescape"),
                 "softwareVersion": calibration["SoftwareVersion"],
                 "numberOfJobs": calibration["NumberOfJobs"],
             }

@@ -17,11 +17,11 @@ from lxml import etree
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import role_processor_name
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import MAX_SETTINGS_BYTES, TRAINING_SETTINGS, histogram_file
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import MAX_LIKELIHOOD_BYTES, parse_likelihood
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
     global_parameter, parse_steering, processor_parameter, read_constants)
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import constants_used, generate
-from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import MAX_SETTINGS_BYTES, TRAINING_SETTINGS
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import is_synthetic_file, read_event_file
 
 
@@ -67,16 +67,10 @@ def _read_limited(path, limit, what):
 def _likelihood_file(pandora_settings):
     """The HistogramFile of the PhotonReconstruction algorithm in a PandoraSettings file, or None."""
     content = _read_limited(pandora_settings, MAX_SETTINGS_BYTES, 'PandoraSettings file')
-    if b'<!ENTITY' in content:
-        raise ValueError(f"PandoraSettings file {pandora_settings} declares XML entities, which is refused")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
-        root = etree.fromstring(content, parser)
-    except etree.XMLSyntaxError as error:
-        raise ValueError(f"PandoraSettings file {pandora_settings} is not valid XML ({error}); Pandora could "
-                         "not read it either") from None
-    found = root.xpath(".//algorithm[@type='PhotonReconstruction']/HistogramFile")
-    text = (found[0].text or '').strip() if found else ''
+        text = histogram_file(content, f'PandoraSettings file {pandora_settings}')
+    except ProcedureError as error:
+        raise ValueError(str(error)) from None
     return text or None
 
 

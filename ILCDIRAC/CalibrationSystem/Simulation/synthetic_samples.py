@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import PACKAGE_TRAINING_SETTINGS
+from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import ENERGY_BIN_LOWER_EDGES
 from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
@@ -33,6 +35,42 @@ SAMPLE_DIRECTORIES = {
 
 DIGI_PROCESSOR = 'MyDDCaloDigi'
 PANDORA_PROCESSOR = 'MyDDMarlinPandora'
+#: The PandoraSettings the steering file names, relative to the sample directory (as clicConfig has it).
+DEFAULT_PANDORA_SETTINGS = os.path.join('PandoraSettings', 'PandoraSettingsDefault.xml')
+
+#: PandoraSettings with the structure of the configuration packages' (a leading comment, <pandora>,
+#: the PhotonReconstruction algorithm whose HistogramFile the calibration sets); the built-in
+#: model reads only that algorithm. Default: reads the packaged likelihood; training: makes one.
+_PANDORA_SETTINGS = """<!-- Pandora settings xml file of the synthetic CLIC-like detector ({purpose}) -->
+
+<pandora>
+    <!-- GLOBAL SETTINGS -->
+    <IsMonitoringEnabled>false</IsMonitoringEnabled>
+    <ShouldDisplayAlgorithmInfo>false</ShouldDisplayAlgorithmInfo>
+
+    <!-- Standalone photon clustering -->
+    <algorithm type = "PhotonReconstruction">
+        <algorithm type = "ConeClustering" description = "PhotonClusterFormation">
+            <ShouldUseOnlyECalHits>true</ShouldUseOnlyECalHits>
+        </algorithm>
+        <ClusterListName>PhotonClusters</ClusterListName>
+        <ReplaceCurrentClusterList>{replace}</ReplaceCurrentClusterList>
+{histograms}
+    </algorithm>
+</pandora>
+"""
+_EDGES = ' '.join(f'{edge:g}' for edge in ENERGY_BIN_LOWER_EDGES)
+_LIKELIHOOD = f'PandoraLikelihoodData{len(ENERGY_BIN_LOWER_EDGES)}EBin.xml'
+DEFAULT_SETTINGS_CONTENT = _PANDORA_SETTINGS.format(purpose='default', replace='false', histograms=f"""\
+        <ShouldMakePdfHistograms>false</ShouldMakePdfHistograms>
+        <HistogramFile>PandoraSettings/{_LIKELIHOOD}</HistogramFile>""")
+TRAINING_SETTINGS_CONTENT = _PANDORA_SETTINGS.format(purpose='photon-likelihood training', replace='true',
+                                                     histograms=f"""\
+        <ShouldMakePdfHistograms>true</ShouldMakePdfHistograms>
+        <ShouldDrawPdfHistograms>false</ShouldDrawPdfHistograms>
+        <EnergyBinLowerEdges>{_EDGES}</EnergyBinLowerEdges>
+        <NEnergyBins>{len(ENERGY_BIN_LOWER_EDGES)}</NEnergyBins>
+        <HistogramFile>{_LIKELIHOOD}</HistogramFile>""")
 
 #: Direction and size (in units of ``offset``) of the start values relative to the fixed points.
 #: The hadronic scales move in opposite directions so that x + y stays inside the CSM's 3σ band.
@@ -167,10 +205,11 @@ def _processor(root, name, kind, parameters):
     return processor
 
 
-def steering_file_content(constants, input_files):
+def steering_file_content(constants, input_files, pandora_settings):
     """A Marlin steering file with the four processors the calibration uses (physics.md §2.6).
 
     Most parameters are element text, a few use the ``value`` attribute, as real steering files do.
+    ``pandora_settings`` is the PandoraSettings file DDMarlinPandora reads.
     """
     c = {name: _format(value) for name, value in constants.items()}
     root = etree.Element('marlin')
@@ -225,7 +264,7 @@ def steering_file_content(constants, input_files):
         'HCAL_apply_realistic_digi': ('int', '0', False),
     })
     _processor(root, PANDORA_PROCESSOR, 'DDPandoraPFANewProcessor', {
-        'PandoraSettingsXmlFile': ('String', 'PandoraSettings/PandoraSettingsDefault.xml', False),
+        'PandoraSettingsXmlFile': ('String', pandora_settings, False),
         'TrackCollections': ('StringVec', 'SiTracks_Refitted', False),
         'ECalCaloHitCollections': ('StringVec', 'ECALBarrel ECALEndcap ECALOther', False),
         'HCalCaloHitCollections': ('StringVec', 'HCALBarrel HCALEndcap HCALOther', False),
@@ -287,22 +326,29 @@ def _check_arguments(events_per_file, files_per_sample, truth, offset):
 
 
 def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=DetectorTruth(), offset=0.15):
-    """Create the four sample directories, a steering file and truth.json under ``output_dir``.
+    """Create the four sample directories, a steering file, its PandoraSettings and truth.json under ``output_dir``.
 
     Layout: DIR/gamma/10, DIR/mu-/10, DIR/kaon0L/50, DIR/zuds/91 (event files numbered globally
-    per sample), DIR/steering_file.xml (start constants = fixed points moved by ``offset``),
-    DIR/truth.json. Existing outputs are not overwritten (ValueError): stale files with other
-    event numbers or another truth would silently join a sample.
+    per sample), DIR/steering_file.xml (start constants = fixed points moved by ``offset``; it
+    names DIR/PandoraSettings/PandoraSettingsDefault.xml by its absolute path, so that workers
+    find it), DIR/CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml (the photon
+    training's settings, where createCalibration looks for them), DIR/truth.json. Existing
+    outputs are not overwritten (ValueError): stale files with other event numbers or another
+    truth would silently join a sample.
     Returns {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
-    'directories': {sample: dir}, 'steeringFile': path, 'truthFile': path}.
+    'directories': {sample: dir}, 'steeringFile': path, 'pandoraSettingsFile': path,
+    'photonTrainingSettingsFile': path, 'truthFile': path}.
     """
     _check_arguments(events_per_file, files_per_sample, truth, offset)
     output_dir = os.path.abspath(output_dir)
     steering_path = os.path.join(output_dir, 'steering_file.xml')
     truth_path = os.path.join(output_dir, 'truth.json')
+    settings_paths = {os.path.join(output_dir, DEFAULT_PANDORA_SETTINGS): DEFAULT_SETTINGS_CONTENT,
+                      os.path.join(output_dir, PACKAGE_TRAINING_SETTINGS): TRAINING_SETTINGS_CONTENT}
     directories = {sample: os.path.join(output_dir, particle, energy)
                    for sample, (particle, energy, _) in SAMPLE_DIRECTORIES.items()}
-    clashes = [path for path in (steering_path, truth_path, *directories.values()) if os.path.lexists(path)]
+    clashes = [path for path in (steering_path, truth_path, *settings_paths, *directories.values())
+               if os.path.lexists(path)]
     if clashes:
         raise ValueError(f"Refusing to overwrite existing {clashes}; choose a new or empty output directory")
 
@@ -318,12 +364,18 @@ def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=De
                 handle.write(_event_file_content(sample, index * events_per_file, events_per_file, truth))
             input_files[sample].append(path)
 
+    for path, content in settings_paths.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(content)
+    default_settings, training_settings = settings_paths
     constants = initial_constants(truth, offset)
     with open(steering_path, 'wb') as handle:
-        handle.write(steering_file_content(constants, input_files['gamma']))
+        handle.write(steering_file_content(constants, input_files['gamma'], default_settings))
     with open(truth_path, 'w', encoding='utf-8') as handle:
         json.dump(truth_record(truth, offset, constants, events_per_file, files_per_sample), handle, indent=1)
         handle.write('\n')
     return {'inputFiles': input_files,
             'numberOfEventsPerFile': {sample: events_per_file for sample in directories},
-            'directories': directories, 'steeringFile': steering_path, 'truthFile': truth_path}
+            'directories': directories, 'steeringFile': steering_path, 'pandoraSettingsFile': default_settings,
+            'photonTrainingSettingsFile': training_settings, 'truthFile': truth_path}

@@ -1,74 +1,67 @@
 """The PandoraSettings files a worker points DDMarlinPandora to in stages 2 and 3 (physics.md §3).
 
-Stage 2 trains the photon likelihood: PhotonReconstruction makes PDF histograms and writes them
-to the training file. Stage 3 reconstructs with the merged likelihood of stage 2. Each file is
-made from the release's own settings when the job has them (the configuration package in the
-working directory), else from a minimal settings file holding just what the stage changes.
+Stage 2 trains the photon likelihood with the calibration's photon-training settings; stage 3
+reconstructs with the PandoraSettings file the steering file names, reading the merged likelihood
+of stage 2. Each is written into the work directory with only the HistogramFile of its
+PhotonReconstruction algorithm changed, byte for byte as it was elsewhere.
 """
 import os
 
-from lxml import etree
-
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import (
+    MAX_SETTINGS_BYTES,
+    TRAINING_SETTINGS,
+    with_histogram_file,
+)
 
-TRAINING_SETTINGS = "PandoraSettingsPhotonTraining.xml"
 CALIBRATION_SETTINGS = "PandoraSettingsCalibration.xml"
 TRAINING_LIKELIHOOD = "PandoraLikelihoodDataPhotonTraining.xml"
 MERGED_LIKELIHOOD = "newPhotonLikelihood.xml"
-#: Where a configuration package keeps the training settings, relative to the job directory.
-PACKAGE_TRAINING_SETTINGS = os.path.join("CalibrationPandoraSettings", TRAINING_SETTINGS)
-ENERGY_BIN_LOWER_EDGES = "0 0.2 0.5 1 1.5 2.5 5 10 20"
-MAX_SETTINGS_BYTES = 5 * 1024 * 1024
 
 
-def write_training_settings(directory, template=None):
-    """Settings for the stage-2 training, in ``directory``; returns their absolute path."""
-    root = _settings_root(template)
-    algorithm = _photon_algorithm(root)
-    _set(algorithm, "HistogramFile", os.path.join(os.path.abspath(directory), TRAINING_LIKELIHOOD))
-    _set(algorithm, "ShouldMakePdfHistograms", "true")
-    _set(algorithm, "EnergyBinLowerEdges", ENERGY_BIN_LOWER_EDGES)
-    return _write(root, directory, TRAINING_SETTINGS)
+def write_training_settings(directory, content):
+    """The calibration's photon-training settings, writing their likelihood into ``directory``.
+
+    :param str directory: the work directory
+    :param bytes content: the photon-training PandoraSettings the calibration was created with
+    :return: the absolute path of the settings written
+    """
+    likelihood = os.path.join(os.path.abspath(directory), TRAINING_LIKELIHOOD)
+    return _write(with_histogram_file(content, likelihood, TRAINING_SETTINGS), directory, TRAINING_SETTINGS)
 
 
-def write_calibration_settings(directory, likelihood_path, template=None):
-    """Settings for stage 3, reading the merged likelihood; returns their absolute path."""
-    root = _settings_root(template)
-    _set(_photon_algorithm(root), "HistogramFile", os.path.abspath(likelihood_path))
-    return _write(root, directory, CALIBRATION_SETTINGS)
+def write_calibration_settings(directory, likelihood_path, configured):
+    """The PandoraSettings the steering file names, reading the merged likelihood (stage 3).
 
-
-def _settings_root(template):
-    if template is None or not os.path.isfile(template):
-        return etree.Element("pandora")
-    with open(template, "rb") as stream:
-        content = stream.read(MAX_SETTINGS_BYTES + 1)
-    if len(content) > MAX_SETTINGS_BYTES or b"<!ENTITY" in content:
-        raise ProcedureError(f"PandoraSettings file {template} is too large or declares XML entities")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    :param str directory: the work directory, where Marlin runs: a relative ``configured`` is found there
+    :param str likelihood_path: the merged photon likelihood
+    :param str configured: the steering file's PandoraSettingsXmlFile
+    :return: the absolute path of the settings written; ProcedureError if the named file is not here
+    """
+    if not configured:
+        raise ProcedureError(
+            "the steering file's DDMarlinPandora processor names no PandoraSettingsXmlFile; stage 3 reconstructs"
+            " with those settings reading the merged photon likelihood"
+        )
+    path = os.path.join(directory, configured)
     try:
-        return etree.fromstring(content, parser)
-    except etree.XMLSyntaxError as error:
-        raise ProcedureError(f"PandoraSettings file {template} is not valid XML: {error}") from None
+        with open(path, "rb") as stream:
+            content = stream.read(MAX_SETTINGS_BYTES + 1)
+    except OSError as error:
+        raise ProcedureError(
+            f"the PandoraSettings file {configured!r} that the steering file names is not readable on this node"
+            f" ({os.path.abspath(path)}: {error.strerror}); stage 3 needs it to read the merged photon"
+            " likelihood: ship it with the job (the configuration package) or name it by an absolute path"
+        ) from None
+    if len(content) > MAX_SETTINGS_BYTES:
+        raise ProcedureError(f"the PandoraSettings file {path} has more than {MAX_SETTINGS_BYTES} bytes")
+    updated = with_histogram_file(content, os.path.abspath(likelihood_path), configured)
+    return _write(updated, directory, CALIBRATION_SETTINGS)
 
 
-def _photon_algorithm(root):
-    found = root.xpath(".//algorithm[@type='PhotonReconstruction']")
-    if found:
-        return found[0]
-    return etree.SubElement(root, "algorithm", type="PhotonReconstruction")
-
-
-def _set(parent, tag, text):
-    element = parent.find(tag)
-    if element is None:
-        element = etree.SubElement(parent, tag)
-    element.text = text
-
-
-def _write(root, directory, name):
+def _write(content, directory, name):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(os.path.abspath(directory), name)
     with open(path, "wb") as stream:
-        stream.write(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+        stream.write(content)
     return path

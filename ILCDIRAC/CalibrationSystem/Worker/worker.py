@@ -20,7 +20,6 @@ from ILCDIRAC.CalibrationSystem.Procedure.steering import (
 from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
     MERGED_LIKELIHOOD,
-    PACKAGE_TRAINING_SETTINGS,
     write_calibration_settings,
     write_training_settings,
 )
@@ -116,7 +115,7 @@ class CalibrationWorker:
         phase = get_phase(phaseID)
         settings = setup["settings"]
         template = setup["steeringFile"].encode(errors="surrogateescape")
-        stepParameters = self._stepParameters(stage, template, settings)
+        stepParameters = self._stepParameters(stage, template, setup)
         outputs = {}
         for sample in phase.samples:
             if sample not in inputData:
@@ -142,11 +141,11 @@ class CalibrationWorker:
         downloaded = os.path.join(self.workDirectory, os.path.basename(name))
         return downloaded if os.path.isfile(downloaded) else name
 
-    def _stepParameters(self, stage, template, settings):
+    def _stepParameters(self, stage, template, setup):
         """Processor parameters a stage sets: the PfoAnalysis output in the work directory (with the
         calibration details, whatever the user's processor says), and the PandoraSettings of the
         photon training (stage 2) or of the merged likelihood (stage 3)."""
-        pandora = settings["DDPandoraPFANewProcessorName"]
+        pandora = setup["settings"]["DDPandoraPFANewProcessorName"]
         configured = processor_parameter(template, pandora, "PandoraSettingsXmlFile")
         pfoAnalysis = processor_name_of_type(template, "PfoAnalysis")
         parameters = {
@@ -154,8 +153,14 @@ class CalibrationWorker:
             (pfoAnalysis, "CollectCalibrationDetails"): "1",
         }
         if stage == 2:
+            training = setup.get("photonTrainingSettings")
+            if training is None:
+                raise ProcedureError(
+                    "the calibration holds no photon-training PandoraSettings, so stage 2 cannot run; create it"
+                    " again with its PandoraSettingsPhotonTraining.xml"
+                )
             parameters[(pandora, "PandoraSettingsXmlFile")] = write_training_settings(
-                self.workDirectory, PACKAGE_TRAINING_SETTINGS
+                self.workDirectory, training.encode(errors="surrogateescape")
             )
         elif stage == 3:
             parameters[(pandora, "PandoraSettingsXmlFile")] = write_calibration_settings(

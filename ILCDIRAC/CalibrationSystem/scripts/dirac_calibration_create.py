@@ -4,8 +4,13 @@ Create a calibration and print its ID.
 
 The settings file is a JSON object with calibration settings (e.g. "stopStage",
 "digitisationAccuracy") and the job keys "numberOfJobs", "steeringFile" (a path, relative to
-the settings file's directory), "softwareVersion" and optionally "outputPath", "outputSE";
-whatever it leaves out comes from the detector preset (--preset, default CLIC).
+the settings file's directory), "softwareVersion" and optionally "outputPath", "outputSE" and
+"photonTrainingSettingsFile" (a path like steeringFile); whatever it leaves out comes from the
+detector preset (--preset, default CLIC).
+
+The photon training (stage 2) needs its PandoraSettings file: by default
+CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml beside the steering file, or the
+file given with --photon-training-settings.
 
 Input samples are sample directories, whose path names the particle (gamma, mu-, kaon0L, zuds),
 or text files listing one file (LFN) per line with --input-files TYPE=FILE. Give the number of
@@ -35,6 +40,7 @@ def main():
     Script.registerSwitch("", "preset=", "detector preset the settings start from: CLIC (default) or CLD")
     Script.registerSwitch("", "input-files=", "TYPE=FILE: the sample TYPE's files, one LFN per line (repeatable)")
     Script.registerSwitch("", "events-per-file=", "TYPE=N: events in each file of sample TYPE (repeatable)")
+    Script.registerSwitch("", "photon-training-settings=", "PandoraSettings file of the photon training (stage 2)")
     Script.registerArgument(["SampleDir: directory of a sample; its path names the particle"], mandatory=False)
     switches, directories = Script.parseCommandLine(ignoreErrors=False)
 
@@ -51,7 +57,7 @@ def main():
 
 def _options(switches, directories):
     """(settings, {sample: list file}, {sample: events per file}) from the command line."""
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import createCalibrationSettings
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import TRAINING_SETTINGS_KEY, createCalibrationSettings
 
     options = {"preset": "CLIC", "input-files": [], "events-per-file": []}
     for key, value in switches:
@@ -65,7 +71,9 @@ def _options(switches, directories):
         settings = createCalibrationSettings(options["preset"])
     except SettingsError as error:
         raise ValueError(f"--preset: {error}") from None
-    settings.update(_readSettingsFile(options["settings"]))
+    settings.update(_readSettingsFile(options["settings"], ("steeringFile", TRAINING_SETTINGS_KEY)))
+    if "photon-training-settings" in options:
+        settings[TRAINING_SETTINGS_KEY] = os.path.abspath(os.path.expanduser(options["photon-training-settings"]))
     fileLists = {}
     for assignment in options["input-files"]:
         sample, listFile = parseAssignment(assignment, "input-files")
@@ -86,8 +94,8 @@ def _options(switches, directories):
     return settings, fileLists, eventsPerFile
 
 
-def _readSettingsFile(path):
-    """The settings file's dict, with its steeringFile made absolute (relative to the file)."""
+def _readSettingsFile(path, pathKeys):
+    """The settings file's dict, with its file paths made absolute (relative to the settings file)."""
     try:
         with open(path, encoding="utf-8") as stream:
             content = json.load(stream)
@@ -99,8 +107,9 @@ def _readSettingsFile(path):
         raise ValueError(f"The settings file {path!r} must hold a JSON object {{setting: value}}")
     if not isinstance(content.get("steeringFile"), str):
         raise ValueError(f"The settings file {path!r} must give steeringFile: the path of the Marlin steering file")
-    steeringFile = os.path.expanduser(content["steeringFile"])
-    content["steeringFile"] = os.path.join(os.path.dirname(os.path.abspath(path)), steeringFile)
+    for key in pathKeys:
+        if isinstance(content.get(key), str):
+            content[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(content[key]))
     return content
 
 
