@@ -4,7 +4,7 @@ import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure import mip_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
-from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import empty_histogram
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import edges, empty_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram, ReconstructionOutput
 
@@ -21,6 +21,7 @@ SETTINGS = {
 ECAL = "ECalDirectionCorrectedCaloHitEnergy"  # 500 bins on [0, 0.1]: width 0.0002
 SIM_ENDCAP = "HCalDirectionCorrectedSimCaloHitEndCap"  # 200 bins on [0, 0.001]: width 5e-6
 SIM_RING = "HCalDirectionCorrectedSimCaloHitOther"  # 200 bins on [0, 0.005]: width 2.5e-5
+MUON = "MuonDirectionCorrectedCaloHitEnergy"  # 500 bins on [0, 0.002]: width 4e-6
 
 
 def _spikes(size, **bins):
@@ -32,9 +33,23 @@ def _spikes(size, **bins):
 
 def test_max_bin_peak_is_the_centre_of_the_first_fullest_bin():
     counts = _spikes(500, b50=6, b123=7, b400=7)
-    assert mip_calibration.max_bin_peak(counts, ECAL) == pytest.approx(123.5 * 0.0002, rel=1e-12)
+    assert mip_calibration.max_bin_peak(counts, edges(ECAL), ECAL) == pytest.approx(123.5 * 0.0002, rel=1e-12)
+    # any binning: the histogram's own edges
+    assert mip_calibration.max_bin_peak(counts[:250], np.linspace(0, 0.05, 251), ECAL) == pytest.approx(0.0247)
     with pytest.raises(ProcedureError, match=f"{ECAL} is empty"):
-        mip_calibration.max_bin_peak(np.zeros(500), ECAL)
+        mip_calibration.max_bin_peak(np.zeros(500), edges(ECAL), ECAL)
+
+
+def test_max_bin_peak_refuses_an_unresolved_peak():
+    """The muon histogram with the processor's default range [0, 1] GeV: a 5e-5 GeV MIP peak is
+    in the first 2 MeV bin, where the reference took 1/0.001 as MuonToMipCalibration."""
+    default_range = np.linspace(0.0, 1.0, 501)
+    with pytest.raises(ProcedureError, match=r"MIP peak of histogram MuonDirectionCorrectedCaloHitEnergy is in its"
+                                             r" first bin \(\[0, 0.002\] GeV of 500 bins on \[0, 1\]\).*"
+                                             "NBinsMuonCaloHitEnergyHist and XUpperValueMuonCaloHitEnergyHist"):
+        mip_calibration.max_bin_peak(_spikes(500, b0=900, b1=3), default_range, MUON)
+    with pytest.raises(ProcedureError, match=f"{ECAL} is in its last bin .* check the digitisation constants"):
+        mip_calibration.max_bin_peak(_spikes(500, b499=9, b100=3), edges(ECAL), ECAL)
 
 
 @pytest.mark.parametrize("counts, peak_bin", [
@@ -46,7 +61,8 @@ def test_max_bin_peak_is_the_centre_of_the_first_fullest_bin():
     (_spikes(200, b45=5, b55=9, b65=5, b57=8), 55),
 ])
 def test_sim_hit_peak_finder(counts, peak_bin):
-    assert mip_calibration.sim_hit_peak(counts, SIM_ENDCAP) == pytest.approx((peak_bin + 0.5) * 5e-6, rel=1e-12)
+    peak = mip_calibration.sim_hit_peak(counts, edges(SIM_ENDCAP), SIM_ENDCAP)
+    assert peak == pytest.approx((peak_bin + 0.5) * 5e-6, rel=1e-12)
 
 
 @pytest.mark.parametrize("counts", [
@@ -57,7 +73,7 @@ def test_sim_hit_peak_finder(counts, peak_bin):
 ])
 def test_sim_hit_peak_finder_refuses_when_there_is_no_peak(counts):
     with pytest.raises(ProcedureError, match=f"No MIP peak in histogram {SIM_ENDCAP}"):
-        mip_calibration.sim_hit_peak(counts, SIM_ENDCAP)
+        mip_calibration.sim_hit_peak(counts, edges(SIM_ENDCAP), SIM_ENDCAP)
 
 
 def test_direction_correction_and_thickness_factor():
@@ -123,21 +139,36 @@ def test_collect():
     assert set(summary) == set(mip_calibration.SUMMARY_FIELDS)
     assert all(summary[name].dtype == dtype for name, dtype in mip_calibration.SUMMARY_FIELDS.items())
     np.testing.assert_array_equal(summary["ecalMip"], _spikes(500, b20=3, b60=4))
+    np.testing.assert_array_equal(summary["ecalMipEdges"], edges(ECAL))
     np.testing.assert_array_equal(summary["hcalRingSimMip"], _spikes(200, b20=3, b60=8))
+    np.testing.assert_array_equal(summary["hcalRingSimMipEdges"], edges(SIM_RING))
     np.testing.assert_array_equal(summary["hcalEndcapDirection"], [10.0, 8.0])
     np.testing.assert_array_equal(summary["hcalRingDirection"], [20.0, 15.0])
     expected = np.array([e[3] for e in KAONS if e[6]], np.float32)
     np.testing.assert_array_equal(summary["kaonHCalEndcapEnergy"], expected)
 
 
-def test_collect_refuses_missing_or_misbinned_input():
+def test_collect_keeps_the_binning_of_the_file():
+    outputs = _outputs()
+    outputs["muon"].histograms[MUON] = Histogram(_spikes(250, b7=2), np.linspace(0, 0.001, 251), 2.0, 3e-5)
+    summary = mip_calibration.collect(outputs, SETTINGS)
+    np.testing.assert_array_equal(summary["muonMip"], _spikes(250, b7=2))
+    np.testing.assert_array_equal(summary["muonMipEdges"], np.linspace(0, 0.001, 251))
+
+
+@pytest.mark.parametrize("counts, bin_edges, message", [
+    (np.zeros(100), np.linspace(0, 0.1, 100), "counts of shape \\(100,\\) and edges of shape \\(100,\\)"),
+    (np.zeros(2), np.array([0.0, 0.2, 0.1]), "increasing bin edges"),
+    (np.array([1.0, np.inf]), np.array([0.0, 0.1, 0.2]), "finite counts"),
+])
+def test_collect_refuses_missing_or_malformed_input(counts, bin_edges, message):
     outputs = _outputs()
     del outputs["muon"].histograms[SIM_RING]
     with pytest.raises(ProcedureError, match=f"muon reconstruction has no histogram {SIM_RING}"):
         mip_calibration.collect(outputs, SETTINGS)
     outputs = _outputs()
-    outputs["muon"].histograms[ECAL] = Histogram(np.zeros(100), np.linspace(0, 0.1, 101), 0.0, 0.0)
-    with pytest.raises(ProcedureError, match="needs 500 bins"):
+    outputs["muon"].histograms[ECAL] = Histogram(counts, bin_edges, 0.0, 0.0)
+    with pytest.raises(ProcedureError, match=f"Histogram {ECAL} .*{message}"):
         mip_calibration.collect(outputs, SETTINGS)
     outputs = _outputs()
     del outputs["kaon"].columns["hCalCaloHitEnergyFromEdge"]
@@ -156,6 +187,7 @@ def _summaries(kaon_mean=45.0):
             "muonMip": _spikes(500, b12=1),
             "hcalEndcapSimMip": _spikes(200, b39=3),
             "hcalRingSimMip": _spikes(200, b10=2),
+            **{field + "Edges": edges(name) for field, name in mip_calibration.MUON_HISTOGRAMS.items()},
             "hcalEndcapDirection": np.array(direction_endcap),
             "hcalRingDirection": np.array([20.0, 15.0]),
             "kaonHCalEndcapEnergy": rng.normal(kaon_mean, 3.0, 2000).astype(np.float32),
@@ -204,6 +236,26 @@ def test_analyse_endcap_mean_correction_and_thickness():
     assert outcome.metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / mean, rel=1e-15)
     expected = RING_WITHOUT_MEAN * (2.0 / 3.0) * KAON_KINETIC_ENERGY / mean
     assert outcome.constants["CalibrHCALOther"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_analyse_uses_the_binning_the_workers_used():
+    """The muon histogram with 250 bins on [0, 0.001] GeV (width 4e-6, as the default's) in both workers."""
+    summaries = _summaries()
+    for summary in summaries:
+        summary["muonMip"], summary["muonMipEdges"] = _spikes(250, b30=2, b31=1), np.linspace(0, 0.001, 251)
+    outcome = mip_calibration.analyse(summaries, CONSTANTS, {**SETTINGS, "hcalOtherEndcapMeanCorrection": False})
+    assert outcome.metrics["muonMipPeak"] == pytest.approx(30.5 * 4e-6, rel=1e-12)
+    plot = next(plot for plot in outcome.plots if plot.name == "muonMip")
+    np.testing.assert_array_equal(plot.edges, np.linspace(0, 0.001, 251))
+
+
+def test_analyse_refuses_workers_with_different_binnings():
+    summaries = _summaries()
+    summaries[1]["muonMip"], summaries[1]["muonMipEdges"] = _spikes(500, b3=1), np.linspace(0, 1.0, 501)
+    with pytest.raises(ProcedureError, match=f"histogram {MUON} of worker summary 1 has 500 bins on \\[0, 1\\],"
+                                             " worker summary 0 has 500 bins on \\[0, 0.002\\]; they cannot be"
+                                             " summed"):
+        mip_calibration.analyse(summaries, CONSTANTS, SETTINGS)
 
 
 @pytest.mark.parametrize("field, value, error, message", [

@@ -186,13 +186,23 @@ def test_wrong_branch_types_are_refused(tmp_path):
         read_pfoanalysis(path)
 
 
-def test_histogram_with_other_binning_is_refused(tmp_path):
+def test_histogram_keeps_the_binning_of_the_file(tmp_path):
+    """The muon binning is a processor parameter: a file with the processor default [0, 1] GeV is
+    read with that binning, which the analysis then uses."""
     path = tmp_path / 'binning.root'
     output = _hand_made()
-    wrong = Histogram(np.ones(500), np.linspace(0.0, 1.0, 501), 500.0, 250.0)  # the processor default range
-    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: wrong}))
-    with pytest.raises(PfoAnalysisFileError, match=f'binning.root: Histogram {MUON} has 500 bins, '
-                                                   r'\[0, 1\]; the calibration needs 500 bins on \[0, 0.002\]'):
+    other = Histogram(np.ones(500), np.linspace(0.0, 1.0, 501), 500.0, 250.0)
+    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: other}))
+    _assert_same(read_pfoanalysis(path), ReconstructionOutput(output.columns, {MUON: other}))
+
+
+def test_histogram_with_non_finite_contents_is_refused(tmp_path):
+    path = tmp_path / 'nan.root'
+    output = _hand_made()
+    counts = _muon_histogram().counts.copy()
+    counts[3] = np.nan
+    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: _muon_histogram()._replace(counts=counts)}))
+    with pytest.raises(PfoAnalysisFileError, match=f'nan.root: Histogram {MUON} must have finite counts'):
         read_pfoanalysis(path)
 
 

@@ -17,7 +17,7 @@ from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation, phase_tools
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
-from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS, check_binning, edges
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import BINNING_PARAMETERS, check_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 
 LABEL = "phase 2 (MuonAndHCalOtherDigi)"
@@ -41,8 +41,12 @@ DIRECTION = {
 }
 KAON_ENERGIES = "kaonHCalEndcapEnergy"
 CONSTANTS = (*MIP_SCALES, "CalibrHCALOther", "CalibrHCALEndcap")
+#: summary field -> muon histogram summed over the workers (bin contents, and their edges in field + EDGES).
+MUON_HISTOGRAMS = dict((*MIP_SCALES.values(), *SIM_MIP.values()))
+EDGES = "Edges"
 SUMMARY_FIELDS = {
-    **{field: np.dtype(np.float64) for field, _ in (*MIP_SCALES.values(), *SIM_MIP.values())},
+    **{field: np.dtype(np.float64) for field in MUON_HISTOGRAMS},
+    **{field + EDGES: np.dtype(np.float64) for field in MUON_HISTOGRAMS},
     **{field: np.dtype(np.float64) for field, _ in DIRECTION.values()},  # [sumw, sumwx]
     KAON_ENERGIES: np.dtype(np.float32),
 }
@@ -57,24 +61,27 @@ def _histogram(output, name, sample):
             f"The {sample} reconstruction has no histogram {name}; the PfoAnalysis processor must run with"
             " CollectCalibrationDetails=1"
         ) from None
-    check_binning(name, histogram)
+    check_histogram(name, histogram)
     return histogram
 
 
 def collect(outputs, settings):
-    """Muon histogram counts (float64), kaon direction-correction sums [sumw, sumwx], kaon endcap energies.
+    """Muon histogram counts and bin edges (float64), kaon direction-correction sums [sumw, sumwx],
+    kaon endcap energies.
 
-    The kaons are those phase 1 takes for its endcap peak, reconstructed with the current constants.
+    The histograms keep the binning of the worker's file. The kaons are those phase 1 takes for
+    its endcap peak, reconstructed with the current constants.
 
     :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
     :param dict settings: the calibration settings
     :return: the worker's summary, {field: 1-D array} with exactly the fields of SUMMARY_FIELDS
     """
     muon, kaon = outputs["muon"], outputs["kaon"]
-    summary = {
-        field: np.asarray(_histogram(muon, name, "muon").counts, dtype=np.float64)
-        for field, name in (*MIP_SCALES.values(), *SIM_MIP.values())
-    }
+    summary = {}
+    for field, name in MUON_HISTOGRAMS.items():
+        histogram = _histogram(muon, name, "muon")
+        summary[field] = np.asarray(histogram.counts, dtype=np.float64)
+        summary[field + EDGES] = np.asarray(histogram.edges, dtype=np.float64)
     for field, name in DIRECTION.values():
         histogram = _histogram(kaon, name, "kaon")
         summary[field] = np.array([histogram.sumw, histogram.sumwx], dtype=np.float64)
@@ -82,25 +89,45 @@ def collect(outputs, settings):
     return summary
 
 
-def _bin_centres(name):
-    bin_edges = edges(name)
-    return 0.5 * (bin_edges[:-1] + bin_edges[1:])
+def _bin_centres(edges):
+    return 0.5 * (edges[:-1] + edges[1:])
 
 
-def max_bin_peak(counts, name):
-    """Centre of the fullest bin of histogram ``name`` (the first one on ties); ProcedureError if empty.
+def _binning_advice(name):
+    """How to change the binning of histogram ``name``: its processor parameters, if it has any."""
+    if name in BINNING_PARAMETERS:
+        nbins, upper = BINNING_PARAMETERS[name]
+        return f"set the PfoAnalysis parameters {nbins} and {upper} so that the MIP peak lies well inside"
+    return "check the digitisation constants and the muon sample: the peak should lie well inside"
+
+
+def max_bin_peak(counts, edges, name):
+    """Centre of the fullest bin of histogram ``name`` (the first one on ties).
+
+    ProcedureError if the histogram is empty, or if the fullest bin is its first or last one:
+    the peak is then not resolved (e.g. the muon histogram with the processor's default range
+    [0, 1] GeV), where the reference returned that bin's centre.
 
     :param counts: the summed bin contents
-    :param str name: the histogram's name (pfoanalysis_layout.HISTOGRAMS), for its bin edges
+    :param edges: their bin edges
+    :param str name: the histogram's name, for messages
     :return: float, the peak position
     """
     counts = np.asarray(counts, dtype=np.float64)
     if not counts.max(initial=0.0) > 0:
         raise ProcedureError(f"Histogram {name} is empty: the muon sample gave no hits to find a MIP peak in")
-    return float(_bin_centres(name)[int(np.argmax(counts))])
+    index = int(np.argmax(counts))
+    if index in (0, counts.size - 1):
+        which = "first" if index == 0 else "last"
+        raise ProcedureError(
+            f"The MIP peak of histogram {name} is in its {which} bin ([{edges[index]:g}, {edges[index + 1]:g}] GeV"
+            f" of {counts.size} bins on [{edges[0]:g}, {edges[-1]:g}]), so its position is not measured:"
+            f" {_binning_advice(name)}"
+        )
+    return float(_bin_centres(edges)[index])
 
 
-def sim_hit_peak(counts, name):
+def sim_hit_peak(counts, edges, name):
     """The SimCaloHit MIP peak of histogram ``name`` (PandoraAnalysis' peak finder, 0-based here).
 
     Bin j (10 <= j <= N-12, i.e. ROOT bins 11..N-11) is a candidate if it holds more than the bins
@@ -108,7 +135,8 @@ def sim_hit_peak(counts, name):
     bin 0 when there was none; here that is a ProcedureError.
 
     :param counts: the summed bin contents
-    :param str name: the histogram's name (pfoanalysis_layout.HISTOGRAMS), for its bin edges
+    :param edges: their bin edges
+    :param str name: the histogram's name, for messages
     :return: float, the peak position
     """
     counts = np.asarray(counts, dtype=np.float64)
@@ -121,7 +149,7 @@ def sim_hit_peak(counts, name):
             f" {offset} below and above it. Use more muon events or check the muon sample"
         )
     best = candidates[int(np.argmax(counts[candidates]))]
-    return float(_bin_centres(name)[best])
+    return float(_bin_centres(edges)[best])
 
 
 def direction_correction(sums, name):
@@ -170,13 +198,33 @@ def _summed(summaries, field, size):
     arrays = [np.asarray(summary[field], dtype=np.float64) for summary in summaries]
     for index, array in enumerate(arrays):
         if array.shape != (size,):
-            raise ProcedureError(
-                f"{LABEL}: worker summary {index} has {array.size} values of {field},"
-                f" {size} are needed; all workers must use the calibration's PfoAnalysis binning"
-            )
+            raise ProcedureError(f"{LABEL}: worker summary {index} has {array.size} values of {field}, {size} are needed")
         if np.any(array < 0):
             raise ProcedureError(f"{LABEL}: worker summary {index} has negative {field}")
     return np.sum(arrays, axis=0)
+
+
+def summed_histogram(summaries, field, name):
+    """(counts, edges) of histogram ``name`` summed over the workers' summaries.
+
+    Bin by bin, so only when every worker's binning is the first one's (ProcedureError
+    otherwise: all workers must run PfoAnalysis with the same histogram parameters).
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param str field: the summary field of the histogram's counts (its edges are in field + EDGES)
+    :param str name: the histogram's name, for messages
+    :return: (counts, edges) as float64 arrays
+    """
+    binnings = [np.asarray(summary[field + EDGES], dtype=np.float64) for summary in summaries]
+    for index, binning in enumerate(binnings):
+        if not np.array_equal(binning, binnings[0]):
+            raise ProcedureError(
+                f"{LABEL}: histogram {name} of worker summary {index} has {binning.size - 1} bins on"
+                f" [{binning[0]:g}, {binning[-1]:g}], worker summary 0 has {binnings[0].size - 1} bins on"
+                f" [{binnings[0][0]:g}, {binnings[0][-1]:g}]; they cannot be summed. All workers must run"
+                " PfoAnalysis with the same histogram binning"
+            )
+    return _summed(summaries, field, binnings[0].size - 1), binnings[0]
 
 
 def analyse(summaries, constants, settings):
@@ -193,12 +241,9 @@ def analyse(summaries, constants, settings):
     endcap_constant = phase_tools.positive_constant(
         constants, "CalibrHCALEndcap", f"{LABEL} derives CalibrHCALOther from it"
     )
-    totals = {
-        field: _summed(summaries, field, HISTOGRAMS[name][0])
-        for field, name in (*MIP_SCALES.values(), *SIM_MIP.values())
-    }
-    mip_peaks = {constant: max_bin_peak(totals[field], name) for constant, (field, name) in MIP_SCALES.items()}
-    sim_peaks = {region: sim_hit_peak(totals[field], name) for region, (field, name) in SIM_MIP.items()}
+    totals = {field: summed_histogram(summaries, field, name) for field, name in MUON_HISTOGRAMS.items()}
+    mip_peaks = {constant: max_bin_peak(*totals[field], name) for constant, (field, name) in MIP_SCALES.items()}
+    sim_peaks = {region: sim_hit_peak(*totals[field], name) for region, (field, name) in SIM_MIP.items()}
     directions = {
         region: direction_correction(_summed(summaries, field, 2), name) for region, (field, name) in DIRECTION.items()
     }
@@ -237,18 +282,17 @@ def analyse(summaries, constants, settings):
         "kaonHCalEndcapFitMethod": endcap_peak.method,
         "kaonHCalEndcapFitMessage": endcap_peak.message,
         "endcapMeanCorrection": KAON_KINETIC_ENERGY / endcap_peak.mean if mean_correction else 1.0,
-        **{f"{field}Entries": float(totals[field].sum()) for field in totals},
+        **{f"{field}Entries": float(counts.sum()) for field, (counts, _) in totals.items()},
     }
     plots = (
         *(
             Distribution(field, f"{CALORIMETERS[constant]} MIP peak: 10 GeV muons",
-                         "direction-corrected calorimeter hit energy [GeV]", totals[field], edges(name),
-                         peak=mip_peaks[constant])
+                         "direction-corrected calorimeter hit energy [GeV]", *totals[field], peak=mip_peaks[constant])
             for constant, (field, name) in MIP_SCALES.items()
         ),
         *(
             Distribution(field, f"HCal {region} MIP peak: 10 GeV muons", "direction-corrected sim hit energy [GeV]",
-                         totals[field], edges(name), peak=sim_peaks[region])
+                         *totals[field], peak=sim_peaks[region])
             for region, (field, name) in SIM_MIP.items()
         ),
         Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",

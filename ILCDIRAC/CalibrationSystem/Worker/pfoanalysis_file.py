@@ -20,7 +20,7 @@ from uproot.writing.identify import to_TAxis, to_TH1x
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import (
-    FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, check_binning)
+    FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, check_histogram)
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram, ReconstructionOutput
 
 TREE = 'PfoAnalysisTree'
@@ -95,7 +95,7 @@ def _th1f(name, histogram):
 
 def read_pfoanalysis(path):
     """The ReconstructionOutput stored in the PfoAnalysis ROOT file at ``path``: every layout
-    branch as a column, and every layout histogram the file holds (binning checked).
+    branch as a column, and every layout histogram the file holds, with the file's own binning.
     PfoAnalysisFileError (a ValueError) if the file is missing, corrupt or incomplete."""
     if not os.path.isfile(path):
         raise PfoAnalysisFileError(f"No PfoAnalysis ROOT file at {path}: the reconstruction did not write it")
@@ -156,7 +156,7 @@ def _read_histograms(path, root_file):
                               np.asarray(stored.axis().edges(flow=False), dtype=np.float64),
                               float(stored.member('fTsumw')), float(stored.member('fTsumwx')))
         try:
-            check_binning(name, histogram)
+            check_histogram(name, histogram)
         except ProcedureError as error:
             raise PfoAnalysisFileError(f"{path}: {error}") from None
         histograms[name] = histogram
