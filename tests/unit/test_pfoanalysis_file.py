@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import uproot
 
+from ILCDIRAC.CalibrationSystem.Procedure.hcal_digitisation import holds_int_bit_patterns
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, edges
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
@@ -184,6 +185,19 @@ def test_wrong_branch_types_are_refused(tmp_path):
                        'pfoTargetCosTheta': ak.Array([[0.5], [0.5]])})
     with pytest.raises(PfoAnalysisFileError, match='Branch nPfosTotal .* float32 .* not scalar int32'):
         read_pfoanalysis(path)
+
+
+def test_edge_energy_stored_through_an_int_keeps_its_bits(tmp_path):
+    """Real files hold hCalCaloHitEnergyFromEdge as int32 bit patterns in a float branch (subnormal
+    floats): the reader passes them on bit for bit, so that phase 1 recognises them."""
+    path = tmp_path / 'edge.root'
+    output = _hand_made()
+    stored = np.array([0, 3, 41], dtype=np.int32).view(np.float32)
+    write_pfoanalysis(path, ReconstructionOutput({**output.columns, 'hCalCaloHitEnergyFromEdge': stored}, {}))
+    column = read_pfoanalysis(path).columns['hCalCaloHitEnergyFromEdge']
+    assert column.dtype == np.float32
+    np.testing.assert_array_equal(column.view(np.int32), [0, 3, 41])
+    assert holds_int_bit_patterns(column)
 
 
 def test_histogram_keeps_the_binning_of_the_file(tmp_path):

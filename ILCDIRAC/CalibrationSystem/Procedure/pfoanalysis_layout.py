@@ -18,6 +18,7 @@ INT_BRANCHES = (
     'qPdg', 'pfoMinHCalLayerToEdge',
 )
 #: float32 scalar branches, plus the leading element of the vector branch pfoTargetCosTheta.
+#: PfoAnalysis fills hCalCaloHitEnergyFromEdge from an int: see hcal_digitisation.holds_int_bit_patterns.
 FLOAT_BRANCHES = (
     'pfoEnergyTotal', 'pfoEnergyNeutralHadrons', 'pfoEnergyPhotons', 'pfoEnergyTracks',
     'pfoECalToEmEnergy', 'pfoECalToHadEnergy', 'pfoHCalToEmEnergy', 'pfoHCalToHadEnergy',

@@ -5,7 +5,9 @@ a phase summary; the fake Marlin of the tests and the size benchmark write the s
 the synthetic model. Reading accepts both layouts of the vector branch pfoTargetCosTheta: real
 files hold ``std::vector<float>``, uproot writes a jagged ``float[]`` with a counter branch.
 Only its first element (the leading target) is used, as column 'pfoTargetCosTheta0' (NaN for an
-event without targets).
+event without targets). Scalar branches are passed on bit for bit: in a real file the float
+branch hCalCaloHitEnergyFromEdge holds int32 bit patterns, which phase 1 recognises
+(hcal_digitisation.holds_int_bit_patterns).
 
 Histograms are TH1F with ROOT's stored statistics: fTsumw and fTsumwx are the Histogram's own
 (exact over every fill); fTsumwx2 is recomputed from the bin centres, as ROOT's ResetStats does,
