@@ -133,6 +133,9 @@ def test_analyse_recovers_true_constants():
     assert outcome.converged is False
     assert outcome.metrics["barrelMean"] == pytest.approx(T_K * 40.0 / 46.0, rel=0.005)
     assert outcome.metrics["endcapMean"] == pytest.approx(T_K * 54.0 / 46.9, rel=0.005)
+    # phase 2 reads μ_EC from this metric: the peak the update divided by, measured before it
+    mean = outcome.metrics[hcal_digitisation.ENDCAP_MEAN_METRIC]
+    assert outcome.constants["CalibrHCALEndcap"] == pytest.approx(T_K * 54.0 / mean, rel=1e-15)
     assert outcome.metrics["endcapEntries"] == 4000.0
     assert outcome.metrics["barrelFitMethod"] == "gaussian"
     assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())

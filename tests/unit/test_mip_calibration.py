@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure import mip_calibration
+from ILCDIRAC.CalibrationSystem.Procedure.advance import StepRecord
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import edges, empty_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
@@ -218,7 +219,8 @@ def test_analyse_known_answers():
     assert metrics["hcalRingDirectionCorrection"] == 0.75
     assert metrics["thicknessFactor"] == 1.0
     assert metrics["endcapMeanCorrection"] == 1.0
-    assert metrics["kaonHCalEndcapMean"] == pytest.approx(45.0, rel=0.01)
+    assert metrics["endcapMeanSource"] == "not used (hcalOtherEndcapMeanCorrection off)"
+    assert "endcapMean" not in metrics and "kaonHCalEndcapMean" not in metrics
     assert metrics["ecalMipEntries"] == 13.0
     assert all(isinstance(v, (float, str)) for v in metrics.values())
     mip_plots = {plot.name: plot for plot in outcome.plots[:3]}
@@ -228,14 +230,50 @@ def test_analyse_known_answers():
     assert mip_plots["ecalMip"].edges.size == 501
 
 
-def test_analyse_endcap_mean_correction_and_thickness():
+def _phase1_step(endcap_mean, step=7):
+    """The last phase-1 step as the history holds it (its metrics, as hcal_digitisation writes them)."""
+    return StepRecord(1, 1, step, {"barrelMean": 49.1, "endcapMean": endcap_mean, "endcapFitMethod": "gaussian"})
+
+
+def test_endcap_mean_correction_uses_the_last_phase1_step():
+    """The reference: CalibrHCALEndcap (already updated by phase 1) x T_K/μ_EC, with μ_EC the endcap
+    peak the last phase-1 step measured before its update, not the kaons of this step (at 40 GeV)."""
     settings = {**SETTINGS, "hcalRingAbsorberThickness": 25.0, "hcalRingScintillatorThickness": 2.5}
-    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, settings)
+    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, settings, _phase1_step(48.25))
+    expected = RING_WITHOUT_MEAN * (2.0 / 3.0) * KAON_KINETIC_ENERGY / 48.25
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(expected, rel=1e-14)
+    metrics = outcome.metrics
+    assert metrics["endcapMean"] == 48.25
+    assert metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / 48.25, rel=1e-15)
+    assert metrics["endcapMeanSource"] == "phase 1, step 7, before its update"
+    assert "kaonHCalEndcapMean" not in metrics and "kaon_hcal_endcap" not in [plot.name for plot in outcome.plots]
+
+
+def test_endcap_mean_from_history_needs_no_kaon_peak():
+    summaries = _summaries()
+    for summary in summaries:
+        summary["kaonHCalEndcapEnergy"] = np.zeros(0, np.float32)
+    outcome = mip_calibration.analyse(summaries, CONSTANTS, SETTINGS, _phase1_step(50.0))
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(RING_WITHOUT_MEAN * KAON_KINETIC_ENERGY / 50.0)
+
+
+def test_endcap_mean_is_measured_when_no_phase1_step_precedes():
+    """startPhase = 2: μ_EC is the endcap peak of this step's kaons, with the current constants."""
+    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, SETTINGS, None)
     mean = outcome.metrics["kaonHCalEndcapMean"]
-    assert mean == pytest.approx(40.0, rel=0.01)
+    assert mean == pytest.approx(40.0, rel=0.01) and outcome.metrics["endcapMean"] == mean
+    assert outcome.metrics["endcapMeanSource"].startswith("this step's kaons")
     assert outcome.metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / mean, rel=1e-15)
-    expected = RING_WITHOUT_MEAN * (2.0 / 3.0) * KAON_KINETIC_ENERGY / mean
-    assert outcome.constants["CalibrHCALOther"] == pytest.approx(expected, rel=1e-12)
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(RING_WITHOUT_MEAN * KAON_KINETIC_ENERGY / mean,
+                                                                 rel=1e-12)
+    assert outcome.plots[-1].name == "kaon_hcal_endcap"
+
+
+@pytest.mark.parametrize("value", [None, 0.0, -3.0, float("nan"), "49.5", True])
+def test_endcap_mean_from_history_must_be_positive(value):
+    record = _phase1_step(value) if value is not None else StepRecord(1, 1, 7, {})
+    with pytest.raises(ProcedureError, match="metrics of step 7 .* no positive HCal endcap peak 'endcapMean'"):
+        mip_calibration.analyse(_summaries(), CONSTANTS, SETTINGS, record)
 
 
 def test_analyse_uses_the_binning_the_workers_used():

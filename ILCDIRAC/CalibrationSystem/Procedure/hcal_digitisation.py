@@ -44,6 +44,9 @@ _SUBNORMAL_BITS = 1 << 23
 MAX_NON_HCAL_FRACTION = 0.05
 REGION_SETTINGS = {"barrel": "hcalBarrelCosThetaRange", "endcap": "hcalEndcapCosThetaRange"}
 REGION_CONSTANTS = {"barrel": "CalibrHCALBarrel", "endcap": "CalibrHCALEndcap"}
+#: Metric of the endcap peak μ_EC (measured with the step's constants, before its update), which
+#: phase 2 reads from the last step of this phase.
+ENDCAP_MEAN_METRIC = "endcapMean"
 
 
 def holds_int_bit_patterns(column):

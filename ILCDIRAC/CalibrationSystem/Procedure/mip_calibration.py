@@ -2,14 +2,18 @@
 
 Muons give the MIP peaks: the digitised, direction-corrected hit energies set Pandora's
 ECal/HCal/Muon GeV-to-MIP constants, and the simulated hit energies in the HCal endcap and ring
-(P_EC, P_R) give their sampling ratio. Kaons give the mean direction corrections of endcap and
-ring hits (D_EC, D_R) and the HCal-endcap energy peak μ_EC, all measured in this step with the
-current constants, so the phase does not depend on files of an earlier step (bug 5 fixed):
+(P_EC, P_R) give their sampling ratio. Kaons, reconstructed in this step, give the mean
+direction corrections of endcap and ring hits (D_EC, D_R), so the phase does not depend on files
+of an earlier step (bug 5 fixed):
 
     CalibrHCALOther = (D_EC/D_R)·(P_EC/P_R)·A·CalibrHCALEndcap·(T_K/μ_EC, if hcalOtherEndcapMeanCorrection)
 
 with A = (t_abs,EC·t_sc,R)/(t_abs,R·t_sc,EC) from the thickness settings (not hard-coded to 1).
-The phase runs once and always moves on.
+CalibrHCALEndcap is the value phase 1 ended with, and μ_EC is, as in the reference, the HCal
+endcap peak its last step measured before that step's update (so T_K/μ_EC re-applies that
+step's correction); only when no phase-1 step precedes this one (startPhase 2) is μ_EC measured
+on this step's kaons, with the current constants. Without the flag, the formula is PandoraAnalysis'
+documented one. The phase runs once and always moves on.
 """
 import numpy as np
 
@@ -194,6 +198,34 @@ def calibr_hcal_other(d_endcap, d_ring, p_endcap, p_ring, factor, calibr_hcal_en
     return value * KAON_KINETIC_ENERGY / endcap_mean if endcap_mean is not None else value
 
 
+def reference_endcap_mean(previous):
+    """μ_EC as the reference takes it: the HCal endcap peak the last phase-1 step measured (with
+    its constants, before its update), from that step's metrics.
+
+    :param previous: advance.StepRecord of the last phase-1 step
+    :return: float μ_EC (GeV); ProcedureError if the step's metrics do not hold a positive one
+    """
+    value = previous.metrics.get(hcal_digitisation.ENDCAP_MEAN_METRIC)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value > 0):
+        raise ProcedureError(
+            f"{LABEL}: the metrics of step {previous.step} (phase 1) hold no positive HCal endcap peak"
+            f" {hcal_digitisation.ENDCAP_MEAN_METRIC!r} (got {value!r}), which CalibrHCALOther needs with"
+            " hcalOtherEndcapMeanCorrection; the calibration's history is incomplete"
+        )
+    return float(value)
+
+
+def _endcap_mean(summaries, settings, previous):
+    """(μ_EC, where it comes from, the PeakFit when measured here or None)."""
+    if previous is not None:
+        return reference_endcap_mean(previous), f"phase 1, step {previous.step}, before its update", None
+    peak = phase_tools.positive_peak(
+        fit_peak, phase_tools.gather(summaries, KAON_ENERGIES, LABEL), float(settings["digitisationAccuracy"]),
+        hcal_digitisation.TRUTH_ENERGY, f"{LABEL}, kaon HCal endcap energy",
+    )
+    return peak.mean, "this step's kaons, with the current constants (no phase-1 step before this one)", peak
+
+
 def _summed(summaries, field, size):
     arrays = [np.asarray(summary[field], dtype=np.float64) for summary in summaries]
     for index, array in enumerate(arrays):
@@ -227,12 +259,14 @@ def summed_histogram(summaries, field, name):
     return _summed(summaries, field, binnings[0].size - 1), binnings[0]
 
 
-def analyse(summaries, constants, settings):
+def analyse(summaries, constants, settings, previous=None):
     """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the last phase-1 step (the step before this one), whose
+        HCal endcap peak is μ_EC; None when there is none, and μ_EC is then measured in this step
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         ProcedureError if the peaks cannot be measured
     """
@@ -252,15 +286,13 @@ def analyse(summaries, constants, settings):
             f"{LABEL}: MIP peaks {sim_peaks} and direction corrections {directions} must be"
             " positive to form CalibrHCALOther"
         )
-    endcap_peak = phase_tools.positive_peak(
-        fit_peak, phase_tools.gather(summaries, KAON_ENERGIES, LABEL), float(settings["digitisationAccuracy"]),
-        hcal_digitisation.TRUTH_ENERGY, f"{LABEL}, kaon HCal endcap energy",
-    )
     factor = thickness_factor(settings)
-    mean_correction = bool(settings["hcalOtherEndcapMeanCorrection"])
+    endcap_mean, source, endcap_peak = None, "not used (hcalOtherEndcapMeanCorrection off)", None
+    if settings["hcalOtherEndcapMeanCorrection"]:
+        endcap_mean, source, endcap_peak = _endcap_mean(summaries, settings, previous)
     other = calibr_hcal_other(
         directions["endcap"], directions["ring"], sim_peaks["endcap"], sim_peaks["ring"], factor, endcap_constant,
-        endcap_peak.mean if mean_correction else None,
+        endcap_mean,
     )
     new_constants = phase_tools.copy_constants(constants)
     new_constants.update({constant: 1.0 / peak for constant, peak in mip_peaks.items()})
@@ -276,14 +308,14 @@ def analyse(summaries, constants, settings):
         "mipPeakRatio": sim_peaks["endcap"] / sim_peaks["ring"],
         "directionCorrectionRatio": directions["endcap"] / directions["ring"],
         "thicknessFactor": factor,
-        "kaonHCalEndcapMean": endcap_peak.mean,
-        "kaonHCalEndcapSigma": endcap_peak.sigma,
-        "kaonHCalEndcapEntries": float(endcap_peak.entries),
-        "kaonHCalEndcapFitMethod": endcap_peak.method,
-        "kaonHCalEndcapFitMessage": endcap_peak.message,
-        "endcapMeanCorrection": KAON_KINETIC_ENERGY / endcap_peak.mean if mean_correction else 1.0,
+        "endcapMeanSource": source,
+        "endcapMeanCorrection": KAON_KINETIC_ENERGY / endcap_mean if endcap_mean is not None else 1.0,
         **{f"{field}Entries": float(counts.sum()) for field, (counts, _) in totals.items()},
     }
+    if endcap_mean is not None:
+        metrics["endcapMean"] = endcap_mean
+    if endcap_peak is not None:
+        metrics.update(phase_tools.peak_metrics("kaonHCalEndcap", endcap_peak, KAON_KINETIC_ENERGY))
     plots = (
         *(
             Distribution(field, f"{CALORIMETERS[constant]} MIP peak: 10 GeV muons",
@@ -295,7 +327,8 @@ def analyse(summaries, constants, settings):
                          *totals[field], peak=sim_peaks[region])
             for region, (field, name) in SIM_MIP.items()
         ),
-        Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",
-                             "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY),
     )
+    if endcap_peak is not None:
+        plots += (Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",
+                                       "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY),)
     return PhaseOutcome(new_constants, metrics, True, plots)
