@@ -56,7 +56,12 @@ def test_the_calibration_goes_through_every_stage_and_phase_in_order(result):
     assert distinct == [(stage, phase) for stage, phases in STAGES.items() for phase in phases]
     for stage, phase in distinct:
         iterations = positions.count((stage, phase))
-        assert iterations <= (2 if PHASE_TABLE[phase].iterative else 1), (stage, phase, positions)
+        # The hadronic scales converge geometrically: each update rescales one axis by T_K/I, but the
+        # χ² weights and the 3σ band do not scale with it, so the refined intercepts of the second
+        # step are still ~2.5 % off when the start is 15 % off (the grid alone snapped onto a point
+        # within the tolerance instead).
+        allowed = 1 if not PHASE_TABLE[phase].iterative else 3 if phase == 4 else 2
+        assert iterations <= allowed, (stage, phase, positions)
     assert result["history"][-1]["Converged"] is True
 
 
