@@ -107,8 +107,8 @@ def test_chi_square_grid_matches_the_formula_across_blocks():
     hcal = rng.uniform(15.0, 50.0, n)
     ecal = np.maximum(T_K - hcal + rng.normal(0.0, 3.0, n), 0.0)
     grid = hadronic_scale.intercept_grid(0.05)
-    np.testing.assert_allclose(hadronic_scale.chi_square_grid(hcal, ecal, grid, grid), _reference_chi2(hcal, ecal, grid),
-                               rtol=1e-10)
+    np.testing.assert_allclose(hadronic_scale.chi_square_grid(hcal, ecal, grid, grid),
+                               _reference_chi2(hcal, ecal, grid), rtol=1e-10)
 
 
 @pytest.mark.parametrize("ecal_spread", [3.0, 0.05])

@@ -140,9 +140,9 @@ def test_collect():
     assert set(summary) == set(mip_calibration.SUMMARY_FIELDS)
     assert all(summary[name].dtype == dtype for name, dtype in mip_calibration.SUMMARY_FIELDS.items())
     np.testing.assert_array_equal(summary["ecalMip"], _spikes(500, b20=3, b60=4))
-    np.testing.assert_array_equal(summary["ecalMipEdges"], edges(ECAL))
+    np.testing.assert_array_equal(summary["ecalMipRange"], [0.0, 0.1])
     np.testing.assert_array_equal(summary["hcalRingSimMip"], _spikes(200, b20=3, b60=8))
-    np.testing.assert_array_equal(summary["hcalRingSimMipEdges"], edges(SIM_RING))
+    np.testing.assert_array_equal(summary["hcalRingSimMipRange"], [0.0, 0.005])
     np.testing.assert_array_equal(summary["hcalEndcapDirection"], [10.0, 8.0])
     np.testing.assert_array_equal(summary["hcalRingDirection"], [20.0, 15.0])
     expected = np.array([e[3] for e in KAONS if e[6]], np.float32)
@@ -154,13 +154,14 @@ def test_collect_keeps_the_binning_of_the_file():
     outputs["muon"].histograms[MUON] = Histogram(_spikes(250, b7=2), np.linspace(0, 0.001, 251), 2.0, 3e-5)
     summary = mip_calibration.collect(outputs, SETTINGS)
     np.testing.assert_array_equal(summary["muonMip"], _spikes(250, b7=2))
-    np.testing.assert_array_equal(summary["muonMipEdges"], np.linspace(0, 0.001, 251))
+    np.testing.assert_array_equal(summary["muonMipRange"], [0.0, 0.001])
 
 
 @pytest.mark.parametrize("counts, bin_edges, message", [
     (np.zeros(100), np.linspace(0, 0.1, 100), "counts of shape \\(100,\\) and edges of shape \\(100,\\)"),
     (np.zeros(2), np.array([0.0, 0.2, 0.1]), "increasing bin edges"),
     (np.array([1.0, np.inf]), np.array([0.0, 0.1, 0.2]), "finite counts"),
+    (np.zeros(2), np.array([0.0, 0.1, 0.3]), "bins of different widths"),
 ])
 def test_collect_refuses_missing_or_malformed_input(counts, bin_edges, message):
     outputs = _outputs()
@@ -188,7 +189,7 @@ def _summaries(kaon_mean=45.0):
             "muonMip": _spikes(500, b12=1),
             "hcalEndcapSimMip": _spikes(200, b39=3),
             "hcalRingSimMip": _spikes(200, b10=2),
-            **{field + "Edges": edges(name) for field, name in mip_calibration.MUON_HISTOGRAMS.items()},
+            **{field + "Range": edges(name)[[0, -1]] for field, name in mip_calibration.MUON_HISTOGRAMS.items()},
             "hcalEndcapDirection": np.array(direction_endcap),
             "hcalRingDirection": np.array([20.0, 15.0]),
             "kaonHCalEndcapEnergy": rng.normal(kaon_mean, 3.0, 2000).astype(np.float32),
@@ -280,7 +281,7 @@ def test_analyse_uses_the_binning_the_workers_used():
     """The muon histogram with 250 bins on [0, 0.001] GeV (width 4e-6, as the default's) in both workers."""
     summaries = _summaries()
     for summary in summaries:
-        summary["muonMip"], summary["muonMipEdges"] = _spikes(250, b30=2, b31=1), np.linspace(0, 0.001, 251)
+        summary["muonMip"], summary["muonMipRange"] = _spikes(250, b30=2, b31=1), np.array([0.0, 0.001])
     outcome = mip_calibration.analyse(summaries, CONSTANTS, {**SETTINGS, "hcalOtherEndcapMeanCorrection": False})
     assert outcome.metrics["muonMipPeak"] == pytest.approx(30.5 * 4e-6, rel=1e-12)
     plot = next(plot for plot in outcome.plots if plot.name == "muonMip")
@@ -289,15 +290,19 @@ def test_analyse_uses_the_binning_the_workers_used():
 
 def test_analyse_refuses_workers_with_different_binnings():
     summaries = _summaries()
-    summaries[1]["muonMip"], summaries[1]["muonMipEdges"] = _spikes(500, b3=1), np.linspace(0, 1.0, 501)
+    summaries[1]["muonMip"], summaries[1]["muonMipRange"] = _spikes(500, b3=1), np.array([0.0, 1.0])
     with pytest.raises(ProcedureError, match=f"histogram {MUON} of worker summary 1 has 500 bins on \\[0, 1\\],"
                                              " worker summary 0 has 500 bins on \\[0, 0.002\\]; they cannot be"
                                              " summed"):
         mip_calibration.analyse(summaries, CONSTANTS, SETTINGS)
+    summaries = _summaries()
+    summaries[1]["ecalMip"] = np.zeros(499)
+    with pytest.raises(ProcedureError, match=f"histogram {ECAL} of worker summary 1 has 499 bins on \\[0, 0.1\\]"):
+        mip_calibration.analyse(summaries, CONSTANTS, SETTINGS)
 
 
 @pytest.mark.parametrize("field, value, error, message", [
-    ("ecalMip", np.zeros(499), ProcedureError, "499 values of ecalMip, 500 are needed"),
+    ("ecalMipRange", np.array([0.0]), ProcedureError, f"summary 0 has no \\[low, high\\] range of histogram {ECAL}"),
     ("hcalRingDirection", np.zeros(2), ProcedureError, "HCalOtherDirectionCorrectionSimCaloHit is empty"),
     ("hcalRingDirection", np.array([-1.0, 1.0]), ProcedureError, "negative hcalRingDirection"),
     ("hcalEndcapSimMip", np.arange(200.0), ProcedureError, f"No MIP peak in histogram {SIM_ENDCAP}"),

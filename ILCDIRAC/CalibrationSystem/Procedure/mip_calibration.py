@@ -45,12 +45,13 @@ DIRECTION = {
 }
 KAON_ENERGIES = "kaonHCalEndcapEnergy"
 CONSTANTS = (*MIP_SCALES, "CalibrHCALOther", "CalibrHCALEndcap")
-#: summary field -> muon histogram summed over the workers (bin contents, and their edges in field + EDGES).
+#: summary field -> muon histogram summed over the workers: its bin contents, and in field + RANGE
+#: the [low, high] of its equal-width bins (two numbers instead of all the edges in every upload).
 MUON_HISTOGRAMS = dict((*MIP_SCALES.values(), *SIM_MIP.values()))
-EDGES = "Edges"
+RANGE = "Range"
 SUMMARY_FIELDS = {
     **{field: np.dtype(np.float64) for field in MUON_HISTOGRAMS},
-    **{field + EDGES: np.dtype(np.float64) for field in MUON_HISTOGRAMS},
+    **{field + RANGE: np.dtype(np.float64) for field in MUON_HISTOGRAMS},
     **{field: np.dtype(np.float64) for field, _ in DIRECTION.values()},  # [sumw, sumwx]
     KAON_ENERGIES: np.dtype(np.float32),
 }
@@ -69,12 +70,23 @@ def _histogram(output, name, sample):
     return histogram
 
 
+def _equal_bins_range(name, histogram):
+    """[low, high] of a histogram whose bins have equal widths, as PfoAnalysis books them."""
+    edges = np.asarray(histogram.edges, dtype=np.float64)
+    if not np.allclose(np.diff(edges), (edges[-1] - edges[0]) / (edges.size - 1), rtol=1e-9, atol=0.0):
+        raise ProcedureError(
+            f"Histogram {name} has bins of different widths; PfoAnalysis books equal-width bins, and phase 2"
+            " needs them"
+        )
+    return np.array([edges[0], edges[-1]])
+
+
 def collect(outputs, settings):
-    """Muon histogram counts and bin edges (float64), kaon direction-correction sums [sumw, sumwx],
+    """Muon histogram counts and ranges (float64), kaon direction-correction sums [sumw, sumwx],
     kaon endcap energies.
 
-    The histograms keep the binning of the worker's file. The kaons are those phase 1 takes for
-    its endcap peak, reconstructed with the current constants.
+    The histograms keep the binning of the worker's file (equal-width bins). The kaons are those
+    phase 1 takes for its endcap peak, reconstructed with the current constants.
 
     :param dict outputs: {sample type: worker_output.ReconstructionOutput} of the worker's slice
     :param dict settings: the calibration settings
@@ -85,7 +97,7 @@ def collect(outputs, settings):
     for field, name in MUON_HISTOGRAMS.items():
         histogram = _histogram(muon, name, "muon")
         summary[field] = np.asarray(histogram.counts, dtype=np.float64)
-        summary[field + EDGES] = np.asarray(histogram.edges, dtype=np.float64)
+        summary[field + RANGE] = _equal_bins_range(name, histogram)
     for field, name in DIRECTION.values():
         histogram = _histogram(kaon, name, "kaon")
         summary[field] = np.array([histogram.sumw, histogram.sumwx], dtype=np.float64)
@@ -230,7 +242,9 @@ def _summed(summaries, field, size):
     arrays = [np.asarray(summary[field], dtype=np.float64) for summary in summaries]
     for index, array in enumerate(arrays):
         if array.shape != (size,):
-            raise ProcedureError(f"{LABEL}: worker summary {index} has {array.size} values of {field}, {size} are needed")
+            raise ProcedureError(
+                f"{LABEL}: worker summary {index} has {array.size} values of {field}, {size} are needed"
+            )
         if np.any(array < 0):
             raise ProcedureError(f"{LABEL}: worker summary {index} has negative {field}")
     return np.sum(arrays, axis=0)
@@ -239,24 +253,30 @@ def _summed(summaries, field, size):
 def summed_histogram(summaries, field, name):
     """(counts, edges) of histogram ``name`` summed over the workers' summaries.
 
-    Bin by bin, so only when every worker's binning is the first one's (ProcedureError
-    otherwise: all workers must run PfoAnalysis with the same histogram parameters).
+    Bin by bin, so only when every worker's binning (number of bins and range) is the first
+    one's; ProcedureError otherwise: all workers must run PfoAnalysis with the same parameters.
 
     :param list summaries: the decoded summaries of the step's workers
-    :param str field: the summary field of the histogram's counts (its edges are in field + EDGES)
+    :param str field: the summary field of the histogram's counts (its range is in field + RANGE)
     :param str name: the histogram's name, for messages
     :return: (counts, edges) as float64 arrays
     """
-    binnings = [np.asarray(summary[field + EDGES], dtype=np.float64) for summary in summaries]
+    binnings = [
+        (np.asarray(summary[field]).size, *np.asarray(summary[field + RANGE], dtype=np.float64).tolist())
+        for summary in summaries
+    ]
     for index, binning in enumerate(binnings):
-        if not np.array_equal(binning, binnings[0]):
+        if len(binning) != 3:
+            raise ProcedureError(f"{LABEL}: worker summary {index} has no [low, high] range of histogram {name}")
+        if binning != binnings[0]:
             raise ProcedureError(
-                f"{LABEL}: histogram {name} of worker summary {index} has {binning.size - 1} bins on"
-                f" [{binning[0]:g}, {binning[-1]:g}], worker summary 0 has {binnings[0].size - 1} bins on"
-                f" [{binnings[0][0]:g}, {binnings[0][-1]:g}]; they cannot be summed. All workers must run"
+                f"{LABEL}: histogram {name} of worker summary {index} has {binning[0]} bins on"
+                f" [{binning[1]:g}, {binning[2]:g}], worker summary 0 has {binnings[0][0]} bins on"
+                f" [{binnings[0][1]:g}, {binnings[0][2]:g}]; they cannot be summed. All workers must run"
                 " PfoAnalysis with the same histogram binning"
             )
-    return _summed(summaries, field, binnings[0].size - 1), binnings[0]
+    nbins, low, high = binnings[0]
+    return _summed(summaries, field, nbins), np.linspace(low, high, nbins + 1)
 
 
 def analyse(summaries, constants, settings, previous=None):
