@@ -78,6 +78,19 @@ def test_every_constant_ends_within_tolerance_of_the_fixed_point(result, truth):
     assert set(deviations) == set(fixed)
 
 
+def test_calibr_hcal_other_uses_the_endcap_peak_of_the_last_phase1_step(result):
+    """As the reference: μ_EC is the HCal endcap peak the step before (the last HCalDigi step)
+    measured with its constants, read by the service from that step's stored metrics."""
+    history = result["history"]
+    phase2 = [index for index, step in enumerate(history) if step["Phase"] == 2]
+    assert [history[index]["Stage"] for index in phase2] == [1, 3]
+    for index in phase2:
+        before, metrics = history[index - 1], history[index]["Metrics"]
+        assert (before["Stage"], before["Phase"]) == (history[index]["Stage"], 1)
+        assert metrics["endcapMean"] == before["Metrics"]["endcapMean"]
+        assert metrics["endcapMeanSource"] == f"phase 1, step {before['Step']}, before its update"
+
+
 def test_the_results_hold_plots_and_the_final_steering_file(result):
     files = resultFiles(result)
     plots = [name for name in files if name.endswith(".png")]
