@@ -161,6 +161,16 @@ def test_grid_point_can_be_more_than_half_a_step_off():
     assert abs(fit.grid_ecal - (GRID[18] + 0.3 * STEP)) > 1.5 * STEP
 
 
+def test_refinement_stops_after_its_step_budget(monkeypatch):
+    """A budget too small to reach the precision: the best point found so far, never above the grid's."""
+    hcal, ecal = _on_line(GRID[18] + 0.3 * STEP, GRID[21] + 0.45 * STEP, np.linspace(0.7, 1.0, 50) * GRID[21])
+    monkeypatch.setattr(hadronic_scale, "MAX_REFINE_STEPS", 3)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert fit.refine_steps == 3
+    assert fit.refine_resolution > hadronic_scale.REFINE_PRECISION * STEP
+    assert fit.chi2 < fit.grid_chi2
+
+
 def test_refinement_matches_a_fine_scan_on_noisy_kaons():
     """Resolution-smeared kaons: the refined minimum is the minimum of a 0.005 GeV scan around it."""
     rng = np.random.default_rng(8)

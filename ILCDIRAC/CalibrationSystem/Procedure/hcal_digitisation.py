@@ -83,8 +83,8 @@ def select(columns, settings):
     """HCal energy (float32) of contained single-kaon events per region: {'barrel': ..., 'endcap': ...}.
 
     Cuts: exactly one target, a neutral hadron; edge energy (edge_energy) < 5 % of the total
-    (fails when the total is ~0); less than 5 % of 50 GeV outside the HCal; ``|cos θ|`` strictly inside the region's
-    range. Public because phase 2 measures the endcap peak of the same selection.
+    (fails when the total is ~0); less than 5 % of 50 GeV outside the HCal; ``|cos θ|`` strictly
+    inside the region's range. Public because phase 2 measures the endcap peak of the same selection.
 
     :param dict columns: PfoAnalysis columns of the kaon sample
     :param dict settings: the calibration settings (HCal cos(theta) ranges)
