@@ -32,7 +32,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASES
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary, encode_summary
-from ILCDIRAC.CalibrationSystem.Worker import detector_model
+from ILCDIRAC.CalibrationSystem.Simulation import detector_model
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import initial_constants
 
 WORKERS = 100

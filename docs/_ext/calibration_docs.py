@@ -38,7 +38,8 @@ SETTING_DESCRIPTIONS = {
     "every peak is within this fraction of its target energy. Also the histogram bin width, as a fraction of "
     "the sample's energy.",
     "pandoraPFAAccuracy": "The same for Pandora's energy scales (phases 3 and 4); also the bin width of phase 3 "
-    "and the grid step of the hadronic chi-square scan of phase 4.",
+    "and the step of the coarse grid of the hadronic chi-square scan of phase 4 (the minimum is then refined "
+    "below it, see :ref:`physics-phase4`).",
     "startStage": "Stage of the first phase that runs.",
     "startPhase": "The first phase that runs (with ``startStage``); see :ref:`stages-and-phases` for the pairs "
     "that exist.",
@@ -72,8 +73,9 @@ SETTING_DESCRIPTIONS = {
     "hcalEndcapScintillatorThickness": "Scintillator thickness (mm) of the HCal endcap (phase 2).",
     "hcalRingAbsorberThickness": "Absorber thickness (mm) of the HCal ring (phase 2).",
     "hcalRingScintillatorThickness": "Scintillator thickness (mm) of the HCal ring (phase 2).",
-    "hcalOtherEndcapMeanCorrection": "Multiply ``CalibrHCALOther`` by T_K/(HCal endcap peak of the kaons), as "
-    "the reference procedure did (phase 2).",
+    "hcalOtherEndcapMeanCorrection": "Multiply ``CalibrHCALOther`` by T_K/μ_EC, μ_EC being the HCal endcap peak "
+    "the last phase-1 step measured before its update, as the reference procedure did (phase 2, "
+    "see :ref:`physics-phase2`). Off: PandoraAnalysis' documented formula, without this factor.",
 }
 
 #: Values that validate_settings refuses for almost every setting: its message says what is allowed.

@@ -56,7 +56,12 @@ def test_the_calibration_goes_through_every_stage_and_phase_in_order(result):
     assert distinct == [(stage, phase) for stage, phases in STAGES.items() for phase in phases]
     for stage, phase in distinct:
         iterations = positions.count((stage, phase))
-        assert iterations <= (2 if PHASE_TABLE[phase].iterative else 1), (stage, phase, positions)
+        # The hadronic scales converge geometrically: each update rescales one axis by T_K/I, but the
+        # χ² weights and the 3σ band do not scale with it, so the refined intercepts of the second
+        # step are still ~2.5 % off when the start is 15 % off (the grid alone snapped onto a point
+        # within the tolerance instead).
+        allowed = 1 if not PHASE_TABLE[phase].iterative else 3 if phase == 4 else 2
+        assert iterations <= allowed, (stage, phase, positions)
     assert result["history"][-1]["Converged"] is True
 
 
@@ -71,6 +76,19 @@ def test_every_constant_ends_within_tolerance_of_the_fixed_point(result, truth):
     outside = {name: f"{d:+.2%} > {tolerances[name]:.1%}" for name, d in deviations.items() if abs(d) > tolerances[name]}
     assert not outside
     assert set(deviations) == set(fixed)
+
+
+def test_calibr_hcal_other_uses_the_endcap_peak_of_the_last_phase1_step(result):
+    """As the reference: μ_EC is the HCal endcap peak the step before (the last HCalDigi step)
+    measured with its constants, read by the service from that step's stored metrics."""
+    history = result["history"]
+    phase2 = [index for index, step in enumerate(history) if step["Phase"] == 2]
+    assert [history[index]["Stage"] for index in phase2] == [1, 3]
+    for index in phase2:
+        before, metrics = history[index - 1], history[index]["Metrics"]
+        assert (before["Stage"], before["Phase"]) == (history[index]["Stage"], 1)
+        assert metrics["endcapMean"] == before["Metrics"]["endcapMean"]
+        assert metrics["endcapMeanSource"] == f"phase 1, step {before['Step']}, before its update"
 
 
 def test_the_results_hold_plots_and_the_final_steering_file(result):

@@ -1,17 +1,23 @@
-"""advance(): what the end of a step decides, on phase-0 summaries of known answer."""
+"""advance(): what the end of a step decides, on phase-0 summaries of known answer; what it hands a
+phase that reads an earlier step."""
+import dataclasses
+
 import numpy as np
 import pytest
 
+from ILCDIRAC.CalibrationSystem.Procedure import phases
 from ILCDIRAC.CalibrationSystem.Procedure.advance import (
     FAILED,
     FINISHED,
     RUNNING,
+    StepRecord,
     StepState,
     advance,
     plot_file_name,
     results_needed,
 )
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SummaryError
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
@@ -81,3 +87,37 @@ def test_a_corrupt_stored_result_is_an_error_not_a_constant():
 @pytest.mark.parametrize("jobs, fraction, needed", [(100, 0.9, 90), (4, 0.9, 4), (10, 0.9, 9), (1, 0.5, 1), (3, 1.0, 3)])
 def test_results_needed_is_the_seed_fraction_of_the_initial_jobs(jobs, fraction, needed):
     assert results_needed(jobs, dict(SETTINGS, fractionOfFinishedJobsNeededToStartNextStep=fraction)) == needed
+
+
+def _recording(monkeypatch, phase_id):
+    """Replace the analysis of ``phase_id`` by one that records its keyword inputs; valid contents for it."""
+    calls = []
+
+    def analyse(summaries, constants, settings, **inputs):
+        calls.append(inputs)
+        return PhaseOutcome(dict(constants), {}, True)
+
+    monkeypatch.setitem(phases.PHASES, phase_id, dataclasses.replace(phases.PHASES[phase_id], analyse=analyse))
+    fields = phases.PHASES[phase_id].summary_fields
+    return calls, [encode_summary(phase_id, {name: np.zeros(1, dtype) for name, dtype in fields.items()})]
+
+
+PHASE1_STEP = StepRecord(3, 1, 8, {"endcapMean": 48.0})
+
+
+@pytest.mark.parametrize("previous, given", [
+    (PHASE1_STEP, PHASE1_STEP),  # the last HCalDigi step of this stage
+    (None, None),  # the calibration started at phase 2
+    (StepRecord(1, 1, 3, {"endcapMean": 48.0}), None),  # not this stage's
+])
+def test_phase2_is_given_the_last_phase1_step(monkeypatch, previous, given):
+    calls, contents = _recording(monkeypatch, 2)
+    outcome = advance(StepState(3, 2, 9, 1, {}, previous), contents, SETTINGS)
+    assert outcome.status == RUNNING and outcome.next_position == Position(3, 3)
+    assert calls == [{"previous": given}]
+
+
+def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
+    calls, contents = _recording(monkeypatch, 3)
+    advance(StepState(3, 3, 10, 1, {}, StepRecord(3, 2, 9, {})), contents, SETTINGS)
+    assert calls == [{}]

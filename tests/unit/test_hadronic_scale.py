@@ -107,13 +107,13 @@ def test_chi_square_grid_matches_the_formula_across_blocks():
     hcal = rng.uniform(15.0, 50.0, n)
     ecal = np.maximum(T_K - hcal + rng.normal(0.0, 3.0, n), 0.0)
     grid = hadronic_scale.intercept_grid(0.05)
-    np.testing.assert_allclose(hadronic_scale.chi_square_grid(hcal, ecal, grid), _reference_chi2(hcal, ecal, grid),
-                               rtol=1e-10)
+    np.testing.assert_allclose(hadronic_scale.chi_square_grid(hcal, ecal, grid, grid),
+                               _reference_chi2(hcal, ecal, grid), rtol=1e-10)
 
 
 @pytest.mark.parametrize("ecal_spread", [3.0, 0.05])
 def test_bounded_scan_finds_the_minimum_of_the_full_grid(ecal_spread):
-    """fit_intercepts abandons hopeless grid points early; its answer must be the full grid's argmin,
+    """grid_minimum abandons hopeless grid points early; its answer must be the full grid's argmin,
     also when the ECal intercept is barely constrained (kaons near the HCal axis)."""
     rng = np.random.default_rng(4)
     n = 3 * hadronic_scale._GUESS_EVENTS + 7
@@ -121,27 +121,68 @@ def test_bounded_scan_finds_the_minimum_of_the_full_grid(ecal_spread):
     ecal = np.abs(0.9 * (T_K - hcal) + rng.normal(0.0, ecal_spread, n))
     hcal += rng.normal(0.0, 2.0, n)
     grid = hadronic_scale.intercept_grid(0.025)
-    chi2 = hadronic_scale.chi_square_grid(hcal, ecal, grid)
+    chi2 = hadronic_scale.chi_square_grid(hcal, ecal, grid, grid)
     i, j = np.unravel_index(np.argmin(chi2), chi2.shape)
-    ecal_intercept, hcal_intercept, minimum = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    ecal_intercept, hcal_intercept, minimum = hadronic_scale.grid_minimum(hcal, ecal, grid)
     assert (ecal_intercept, hcal_intercept) == (grid[i], grid[j])
     assert minimum == pytest.approx(chi2[i, j], rel=1e-12)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert (fit.grid_ecal, fit.grid_hcal, fit.grid_chi2) == (ecal_intercept, hcal_intercept, minimum)
+    assert fit.chi2 < minimum  # the refinement only ever moves downhill
 
 
 def test_scan_finds_grid_intercepts_exactly():
     hcal, ecal = _on_line(GRID[18], GRID[21], np.linspace(0.3, 1.0, 50) * GRID[21])
-    ecal_intercept, hcal_intercept, chi2 = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
-    assert (ecal_intercept, hcal_intercept) == (GRID[18], GRID[21])
-    assert chi2 < 1e-20
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert (fit.ecal, fit.hcal) == (fit.grid_ecal, fit.grid_hcal) == (GRID[18], GRID[21])
+    assert fit.chi2 < 1e-20
+    assert fit.refine_resolution <= hadronic_scale.REFINE_PRECISION * STEP
 
 
-def test_scan_result_is_within_half_a_grid_step():
-    true_ecal, true_hcal = GRID[18] + 0.3 * STEP, GRID[21] - 0.2 * STEP
-    hcal, ecal = _on_line(true_ecal, true_hcal, np.linspace(0.3, 1.0, 50) * true_hcal)
-    ecal_intercept, hcal_intercept, _ = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
-    assert ecal_intercept in GRID and hcal_intercept in GRID  # quantised to the grid
-    assert abs(ecal_intercept - true_ecal) <= STEP / 2
-    assert abs(hcal_intercept - true_hcal) <= STEP / 2
+@pytest.mark.parametrize("low", [0.3, 0.7])
+@pytest.mark.parametrize("ecal_offset, hcal_offset", [(0.3, -0.4), (0.3, 0.45), (0.45, 0.2), (0.45, 0.45)])
+def test_refined_intercepts_between_grid_points(low, ecal_offset, hcal_offset):
+    """Kaons on a line whose intercepts lie between grid points. The reference's grid point is
+    off by up to half a step, or more when the kaons cover only part of the line (the two
+    intercepts are then correlated): 2.1 GeV here. The refined intercepts are within 0.01 GeV."""
+    true_ecal, true_hcal = GRID[18] + ecal_offset * STEP, GRID[21] + hcal_offset * STEP
+    hcal, ecal = _on_line(true_ecal, true_hcal, np.linspace(low, 1.0, 50) * true_hcal)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert fit.grid_ecal in GRID and fit.grid_hcal in GRID  # the reference, quantised to the grid
+    assert max(abs(fit.grid_ecal - true_ecal), abs(fit.grid_hcal - true_hcal)) >= 0.25 * STEP
+    assert fit.ecal == pytest.approx(true_ecal, abs=0.01)
+    assert fit.hcal == pytest.approx(true_hcal, abs=0.01)
+    assert fit.chi2 < fit.grid_chi2
+
+
+def test_grid_point_can_be_more_than_half_a_step_off():
+    hcal, ecal = _on_line(GRID[18] + 0.3 * STEP, GRID[21] + 0.45 * STEP, np.linspace(0.7, 1.0, 50) * GRID[21])
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert abs(fit.grid_ecal - (GRID[18] + 0.3 * STEP)) > 1.5 * STEP
+
+
+def test_refinement_stops_after_its_step_budget(monkeypatch):
+    """A budget too small to reach the precision: the best point found so far, never above the grid's."""
+    hcal, ecal = _on_line(GRID[18] + 0.3 * STEP, GRID[21] + 0.45 * STEP, np.linspace(0.7, 1.0, 50) * GRID[21])
+    monkeypatch.setattr(hadronic_scale, "MAX_REFINE_STEPS", 3)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert fit.refine_steps == 3
+    assert fit.refine_resolution > hadronic_scale.REFINE_PRECISION * STEP
+    assert fit.chi2 < fit.grid_chi2
+
+
+def test_refinement_matches_a_fine_scan_on_noisy_kaons():
+    """Resolution-smeared kaons: the refined minimum is the minimum of a 0.005 GeV scan around it."""
+    rng = np.random.default_rng(8)
+    hcal = rng.uniform(15.0, 50.0, 3000)
+    ecal = np.maximum(0.95 * (T_K - hcal) + rng.normal(0.0, 2.0, hcal.size), 0.0)
+    band = hadronic_scale.in_band(hcal, ecal)
+    fit = hadronic_scale.fit_intercepts(hcal[band], ecal[band], 0.025)
+    fine = lambda centre: centre + np.linspace(-0.1, 0.1, 41)  # noqa: E731
+    chi2 = hadronic_scale.chi_square_grid(hcal[band], ecal[band], fine(fit.ecal), fine(fit.hcal))
+    i, j = np.unravel_index(np.argmin(chi2), chi2.shape)
+    assert (i, j) == (20, 20)
+    assert chi2[i, j] == pytest.approx(fit.chi2, rel=1e-12)
 
 
 def test_scan_uses_a_float_absolute_value():
@@ -150,12 +191,23 @@ def test_scan_uses_a_float_absolute_value():
     hcal, ecal = _on_line(GRID[20], GRID[20], GRID[20] - np.linspace(0.0, 0.25, 20))
     residual = np.abs(hcal * GRID[17] + ecal * GRID[20] - GRID[17] * GRID[20])
     assert residual.max() < 1.0  # the trap is armed
-    assert hadronic_scale.fit_intercepts(hcal, ecal, 0.025)[:2] == (GRID[20], GRID[20])
+    assert hadronic_scale.grid_minimum(hcal, ecal, GRID)[:2] == (GRID[20], GRID[20])
 
 
 def test_scan_clamps_to_the_grid():
+    """An intercept below the grid stays at the grid's lower end, refined or not; the other one is
+    still refined (it is then the best HCal intercept for that clamped ECal intercept)."""
     hcal, ecal = _on_line(20.0, 55.0, np.linspace(35.0, 55.0, 40))  # ECal intercept below 0.5·T_K
-    assert hadronic_scale.fit_intercepts(hcal, ecal, 0.025)[0] == GRID[0]
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert fit.grid_ecal == fit.ecal == GRID[0]
+    chi2 = hadronic_scale.chi_square_grid(hcal, ecal, GRID[:1], np.linspace(50.0, 56.0, 601))
+    assert fit.hcal == pytest.approx(np.linspace(50.0, 56.0, 601)[np.argmin(chi2)], abs=0.01)
+    hcal, ecal = _on_line(80.0, 45.0, np.linspace(30.0, 45.0, 40))  # above the grid's upper end
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    assert fit.grid_ecal == fit.ecal == GRID[-1]
+    summaries = [{"ecalToHad": ecal.astype(np.float32), "hcalToHad": hcal.astype(np.float32)}]
+    metrics = hadronic_scale.analyse(summaries, _constants(1.0, 1.0), SETTINGS).metrics
+    assert metrics["ecalInterceptAtGridEdge"] == 1.0 and metrics["hcalInterceptAtGridEdge"] == 0.0
 
 
 K_HAD, H_ECAL = 0.96, 0.85
@@ -180,14 +232,16 @@ def test_analyse_recovers_the_hadronic_scales():
     constants = _constants(1.35, 1.0)
     outcome = hadronic_scale.analyse(_kaons(1.35, 1.0), constants, SETTINGS)
     true_ecal, true_hcal = K_HAD * H_ECAL * 1.35 * T_K, K_HAD * T_K  # 54.5 and 47.5 GeV
-    assert abs(outcome.metrics["ecalIntercept"] - true_ecal) <= STEP / 2
-    assert abs(outcome.metrics["hcalIntercept"] - true_hcal) <= STEP / 2
+    assert abs(outcome.metrics["ecalIntercept"] - true_ecal) <= 0.1  # statistics, not the 1.25 GeV grid
+    assert abs(outcome.metrics["hcalIntercept"] - true_hcal) <= 0.1
+    assert (outcome.metrics["ecalGridIntercept"], outcome.metrics["hcalGridIntercept"]) == (GRID[24], GRID[18])
+    assert outcome.metrics["chi2Minimum"] < outcome.metrics["chi2GridMinimum"]
     new = outcome.constants
     assert new["HCalToHadGeVCalibration"] == pytest.approx(T_K * 1.0 / outcome.metrics["hcalIntercept"])
     assert new["ECalToHadGeVCalibrationBarrel"] == pytest.approx(T_K * 1.35 / outcome.metrics["ecalIntercept"])
     assert new["ECalToHadGeVCalibrationEndCap"] == new["ECalToHadGeVCalibrationBarrel"]
-    assert new["HCalToHadGeVCalibration"] == pytest.approx(1 / K_HAD, rel=STEP / 2 / true_hcal)
-    assert new["ECalToHadGeVCalibrationBarrel"] == pytest.approx(1 / (K_HAD * H_ECAL), rel=STEP / 2 / true_ecal)
+    assert new["HCalToHadGeVCalibration"] == pytest.approx(1 / K_HAD, rel=0.1 / true_hcal)
+    assert new["ECalToHadGeVCalibrationBarrel"] == pytest.approx(1 / (K_HAD * H_ECAL), rel=0.1 / true_ecal)
     assert new["CalibrECAL"] == [37.5, 75.0] and constants["HCalToHadGeVCalibration"] == 1.0
     assert outcome.converged is False  # the ECal intercept is 10 % high
     assert outcome.metrics["eventsInBand"] == outcome.metrics["eventsSelected"] == 4000.0
@@ -205,7 +259,8 @@ def test_analyse_converges_with_the_updated_scales():
     hcal_scale = first.constants["HCalToHadGeVCalibration"]
     second = hadronic_scale.analyse(_kaons(ecal_scale, hcal_scale, seed=6), first.constants, SETTINGS)
     assert second.converged is True
-    assert second.metrics["maxRelativeDeviation"] < 0.025
+    # Converged at the truth within the statistics, not somewhere in the 2.5 % tolerance as the grid would.
+    assert second.metrics["maxRelativeDeviation"] < 0.005
 
 
 @pytest.mark.parametrize("index, converged", [(20, True), (21, False)])

@@ -61,6 +61,38 @@ def test_collect_selection():
         np.testing.assert_array_equal(summary[region], expected)
 
 
+def _as_pfoanalysis_stores_it(edge_energies):
+    """hCalCaloHitEnergyFromEdge as a real PfoAnalysis file holds it: the float sum truncated into
+    an int (CalibrationHelper.h declares it int), whose bytes the "/F" branch writes as a float."""
+    return np.trunc(np.asarray(edge_energies, np.float32)).astype(np.int32).view(np.float32)
+
+
+def test_int_bit_patterns_are_recognised():
+    stored = _as_pfoanalysis_stores_it([0.4, 2.3, 3.9, 40.0])
+    np.testing.assert_array_equal(stored.view(np.int32), [0, 2, 3, 40])
+    assert stored[1] == pytest.approx(2 * 1.4e-45, rel=0.01)  # a subnormal float
+    assert hcal_digitisation.holds_int_bit_patterns(stored)
+    assert hcal_digitisation.holds_int_bit_patterns(np.zeros(3, np.float32))  # either reading: nothing at the edge
+    assert not hcal_digitisation.holds_int_bit_patterns(np.array([0.0, 2.3e-3, 0.5], np.float32))
+    assert not hcal_digitisation.holds_int_bit_patterns(np.array([0.0, -1e-45], np.float32))
+    assert not hcal_digitisation.holds_int_bit_patterns(stored.astype(np.float64))
+    np.testing.assert_array_equal(hcal_digitisation.edge_energy(stored), np.zeros(4))
+    np.testing.assert_array_equal(hcal_digitisation.edge_energy(np.array([0.0, 2.5], np.float32)), [0.0, 2.5])
+
+
+def test_edge_cut_never_acts_on_a_real_pfoanalysis_column():
+    """As in the reference: 2.3 GeV (5.1 %) at the edge is cut from a true float column but kept when
+    the column holds int bit patterns, and so is an event with 44 of its 45 GeV at the edge; an
+    event with no energy still fails."""
+    events = [*EVENTS, (1, 1, 45.0, 44.5, 44.0, 0.4, None)]
+    float_column = _columns(events)
+    int_column = dict(float_column, hCalCaloHitEnergyFromEdge=_as_pfoanalysis_stores_it([e[4] for e in events]))
+    cut = hcal_digitisation.collect(_outputs(float_column), SETTINGS)["barrel"]
+    kept = hcal_digitisation.collect(_outputs(int_column), SETTINGS)["barrel"]
+    np.testing.assert_array_equal(cut, np.float32([44.0, 44.0, 44.6]))
+    np.testing.assert_array_equal(kept, np.float32([44.0, 44.0, 44.5, 44.6, 44.5]))
+
+
 def test_collect_refuses_bad_input():
     columns = _columns(EVENTS)
     del columns["hCalCaloHitEnergyFromEdge"]
@@ -101,6 +133,9 @@ def test_analyse_recovers_true_constants():
     assert outcome.converged is False
     assert outcome.metrics["barrelMean"] == pytest.approx(T_K * 40.0 / 46.0, rel=0.005)
     assert outcome.metrics["endcapMean"] == pytest.approx(T_K * 54.0 / 46.9, rel=0.005)
+    # phase 2 reads μ_EC from this metric: the peak the update divided by, measured before it
+    mean = outcome.metrics[hcal_digitisation.ENDCAP_MEAN_METRIC]
+    assert outcome.constants["CalibrHCALEndcap"] == pytest.approx(T_K * 54.0 / mean, rel=1e-15)
     assert outcome.metrics["endcapEntries"] == 4000.0
     assert outcome.metrics["barrelFitMethod"] == "gaussian"
     assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())

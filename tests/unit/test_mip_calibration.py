@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure import mip_calibration
+from ILCDIRAC.CalibrationSystem.Procedure.advance import StepRecord
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError
-from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import empty_histogram
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import edges, empty_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram, ReconstructionOutput
 
@@ -21,6 +22,7 @@ SETTINGS = {
 ECAL = "ECalDirectionCorrectedCaloHitEnergy"  # 500 bins on [0, 0.1]: width 0.0002
 SIM_ENDCAP = "HCalDirectionCorrectedSimCaloHitEndCap"  # 200 bins on [0, 0.001]: width 5e-6
 SIM_RING = "HCalDirectionCorrectedSimCaloHitOther"  # 200 bins on [0, 0.005]: width 2.5e-5
+MUON = "MuonDirectionCorrectedCaloHitEnergy"  # 500 bins on [0, 0.002]: width 4e-6
 
 
 def _spikes(size, **bins):
@@ -32,9 +34,23 @@ def _spikes(size, **bins):
 
 def test_max_bin_peak_is_the_centre_of_the_first_fullest_bin():
     counts = _spikes(500, b50=6, b123=7, b400=7)
-    assert mip_calibration.max_bin_peak(counts, ECAL) == pytest.approx(123.5 * 0.0002, rel=1e-12)
+    assert mip_calibration.max_bin_peak(counts, edges(ECAL), ECAL) == pytest.approx(123.5 * 0.0002, rel=1e-12)
+    # any binning: the histogram's own edges
+    assert mip_calibration.max_bin_peak(counts[:250], np.linspace(0, 0.05, 251), ECAL) == pytest.approx(0.0247)
     with pytest.raises(ProcedureError, match=f"{ECAL} is empty"):
-        mip_calibration.max_bin_peak(np.zeros(500), ECAL)
+        mip_calibration.max_bin_peak(np.zeros(500), edges(ECAL), ECAL)
+
+
+def test_max_bin_peak_refuses_an_unresolved_peak():
+    """The muon histogram with the processor's default range [0, 1] GeV: a 5e-5 GeV MIP peak is
+    in the first 2 MeV bin, where the reference took 1/0.001 as MuonToMipCalibration."""
+    default_range = np.linspace(0.0, 1.0, 501)
+    with pytest.raises(ProcedureError, match=r"MIP peak of histogram MuonDirectionCorrectedCaloHitEnergy is in its"
+                                             r" first bin \(\[0, 0.002\] GeV of 500 bins on \[0, 1\]\).*"
+                                             "NBinsMuonCaloHitEnergyHist and XUpperValueMuonCaloHitEnergyHist"):
+        mip_calibration.max_bin_peak(_spikes(500, b0=900, b1=3), default_range, MUON)
+    with pytest.raises(ProcedureError, match=f"{ECAL} is in its last bin .* check the digitisation constants"):
+        mip_calibration.max_bin_peak(_spikes(500, b499=9, b100=3), edges(ECAL), ECAL)
 
 
 @pytest.mark.parametrize("counts, peak_bin", [
@@ -46,7 +62,8 @@ def test_max_bin_peak_is_the_centre_of_the_first_fullest_bin():
     (_spikes(200, b45=5, b55=9, b65=5, b57=8), 55),
 ])
 def test_sim_hit_peak_finder(counts, peak_bin):
-    assert mip_calibration.sim_hit_peak(counts, SIM_ENDCAP) == pytest.approx((peak_bin + 0.5) * 5e-6, rel=1e-12)
+    peak = mip_calibration.sim_hit_peak(counts, edges(SIM_ENDCAP), SIM_ENDCAP)
+    assert peak == pytest.approx((peak_bin + 0.5) * 5e-6, rel=1e-12)
 
 
 @pytest.mark.parametrize("counts", [
@@ -57,7 +74,7 @@ def test_sim_hit_peak_finder(counts, peak_bin):
 ])
 def test_sim_hit_peak_finder_refuses_when_there_is_no_peak(counts):
     with pytest.raises(ProcedureError, match=f"No MIP peak in histogram {SIM_ENDCAP}"):
-        mip_calibration.sim_hit_peak(counts, SIM_ENDCAP)
+        mip_calibration.sim_hit_peak(counts, edges(SIM_ENDCAP), SIM_ENDCAP)
 
 
 def test_direction_correction_and_thickness_factor():
@@ -123,21 +140,37 @@ def test_collect():
     assert set(summary) == set(mip_calibration.SUMMARY_FIELDS)
     assert all(summary[name].dtype == dtype for name, dtype in mip_calibration.SUMMARY_FIELDS.items())
     np.testing.assert_array_equal(summary["ecalMip"], _spikes(500, b20=3, b60=4))
+    np.testing.assert_array_equal(summary["ecalMipRange"], [0.0, 0.1])
     np.testing.assert_array_equal(summary["hcalRingSimMip"], _spikes(200, b20=3, b60=8))
+    np.testing.assert_array_equal(summary["hcalRingSimMipRange"], [0.0, 0.005])
     np.testing.assert_array_equal(summary["hcalEndcapDirection"], [10.0, 8.0])
     np.testing.assert_array_equal(summary["hcalRingDirection"], [20.0, 15.0])
     expected = np.array([e[3] for e in KAONS if e[6]], np.float32)
     np.testing.assert_array_equal(summary["kaonHCalEndcapEnergy"], expected)
 
 
-def test_collect_refuses_missing_or_misbinned_input():
+def test_collect_keeps_the_binning_of_the_file():
+    outputs = _outputs()
+    outputs["muon"].histograms[MUON] = Histogram(_spikes(250, b7=2), np.linspace(0, 0.001, 251), 2.0, 3e-5)
+    summary = mip_calibration.collect(outputs, SETTINGS)
+    np.testing.assert_array_equal(summary["muonMip"], _spikes(250, b7=2))
+    np.testing.assert_array_equal(summary["muonMipRange"], [0.0, 0.001])
+
+
+@pytest.mark.parametrize("counts, bin_edges, message", [
+    (np.zeros(100), np.linspace(0, 0.1, 100), "counts of shape \\(100,\\) and edges of shape \\(100,\\)"),
+    (np.zeros(2), np.array([0.0, 0.2, 0.1]), "increasing bin edges"),
+    (np.array([1.0, np.inf]), np.array([0.0, 0.1, 0.2]), "finite counts"),
+    (np.zeros(2), np.array([0.0, 0.1, 0.3]), "bins of different widths"),
+])
+def test_collect_refuses_missing_or_malformed_input(counts, bin_edges, message):
     outputs = _outputs()
     del outputs["muon"].histograms[SIM_RING]
     with pytest.raises(ProcedureError, match=f"muon reconstruction has no histogram {SIM_RING}"):
         mip_calibration.collect(outputs, SETTINGS)
     outputs = _outputs()
-    outputs["muon"].histograms[ECAL] = Histogram(np.zeros(100), np.linspace(0, 0.1, 101), 0.0, 0.0)
-    with pytest.raises(ProcedureError, match="needs 500 bins"):
+    outputs["muon"].histograms[ECAL] = Histogram(counts, bin_edges, 0.0, 0.0)
+    with pytest.raises(ProcedureError, match=f"Histogram {ECAL} .*{message}"):
         mip_calibration.collect(outputs, SETTINGS)
     outputs = _outputs()
     del outputs["kaon"].columns["hCalCaloHitEnergyFromEdge"]
@@ -156,6 +189,7 @@ def _summaries(kaon_mean=45.0):
             "muonMip": _spikes(500, b12=1),
             "hcalEndcapSimMip": _spikes(200, b39=3),
             "hcalRingSimMip": _spikes(200, b10=2),
+            **{field + "Range": edges(name)[[0, -1]] for field, name in mip_calibration.MUON_HISTOGRAMS.items()},
             "hcalEndcapDirection": np.array(direction_endcap),
             "hcalRingDirection": np.array([20.0, 15.0]),
             "kaonHCalEndcapEnergy": rng.normal(kaon_mean, 3.0, 2000).astype(np.float32),
@@ -186,7 +220,8 @@ def test_analyse_known_answers():
     assert metrics["hcalRingDirectionCorrection"] == 0.75
     assert metrics["thicknessFactor"] == 1.0
     assert metrics["endcapMeanCorrection"] == 1.0
-    assert metrics["kaonHCalEndcapMean"] == pytest.approx(45.0, rel=0.01)
+    assert metrics["endcapMeanSource"] == "not used (hcalOtherEndcapMeanCorrection off)"
+    assert "endcapMean" not in metrics and "kaonHCalEndcapMean" not in metrics
     assert metrics["ecalMipEntries"] == 13.0
     assert all(isinstance(v, (float, str)) for v in metrics.values())
     mip_plots = {plot.name: plot for plot in outcome.plots[:3]}
@@ -196,18 +231,78 @@ def test_analyse_known_answers():
     assert mip_plots["ecalMip"].edges.size == 501
 
 
-def test_analyse_endcap_mean_correction_and_thickness():
+def _phase1_step(endcap_mean, step=7):
+    """The last phase-1 step as the history holds it (its metrics, as hcal_digitisation writes them)."""
+    return StepRecord(1, 1, step, {"barrelMean": 49.1, "endcapMean": endcap_mean, "endcapFitMethod": "gaussian"})
+
+
+def test_endcap_mean_correction_uses_the_last_phase1_step():
+    """The reference: CalibrHCALEndcap (already updated by phase 1) x T_K/μ_EC, with μ_EC the endcap
+    peak the last phase-1 step measured before its update, not the kaons of this step (at 40 GeV)."""
     settings = {**SETTINGS, "hcalRingAbsorberThickness": 25.0, "hcalRingScintillatorThickness": 2.5}
-    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, settings)
+    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, settings, _phase1_step(48.25))
+    expected = RING_WITHOUT_MEAN * (2.0 / 3.0) * KAON_KINETIC_ENERGY / 48.25
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(expected, rel=1e-14)
+    metrics = outcome.metrics
+    assert metrics["endcapMean"] == 48.25
+    assert metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / 48.25, rel=1e-15)
+    assert metrics["endcapMeanSource"] == "phase 1, step 7, before its update"
+    assert "kaonHCalEndcapMean" not in metrics and "kaon_hcal_endcap" not in [plot.name for plot in outcome.plots]
+
+
+def test_endcap_mean_from_history_needs_no_kaon_peak():
+    summaries = _summaries()
+    for summary in summaries:
+        summary["kaonHCalEndcapEnergy"] = np.zeros(0, np.float32)
+    outcome = mip_calibration.analyse(summaries, CONSTANTS, SETTINGS, _phase1_step(50.0))
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(RING_WITHOUT_MEAN * KAON_KINETIC_ENERGY / 50.0)
+
+
+def test_endcap_mean_is_measured_when_no_phase1_step_precedes():
+    """startPhase = 2: μ_EC is the endcap peak of this step's kaons, with the current constants."""
+    outcome = mip_calibration.analyse(_summaries(kaon_mean=40.0), CONSTANTS, SETTINGS, None)
     mean = outcome.metrics["kaonHCalEndcapMean"]
-    assert mean == pytest.approx(40.0, rel=0.01)
+    assert mean == pytest.approx(40.0, rel=0.01) and outcome.metrics["endcapMean"] == mean
+    assert outcome.metrics["endcapMeanSource"].startswith("this step's kaons")
     assert outcome.metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / mean, rel=1e-15)
-    expected = RING_WITHOUT_MEAN * (2.0 / 3.0) * KAON_KINETIC_ENERGY / mean
-    assert outcome.constants["CalibrHCALOther"] == pytest.approx(expected, rel=1e-12)
+    assert outcome.constants["CalibrHCALOther"] == pytest.approx(RING_WITHOUT_MEAN * KAON_KINETIC_ENERGY / mean,
+                                                                 rel=1e-12)
+    assert outcome.plots[-1].name == "kaon_hcal_endcap"
+
+
+@pytest.mark.parametrize("value", [None, 0.0, -3.0, float("nan"), "49.5", True])
+def test_endcap_mean_from_history_must_be_positive(value):
+    record = _phase1_step(value) if value is not None else StepRecord(1, 1, 7, {})
+    with pytest.raises(ProcedureError, match="metrics of step 7 .* no positive HCal endcap peak 'endcapMean'"):
+        mip_calibration.analyse(_summaries(), CONSTANTS, SETTINGS, record)
+
+
+def test_analyse_uses_the_binning_the_workers_used():
+    """The muon histogram with 250 bins on [0, 0.001] GeV (width 4e-6, as the default's) in both workers."""
+    summaries = _summaries()
+    for summary in summaries:
+        summary["muonMip"], summary["muonMipRange"] = _spikes(250, b30=2, b31=1), np.array([0.0, 0.001])
+    outcome = mip_calibration.analyse(summaries, CONSTANTS, {**SETTINGS, "hcalOtherEndcapMeanCorrection": False})
+    assert outcome.metrics["muonMipPeak"] == pytest.approx(30.5 * 4e-6, rel=1e-12)
+    plot = next(plot for plot in outcome.plots if plot.name == "muonMip")
+    np.testing.assert_array_equal(plot.edges, np.linspace(0, 0.001, 251))
+
+
+def test_analyse_refuses_workers_with_different_binnings():
+    summaries = _summaries()
+    summaries[1]["muonMip"], summaries[1]["muonMipRange"] = _spikes(500, b3=1), np.array([0.0, 1.0])
+    with pytest.raises(ProcedureError, match=f"histogram {MUON} of worker summary 1 has 500 bins on \\[0, 1\\],"
+                                             " worker summary 0 has 500 bins on \\[0, 0.002\\]; they cannot be"
+                                             " summed"):
+        mip_calibration.analyse(summaries, CONSTANTS, SETTINGS)
+    summaries = _summaries()
+    summaries[1]["ecalMip"] = np.zeros(499)
+    with pytest.raises(ProcedureError, match=f"histogram {ECAL} of worker summary 1 has 499 bins on \\[0, 0.1\\]"):
+        mip_calibration.analyse(summaries, CONSTANTS, SETTINGS)
 
 
 @pytest.mark.parametrize("field, value, error, message", [
-    ("ecalMip", np.zeros(499), ProcedureError, "499 values of ecalMip, 500 are needed"),
+    ("ecalMipRange", np.array([0.0]), ProcedureError, f"summary 0 has no \\[low, high\\] range of histogram {ECAL}"),
     ("hcalRingDirection", np.zeros(2), ProcedureError, "HCalOtherDirectionCorrectionSimCaloHit is empty"),
     ("hcalRingDirection", np.array([-1.0, 1.0]), ProcedureError, "negative hcalRingDirection"),
     ("hcalEndcapSimMip", np.arange(200.0), ProcedureError, f"No MIP peak in histogram {SIM_ENDCAP}"),

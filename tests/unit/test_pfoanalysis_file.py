@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import uproot
 
+from ILCDIRAC.CalibrationSystem.Procedure.hcal_digitisation import holds_int_bit_patterns
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, edges
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
@@ -186,13 +187,36 @@ def test_wrong_branch_types_are_refused(tmp_path):
         read_pfoanalysis(path)
 
 
-def test_histogram_with_other_binning_is_refused(tmp_path):
+def test_edge_energy_stored_through_an_int_keeps_its_bits(tmp_path):
+    """Real files hold hCalCaloHitEnergyFromEdge as int32 bit patterns in a float branch (subnormal
+    floats): the reader passes them on bit for bit, so that phase 1 recognises them."""
+    path = tmp_path / 'edge.root'
+    output = _hand_made()
+    stored = np.array([0, 3, 41], dtype=np.int32).view(np.float32)
+    write_pfoanalysis(path, ReconstructionOutput({**output.columns, 'hCalCaloHitEnergyFromEdge': stored}, {}))
+    column = read_pfoanalysis(path).columns['hCalCaloHitEnergyFromEdge']
+    assert column.dtype == np.float32
+    np.testing.assert_array_equal(column.view(np.int32), [0, 3, 41])
+    assert holds_int_bit_patterns(column)
+
+
+def test_histogram_keeps_the_binning_of_the_file(tmp_path):
+    """The muon binning is a processor parameter: a file with the processor default [0, 1] GeV is
+    read with that binning, which the analysis then uses."""
     path = tmp_path / 'binning.root'
     output = _hand_made()
-    wrong = Histogram(np.ones(500), np.linspace(0.0, 1.0, 501), 500.0, 250.0)  # the processor default range
-    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: wrong}))
-    with pytest.raises(PfoAnalysisFileError, match=f'binning.root: Histogram {MUON} has 500 bins, '
-                                                   r'\[0, 1\]; the calibration needs 500 bins on \[0, 0.002\]'):
+    other = Histogram(np.ones(500), np.linspace(0.0, 1.0, 501), 500.0, 250.0)
+    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: other}))
+    _assert_same(read_pfoanalysis(path), ReconstructionOutput(output.columns, {MUON: other}))
+
+
+def test_histogram_with_non_finite_contents_is_refused(tmp_path):
+    path = tmp_path / 'nan.root'
+    output = _hand_made()
+    counts = _muon_histogram().counts.copy()
+    counts[3] = np.nan
+    write_pfoanalysis(path, ReconstructionOutput(output.columns, {MUON: _muon_histogram()._replace(counts=counts)}))
+    with pytest.raises(PfoAnalysisFileError, match=f'nan.root: Histogram {MUON} must have finite counts'):
         read_pfoanalysis(path)
 
 

@@ -358,11 +358,13 @@ class CalibrationDB(DB):
     def advanceStep(self, calibrationID, step, decide):
         """Close ``step`` of a calibration and open the next one, exactly once.
 
-        The step's results are read as a snapshot and ``decide(calibration, contents)`` (a pure
-        function returning a StepOutcome) runs without holding any lock, so results that arrive
-        meanwhile are stored at once (and not used). Its outcome is then written in one
-        transaction that locks the calibration row and checks it is still running at ``step``:
-        a concurrent or repeated call finds the step moved on and changes nothing.
+        The step's results and the step before it are read as a snapshot and
+        ``decide(calibration, contents, previous)`` (a pure function returning a StepOutcome; previous
+        is {"Step", "Stage", "Phase", "Metrics"} of step - 1, or None for step 0) runs without
+        holding any lock, so results that arrive meanwhile are stored at once (and not used). Its
+        outcome is then written in one transaction that locks the calibration row and checks it is
+        still running at ``step``: a concurrent or repeated call finds the step moved on and
+        changes nothing.
 
         :return: S_OK(StepOutcome) or S_OK(None) if the step was no longer current
         """
@@ -377,9 +379,18 @@ class CalibrationDB(DB):
                 "SELECT Content FROM StepResults WHERE CalibrationID = %s AND Step = %s ORDER BY WorkerID",
                 (calibrationID, step),
             )
+            before = self._fetch(
+                "SELECT Step, Stage, Phase, Metrics FROM Steps WHERE CalibrationID = %s AND Step = %s",
+                (calibrationID, step - 1),
+            )
         except _DBError as error:
             return S_ERROR(f"Could not read the results of calibration {calibrationID}: {error}")
-        outcome = decide(calibration, [bytes(row[0]) for row in rows])
+        previous = None
+        if before:
+            previousStep, stage, phase, metrics = before[0]
+            previous = {"Step": previousStep, "Stage": stage, "Phase": phase,
+                        "Metrics": json.loads(metrics) if metrics else {}}
+        outcome = decide(calibration, [bytes(row[0]) for row in rows], previous)
         now = _now()
         try:
             with self._transaction_connection() as conn:

@@ -18,14 +18,26 @@ FAILED = "Failed"
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """An analysed step of the calibration's history: where it ran and the metrics its analysis stored."""
+
+    stage: int
+    phase: int
+    step: int
+    metrics: dict
+
+
+@dataclass(frozen=True)
 class StepState:
-    """Where a calibration stands: the step being analysed and the constants it ran with."""
+    """Where a calibration stands: the step being analysed, the constants it ran with, and the
+    step before it (None for the first step)."""
 
     stage: int
     phase: int
     step: int
     iteration: int  # 1 for the first step of a phase
     parameters: dict
+    previous: StepRecord | None = None
 
 
 #: File names under which a step's artifacts are kept with the calibration.
@@ -77,13 +89,25 @@ def results_needed(number_of_jobs, settings):
     return max(1, math.ceil(settings["fractionOfFinishedJobsNeededToStartNextStep"] * number_of_jobs - 1e-9))
 
 
+def _analysis_inputs(state, phase):
+    """Keyword inputs of the phase's analysis beyond the step's own results: the step before,
+    for a phase that reads the last step of an earlier phase (None when that is not the step
+    before, e.g. when the calibration started at this phase)."""
+    if phase.previous_phase is None:
+        return {}
+    previous = state.previous
+    if previous is None or (previous.stage, previous.phase) != (state.stage, phase.previous_phase):
+        return {"previous": None}
+    return {"previous": previous}
+
+
 def advance(state, contents, settings):
     """Analyse the results (summary bytes) of ``state``'s step and say what comes next.
 
     A failed fit or an exhausted iteration budget ends the calibration as failed, with the
     constants it had reached and a message that says why; it never yields garbage constants.
 
-    :param StepState state: the step being analysed and the constants it ran with
+    :param StepState state: the step being analysed, the constants it ran with and the step before
     :param list contents: the workers' summaries (bytes) for that step
     :param dict settings: the calibration's settings
     :return: StepOutcome: status (Running, Finished or Failed), the new constants, the convergence
@@ -93,7 +117,7 @@ def advance(state, contents, settings):
     where = f"stage {state.stage}, phase {state.phase} ({phase.name}), step {state.step}"
     summaries = [decode_summary(content, state.phase) for content in contents]
     try:
-        outcome = phase.analyse(summaries, state.parameters, settings)
+        outcome = phase.analyse(summaries, state.parameters, settings, **_analysis_inputs(state, phase))
     except FitError as error:
         return StepOutcome(FAILED, state.parameters, False, None, f"Analysis of {where} failed: {error}")
     metrics = dict(outcome.metrics)

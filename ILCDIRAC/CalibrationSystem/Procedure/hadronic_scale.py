@@ -1,11 +1,14 @@
 """Phase 4, HadronicEnergy: Pandora's hadronic energy scale from 50 GeV K0L (physics.md §2.5).
 
 Chi-square method: for well-reconstructed kaons the HCal (x) and ECal (y) hadronic energies lie
-on a line x/I_H + y/I_E = 1. A grid scan finds the intercepts; each scale is then multiplied by
-T_K/I, so that both intercepts move to the kinetic energy T_K. The worker applies the event cuts;
-the service applies the 3σ band, so that its metrics say how many kaons the band kept.
+on a line x/I_H + y/I_E = 1. The reference's grid scan finds the intercepts to one grid step
+(accuracy x 50 GeV, as large as the convergence tolerance), so a local search then refines the
+minimum below the grid step; each scale is multiplied by T_K/I, so that both intercepts move to
+the kinetic energy T_K. The worker applies the event cuts; the service applies the 3σ band, so
+that its metrics say how many kaons the band kept.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +41,12 @@ MAX_PLOT_POINTS = 5000
 _BLOCK = 4096
 _GUESS_EVENTS = 4096  # events of the subsample whose best grid point bounds the full scan
 _BOUND_MARGIN = 1e-9
+#: The refinement stops when its search step is below this fraction of the grid step (1.25 MeV at
+#: 50 GeV and the default accuracy), far below the statistical error of the intercepts.
+REFINE_PRECISION = 1e-3
+#: At most this many refinement steps (each scans 3 x 3 points); enough for a minimum many grid
+#: steps away along a valley, and a bound on the cost when the χ² is flat in one direction.
+MAX_REFINE_STEPS = 500
 
 
 def collect(outputs, settings):
@@ -74,7 +83,8 @@ def collect(outputs, settings):
 def intercept_grid(accuracy):
     """The intercepts scanned: 0.5·T_K + i·accuracy·50 GeV for i = 0 … int(1/accuracy) − 1.
 
-    The results are therefore quantised to accuracy·50 GeV and clamped to this range.
+    The reference's results are therefore quantised to accuracy·50 GeV; refined or not, they are
+    clamped to this range.
 
     :param float accuracy: pandoraPFAAccuracy
     :return: float64 array of the intercepts (GeV)
@@ -137,39 +147,49 @@ def _scan(hcal, ecal, ecal_intercepts, hcal_intercepts, bound=np.inf):
     return sums
 
 
-def chi_square_grid(hcal, ecal, grid):
-    """χ²[i, j] of the events around the line x/b + y/a = 1 with a = grid[i] (ECal), b = grid[j] (HCal).
+def chi_square_grid(hcal, ecal, ecal_intercepts, hcal_intercepts):
+    """χ²[i, j] of the events around the line x/b + y/a = 1 with a = ecal_intercepts[i], b = hcal_intercepts[j].
 
     Per event d = ``|x·a + y·b − a·b|``/√(a²+b²) and σ_d = √((σ_x·a)² + (σ_y·b)²)/√(a²+b²) with
     σ_x² = 0.55²·x, σ_y² = 0.55²·y; the √(a²+b²) cancels in d/σ_d, and squaring makes the float
-    absolute value of the reference implicit. Exact, O(grid² x events), in blocks of events.
+    absolute value of the reference implicit. Exact, O(points x events), in blocks of events.
 
     :param hcal: the events' HCal hadronic energies x (GeV)
     :param ecal: their ECal hadronic energies y (GeV)
-    :param grid: the intercepts (intercept_grid)
-    :return: float64 array of shape (len(grid), len(grid))
+    :param ecal_intercepts: the ECal intercepts a (GeV), e.g. intercept_grid
+    :param hcal_intercepts: the HCal intercepts b (GeV)
+    :return: float64 array of shape (len(ecal_intercepts), len(hcal_intercepts))
     """
-    hcal, ecal, grid = (np.asarray(v, dtype=np.float64) for v in (hcal, ecal, grid))
-    return _scan(hcal, ecal, grid, grid) / RESOLUTION**2
+    arrays = (np.asarray(v, dtype=np.float64) for v in (hcal, ecal, ecal_intercepts, hcal_intercepts))
+    return _scan(*arrays) / RESOLUTION**2
 
 
-def fit_intercepts(hcal, ecal, accuracy):
-    """(I_E, I_H, χ²_min) of the grid point with the smallest χ²; the first one wins a tie
-    (ECal intercept in the outer loop, HCal in the inner one).
+class InterceptFit(NamedTuple):
+    """The intercepts of the line through the kaons: refined, and the reference's grid point."""
+
+    ecal: float  # I_E (GeV), refined
+    hcal: float  # I_H (GeV), refined
+    chi2: float  # χ² at (I_E, I_H)
+    grid_ecal: float  # the grid point of the reference's scan
+    grid_hcal: float
+    grid_chi2: float
+    refine_steps: int  # 3 x 3 scans the refinement made
+    refine_resolution: float  # its final search step (GeV): the refined intercepts' grid resolution
+
+
+def grid_minimum(hcal, ecal, grid):
+    """(I_E, I_H, χ²_min) of the grid point with the smallest χ², as the reference scans: the first
+    one wins a tie (ECal intercept in the outer loop, HCal in the inner one).
 
     Same result as the argmin of chi_square_grid, faster: the minimum on a subsample of the
     events gives a bound (its χ² on all events), and the full scan abandons every grid point
     whose partial χ² exceeds that bound. The relative margin keeps rounding from dropping a tie.
 
-    :param hcal: the events' HCal hadronic energies x (GeV)
-    :param ecal: their ECal hadronic energies y (GeV)
-    :param float accuracy: pandoraPFAAccuracy (sets the grid)
+    :param hcal: the events' HCal hadronic energies x (GeV), float64
+    :param ecal: their ECal hadronic energies y (GeV), float64
+    :param grid: the intercepts scanned (intercept_grid)
     :return: (I_E, I_H, χ²_min) as floats
     """
-    hcal, ecal = np.asarray(hcal, dtype=np.float64).ravel(), np.asarray(ecal, dtype=np.float64).ravel()
-    if hcal.size == 0 or hcal.size != ecal.size:
-        raise FitError(f"{LABEL}: cannot fit a line to {hcal.size} HCal and {ecal.size} ECal energies")
-    grid = intercept_grid(accuracy)
     stride = max(1, hcal.size // _GUESS_EVENTS)
     guess = _scan(hcal[::stride], ecal[::stride], grid, grid)
     i, j = np.unravel_index(int(np.argmin(guess)), guess.shape)
@@ -184,12 +204,68 @@ def fit_intercepts(hcal, ecal, accuracy):
     return float(grid[i]), float(grid[j]), float(sums[i, j] / RESOLUTION**2)
 
 
+def refine_minimum(hcal, ecal, start, step, limits):
+    """The χ² minimum near ``start``, to REFINE_PRECISION of ``step``, within ``limits``.
+
+    Pattern search: scan the 3 x 3 points (I_E ± s, I_H ± s) around the current point; move to the
+    smallest (first wins a tie) if it is strictly below the centre, else halve s. It starts at
+    half the grid step, follows a diagonal valley (the two intercepts are correlated, so the best
+    grid point can lie more than half a step from the minimum) and never leaves ``limits``, so
+    a minimum beyond the grid stays clamped to its edge as in the reference.
+
+    :param hcal: the events' HCal hadronic energies x (GeV), float64
+    :param ecal: their ECal hadronic energies y (GeV), float64
+    :param start: (I_E, I_H) to start from, the grid minimum
+    :param float step: the grid step (GeV)
+    :param limits: (lowest, highest) intercept allowed (GeV), the grid's ends
+    :return: (I_E, I_H, χ², steps made, final search step)
+    """
+    centre = np.asarray(start, dtype=np.float64)
+    offsets = np.array([-1.0, 0.0, 1.0])
+    search = 0.5 * step
+    steps = 0
+    while search > REFINE_PRECISION * step and steps < MAX_REFINE_STEPS:
+        steps += 1
+        ecal_points = np.clip(centre[0] + search * offsets, *limits)
+        hcal_points = np.clip(centre[1] + search * offsets, *limits)
+        sums = _scan(hcal, ecal, ecal_points, hcal_points)
+        i, j = np.unravel_index(int(np.argmin(sums)), sums.shape)
+        if sums[i, j] < sums[1, 1]:
+            centre = np.array([ecal_points[i], hcal_points[j]])
+        else:
+            search *= 0.5
+    chi2 = _scan(hcal, ecal, centre[:1], centre[1:])[0, 0] / RESOLUTION**2
+    return float(centre[0]), float(centre[1]), float(chi2), steps, float(search)
+
+
+def fit_intercepts(hcal, ecal, accuracy):
+    """The intercepts (I_E, I_H) of the line x/I_H + y/I_E = 1 with the smallest χ².
+
+    The reference's grid scan (grid_minimum) finds the best grid point; refine_minimum then
+    finds the minimum between grid points, within the grid's range.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param float accuracy: pandoraPFAAccuracy (sets the grid)
+    :return: InterceptFit (refined intercepts and χ², the grid point and its χ², the refinement's
+        steps and resolution)
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64).ravel(), np.asarray(ecal, dtype=np.float64).ravel()
+    if hcal.size == 0 or hcal.size != ecal.size:
+        raise FitError(f"{LABEL}: cannot fit a line to {hcal.size} HCal and {ecal.size} ECal energies")
+    grid = intercept_grid(accuracy)
+    grid_ecal, grid_hcal, grid_chi2 = grid_minimum(hcal, ecal, grid)
+    refined = refine_minimum(hcal, ecal, (grid_ecal, grid_hcal), accuracy * TRUTH_ENERGY, (grid[0], grid[-1]))
+    return InterceptFit(*refined[:3], grid_ecal, grid_hcal, grid_chi2, *refined[3:])
+
+
 def analyse(summaries, constants, settings):
     """New hadronic scales from the workers' summaries.
 
-    HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E, and the EndCap
-    value is set to the barrel one; converged when both intercepts, measured with the current
-    constants, are within pandoraPFAAccuracy of T_K (relative to T_K).
+    HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E with the refined
+    intercepts (fit_intercepts), and the EndCap value is set to the barrel one; converged when both
+    intercepts, measured with the current constants, are within pandoraPFAAccuracy of T_K
+    (relative to T_K).
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
@@ -217,7 +293,8 @@ def analyse(summaries, constants, settings):
             f" x + y = {TARGET_ENERGY:.3f} GeV, at least {MIN_EVENTS} are needed. Use more kaon events, or"
             " seed the hadronic scales within about 20 % of their final values."
         )
-    ecal_intercept, hcal_intercept, chi2 = fit_intercepts(hcal, ecal, accuracy)
+    fit = fit_intercepts(hcal, ecal, accuracy)
+    ecal_intercept, hcal_intercept = fit.ecal, fit.hcal
     grid = intercept_grid(accuracy)
     new_constants = phase_tools.copy_constants(constants)
     new_constants["HCalToHadGeVCalibration"] = TARGET_ENERGY * hcal_scale / hcal_intercept
@@ -235,11 +312,16 @@ def analyse(summaries, constants, settings):
         "hcalRelativeDeviation": (hcal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
         "ecalInterceptAtGridEdge": float(ecal_intercept in edges),
         "hcalInterceptAtGridEdge": float(hcal_intercept in edges),
+        "ecalGridIntercept": fit.grid_ecal,
+        "hcalGridIntercept": fit.grid_hcal,
         "gridLow": edges[0],
         "gridHigh": edges[1],
         "gridStep": accuracy * TRUTH_ENERGY,
-        "chi2Minimum": chi2,
-        "chi2PerEvent": chi2 / hcal.size,
+        "refineSteps": float(fit.refine_steps),
+        "refineResolution": fit.refine_resolution,
+        "chi2Minimum": fit.chi2,
+        "chi2GridMinimum": fit.grid_chi2,
+        "chi2PerEvent": fit.chi2 / hcal.size,
         "eventsSelected": float(band.size),
         "eventsInBand": float(hcal.size),
         "bandFraction": hcal.size / band.size,

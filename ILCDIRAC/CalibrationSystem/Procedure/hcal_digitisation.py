@@ -4,6 +4,13 @@ The worker keeps the digitised HCal energy of single-kaon events whose shower is
 HCal, split into barrel and endcap by the kaon's angle; the service finds the peak of each and
 scales the barrel and endcap constants so that the peaks move to the kaon's kinetic energy T_K
 (the mass is not seen by the calorimeters). Binning uses the nominal 50 GeV, as upstream.
+
+The edge-leakage cut reads hCalCaloHitEnergyFromEdge. PfoAnalysis keeps that value in an int
+(CalibrationHelper.h) and branches it as a float ("/F"), so a real file holds the edge energy
+truncated to whole GeV as an int32 bit pattern, which reads as 0 or a subnormal float (n GeV ->
+n·1.4e-45): the reference's cut never removes an event. edge_energy recognises such a column and
+gives the cut nothing to act on, as in the reference; a true float column (the built-in model's)
+is cut as intended.
 """
 import numpy as np
 
@@ -31,18 +38,53 @@ COLUMNS = (
 MAX_EDGE_FRACTION = 0.05
 # Below this total energy the edge fraction is undefined and the event fails (upstream: FLOAT_MAX).
 MIN_TOTAL_ENERGY = float(np.finfo(np.float32).eps)
+# int32 values below 2^23 have the bit pattern of +0 or a positive subnormal float32.
+_SUBNORMAL_BITS = 1 << 23
 # Energy outside the HCal allowed for a shower starting in the HCal, as a fraction of 50 GeV.
 MAX_NON_HCAL_FRACTION = 0.05
 REGION_SETTINGS = {"barrel": "hcalBarrelCosThetaRange", "endcap": "hcalEndcapCosThetaRange"}
 REGION_CONSTANTS = {"barrel": "CalibrHCALBarrel", "endcap": "CalibrHCALEndcap"}
+#: Metric of the endcap peak μ_EC (measured with the step's constants, before its update), which
+#: phase 2 reads from the last step of this phase.
+ENDCAP_MEAN_METRIC = "endcapMean"
+
+
+def holds_int_bit_patterns(column):
+    """Whether a float32 column holds int32 values stored through a float branch, as
+    hCalCaloHitEnergyFromEdge of a real PfoAnalysis file: every value is +0 or a positive subnormal.
+
+    A true float energy is never subnormal (below 1.2e-38 GeV); a column of zeros fits both
+    readings, which the edge cut treats alike.
+
+    :param column: the hCalCaloHitEnergyFromEdge column
+    :return: bool
+    """
+    column = np.asarray(column)
+    if column.dtype != np.float32:
+        return False
+    bits = column.view(np.int32)
+    return bool(np.all((bits >= 0) & (bits < _SUBNORMAL_BITS)))
+
+
+def edge_energy(column):
+    """The HCal energy near the outer edge per event (GeV, float64) that the edge cut compares with
+    5 % of the total: the column itself, or zeros for a column of int bit patterns (real
+    PfoAnalysis files), on which the reference's cut never acts.
+
+    :param column: the hCalCaloHitEnergyFromEdge column
+    :return: float64 array
+    """
+    if holds_int_bit_patterns(column):
+        return np.zeros(np.shape(column))
+    return np.asarray(column, dtype=np.float64)
 
 
 def select(columns, settings):
     """HCal energy (float32) of contained single-kaon events per region: {'barrel': ..., 'endcap': ...}.
 
-    Cuts: exactly one target, a neutral hadron; edge energy < 5 % of the total (fails when the
-    total is ~0); less than 5 % of 50 GeV outside the HCal; ``|cos θ|`` strictly inside the region's
-    range. Public because phase 2 measures the endcap peak of the same selection.
+    Cuts: exactly one target, a neutral hadron; edge energy (edge_energy) < 5 % of the total
+    (fails when the total is ~0); less than 5 % of 50 GeV outside the HCal; ``|cos θ|`` strictly
+    inside the region's range. Public because phase 2 measures the endcap peak of the same selection.
 
     :param dict columns: PfoAnalysis columns of the kaon sample
     :param dict settings: the calibration settings (HCal cos(theta) ranges)
@@ -51,7 +93,7 @@ def select(columns, settings):
     data = phase_tools.pfo_columns(columns, COLUMNS, LABEL)
     hcal = data["HCalTotalCaloHitEnergy"].astype(np.float64)
     total = data["TotalCaloHitEnergy"].astype(np.float64)
-    edge = data["hCalCaloHitEnergyFromEdge"].astype(np.float64)
+    edge = edge_energy(data["hCalCaloHitEnergyFromEdge"])
     edge_fraction = np.divide(edge, total, out=np.full_like(total, np.inf), where=total >= MIN_TOTAL_ENERGY)
     contained = (
         (data["nPfoTargetsTotal"] == 1)

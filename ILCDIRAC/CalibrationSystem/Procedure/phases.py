@@ -45,7 +45,9 @@ class Phase:
     ``samples``: the samples a worker reconstructs for this phase. ``collect(outputs, settings)``
     takes {sample: worker_output.ReconstructionOutput} and returns the summary arrays (exactly
     ``summary_fields``); ``analyse(summaries, constants, settings)`` returns an
-    outcome.PhaseOutcome.
+    outcome.PhaseOutcome. A phase with a ``previous_phase`` reads what the last step of that
+    phase measured: its analyse also takes ``previous``, that step's advance.StepRecord, or None
+    when the step before was not one of that phase (the calibration started here).
     """
 
     id: int
@@ -56,9 +58,10 @@ class Phase:
     summary_fields: dict[str, np.dtype]
     collect: Callable
     analyse: Callable
+    previous_phase: int | None = None
 
 
-def _phase(phase_id, module):
+def _phase(phase_id, module, previous_phase=None):
     """The Phase of a module that defines SAMPLES, CONSTANTS, SUMMARY_FIELDS, collect and analyse."""
     spec = PHASE_TABLE[phase_id]
     return Phase(
@@ -70,13 +73,14 @@ def _phase(phase_id, module):
         module.SUMMARY_FIELDS,
         module.collect,
         module.analyse,
+        previous_phase,
     )
 
 
 PHASES = {
     0: _phase(0, ecal_digitisation),
     1: _phase(1, hcal_digitisation),
-    2: _phase(2, mip_calibration),
+    2: _phase(2, mip_calibration, previous_phase=1),  # CalibrHCALOther uses the last HCalDigi endcap peak
     3: _phase(3, em_scale),
     4: _phase(4, hadronic_scale),
     5: _phase(5, photon_training),

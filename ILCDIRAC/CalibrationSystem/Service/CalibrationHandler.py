@@ -22,6 +22,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
     ARTIFACT_FILES,
     FAILED,
     StepOutcome,
+    StepRecord,
     StepState,
     advance,
     results_needed,
@@ -654,14 +655,18 @@ class CalibrationHandler(RequestHandler):
         return S_OK([c["CalibrationID"] for c in result["Value"]])
 
 
-def _decideStep(calibration, contents):
-    """Run the procedure on a step's results; a procedure error ends the calibration as failed."""
+def _decideStep(calibration, contents, previous):
+    """Run the procedure on a step's results (and the step before, from the DB's snapshot); a
+    procedure error ends the calibration as failed."""
     state = StepState(
         calibration["Stage"],
         calibration["Phase"],
         calibration["Step"],
         calibration["PhaseIteration"],
         calibration["Parameters"],
+        None if previous is None else StepRecord(
+            previous["Stage"], previous["Phase"], previous["Step"], previous["Metrics"]
+        ),
     )
     try:
         return advance(state, contents, calibration["Settings"])

@@ -5,7 +5,9 @@ a phase summary; the fake Marlin of the tests and the size benchmark write the s
 the synthetic model. Reading accepts both layouts of the vector branch pfoTargetCosTheta: real
 files hold ``std::vector<float>``, uproot writes a jagged ``float[]`` with a counter branch.
 Only its first element (the leading target) is used, as column 'pfoTargetCosTheta0' (NaN for an
-event without targets).
+event without targets). Scalar branches are passed on bit for bit: in a real file the float
+branch hCalCaloHitEnergyFromEdge holds int32 bit patterns, which phase 1 recognises
+(hcal_digitisation.holds_int_bit_patterns).
 
 Histograms are TH1F with ROOT's stored statistics: fTsumw and fTsumwx are the Histogram's own
 (exact over every fill); fTsumwx2 is recomputed from the bin centres, as ROOT's ResetStats does,
@@ -20,7 +22,7 @@ from uproot.writing.identify import to_TAxis, to_TH1x
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import (
-    FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, check_binning)
+    FLOAT_BRANCHES, HISTOGRAMS, INT_BRANCHES, check_histogram)
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import Histogram, ReconstructionOutput
 
 TREE = 'PfoAnalysisTree'
@@ -95,7 +97,7 @@ def _th1f(name, histogram):
 
 def read_pfoanalysis(path):
     """The ReconstructionOutput stored in the PfoAnalysis ROOT file at ``path``: every layout
-    branch as a column, and every layout histogram the file holds (binning checked).
+    branch as a column, and every layout histogram the file holds, with the file's own binning.
     PfoAnalysisFileError (a ValueError) if the file is missing, corrupt or incomplete."""
     if not os.path.isfile(path):
         raise PfoAnalysisFileError(f"No PfoAnalysis ROOT file at {path}: the reconstruction did not write it")
@@ -156,7 +158,7 @@ def _read_histograms(path, root_file):
                               np.asarray(stored.axis().edges(flow=False), dtype=np.float64),
                               float(stored.member('fTsumw')), float(stored.member('fTsumwx')))
         try:
-            check_binning(name, histogram)
+            check_histogram(name, histogram)
         except ProcedureError as error:
             raise PfoAnalysisFileError(f"{path}: {error}") from None
         histograms[name] = histogram
