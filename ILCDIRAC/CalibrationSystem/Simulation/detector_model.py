@@ -10,6 +10,14 @@ only re-digitised with new constants, and any slicing of an event range yields i
 per-event values. ``generate`` adds the PfoAnalysis histograms (calorimeter_hits) and, for the
 Z -> uds photon training, the likelihood file (likelihood_model).
 
+Response decisions (physics.md §7, extended so that approximate physics is caught): the
+calorimeter and Pandora responses are non-linear in their constants, ``value**γ`` relative to the
+truth (``γ < 1``), so the reference's multiplicative updates, which assume linearity, must iterate;
+and photon and hadron showers have a low-side tail (a fraction loses an exponentially distributed
+share of its energy), so a peak estimator that takes the mean instead of the fitted core lands
+elsewhere. Energies are ``E·max(1 + σ·z − ℓ, 0)`` with z standard normal and ℓ the tail loss
+(0 outside the tail), whose distribution expected_response writes down exactly.
+
 Geometry decision: the ECal barrel is |cos θ| < ecal_barrel_max; everything else (the
 barrel/endcap gap and the far forward region included) is digitised as ECal endcap, with the
 endcap truth constant. Likewise the HCal endcap digitisation covers |cos θ| >= hcal_ring_max. No
@@ -40,21 +48,22 @@ _QUARK_COLUMNS = ('eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thr
 _CALORIMETERS = ('ECal', 'HCal', 'Muon', 'BCal', 'LHCal', 'LCal')
 
 # Photon sample (physics.md §7): conversion inside 500 mm, split PFOs, robustness-mode defects.
-_CONVERSION_BASE = 0.08
-_CONVERSION_SLOPE = 0.08
-_PHOTON_SPLIT_FRACTION = 0.04
+CONVERSION_BASE = 0.08
+CONVERSION_SLOPE = 0.08
+PHOTON_SPLIT_FRACTION = 0.04
 _PHOTON_HCAL_LEAK_FRACTION = 0.05      # robustness: events with >= 3 % of the energy in the HCal
 _PHOTON_HCAL_SHARE = (0.03, 0.15)
-_PHOTON_TAIL_FRACTION = 0.03           # robustness: low-side tail (rear leakage out of the detector)
-_PHOTON_TAIL_LOSS = (0.05, 0.30)
-_GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
+GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
 _FORWARD_COS_THETA = 0.98              # PfoAnalysis: MC energy beyond this counts as forward
 ECAL_LAYERS = 40                      # layers a MIP crosses in the ECal
 
 # K0L sample (physics.md §7).
-_KAON_ECAL_FRACTION = (0.1, 0.7)       # energy share of showers starting in the ECal
-_KAON_SPLIT_FRACTION = 0.06
-_KAON_CONTAINED_LAYERS = 7             # contained showers stay >= 7 layers from the HCal edges
+#: Energy share of showers starting in the ECal: at least 0.2, so that their ECal energy (>= 8 GeV,
+#: 16 % resolution) never passes the phase-1 cut of 2.5 GeV outside the HCal.
+KAON_ECAL_FRACTION = (0.2, 0.7)
+KAON_ECAL_START = 0.5                  # probability that the shower starts in the ECal
+KAON_SPLIT_FRACTION = 0.06
+KAON_CONTAINED_LAYERS = 7             # contained showers stay >= 7 layers from the HCal edges
 _KAON_LEAK_FRACTION = 0.1              # robustness: showers leaking out of the HCal
 _KAON_LEAK_SHARE = (0.08, 0.30)
 _NEUTRAL_HADRON_MASS = 0.939565        # Pandora gives neutral-hadron PFOs the neutron mass
@@ -99,14 +108,20 @@ class DetectorTruth:
     em_constant: float = 0.01
     had_stochastic: float = 0.45                  # hadron resolution
     had_constant: float = 0.03
+    photon_tail_fraction: float = 0.25            # low-side tails: this fraction of the showers loses
+    photon_tail_mean: float = 0.08                # an exponentially distributed share of its energy
+    hadron_tail_fraction: float = 0.3             # with this mean (photons: leakage; hadrons: invisible
+    hadron_tail_mean: float = 0.1                 # energy of the HCal shower)
     ecal_barrel_max: float = 0.70                 # |cos θ| boundaries
     ecal_endcap_min: float = 0.80
     ecal_endcap_max: float = 0.98
     hcal_barrel_max: float = 0.65
     hcal_ring_max: float = 0.78
     hcal_endcap_max: float = 0.98
-    ecal_nonlinearity: float = 1.0                # response mean ~ (C/C_true)**gamma
-    hcal_nonlinearity: float = 1.0
+    ecal_nonlinearity: float = 0.6                # response ~ (C/C_true)**gamma of CalibrECAL (and the
+    hcal_nonlinearity: float = 0.8                # endcap factor), of the CalibrHCAL constants,
+    em_scale_nonlinearity: float = 0.6            # of ECal/HCalToEMGeVCalibration (Pandora: s**gamma)
+    had_scale_nonlinearity: float = 0.7           # and of ECal/HCalToHadGeVCalibration
     n_hcal_layers: int = 60
     robustness: bool = False
     seed: int = 20190401
@@ -121,10 +136,13 @@ class DetectorTruth:
                 if not isinstance(value, bool):
                     raise ValueError(f"DetectorTruth.{field.name} must be true or false, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
+                    or value < 0 or (value == 0 and field.name not in _MAY_BE_ZERO):
                 raise ValueError(f"DetectorTruth.{field.name} must be a positive number, got {value!r}")
             else:
                 object.__setattr__(self, field.name, float(value))
+        for name in _MAY_BE_ZERO:
+            if getattr(self, name) >= 1.0:
+                raise ValueError(f"DetectorTruth.{name} is a fraction of the showers: it must be in [0, 1)")
         if self.seed < 0:
             raise ValueError(f"DetectorTruth.seed must be >= 0, got {self.seed}")
         if self.n_hcal_layers < 10:
@@ -191,6 +209,10 @@ class DetectorTruth:
         return cls(**data)
 
 
+#: Truth fields that may be 0 (no tail).
+_MAY_BE_ZERO = ('photon_tail_fraction', 'hadron_tail_fraction')
+
+
 @functools.lru_cache(maxsize=32)
 def _direction_correction_means(barrel_max, ring_max, endcap_max):
     points = 4000
@@ -235,13 +257,21 @@ def _constant(constants, name, default=None):
 
 
 def _scale(current, true, nonlinearity):
-    """Digitised / sim energy: the current constant (optionally non-linear in C/C_true)."""
+    """Digitised / sim energy: the true constant times (C/C_true)**γ, the current constant when γ = 1."""
     return current if nonlinearity == 1.0 else true * (current / true) ** nonlinearity
 
 
-def _digitised(sim_energy, current, true, nonlinearity):
-    """Digitised energy = current constant × sim energy."""
-    return _scale(current, true, nonlinearity) * sim_energy
+def pandora_scale(current, nonlinearity):
+    """What Pandora multiplies a digitised energy by for the calibration constant ``current``: s**γ."""
+    return current ** nonlinearity
+
+
+def relative_energy(rnd, n, sigma, tail_fraction, tail_mean):
+    """Per event ``max(1 + σ·z − ℓ, 0)``: a Gaussian core with a low-side tail, ℓ exponential with
+    mean ``tail_mean`` for a fraction ``tail_fraction`` of the events, else 0 (expected_response)."""
+    tail = rnd.uniform('tail') < tail_fraction
+    loss = np.where(tail, -tail_mean * np.log(rnd.uniform('tail_loss')), 0.0)
+    return np.maximum(1.0 + sigma * rnd.normal('resolution') - loss, 0.0)
 
 
 _ECAL_CONSTANTS = ('CalibrECAL', 'ECALEndcapCorrectionFactor')
@@ -289,7 +319,7 @@ def _ecal_digitised(deposit, abs_cos, constants, truth):
     return sim, np.where(barrel, scale_barrel * sim, scale_endcap * sim)
 
 
-def _hcal_region(abs_cos, truth):
+def hcal_region(abs_cos, truth):
     """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring."""
     return np.where(abs_cos < truth.hcal_barrel_max, 0, np.where(abs_cos < truth.hcal_ring_max, 2, 1))
 
@@ -302,7 +332,7 @@ def hcal_scales(constants, truth):
 
 def _hcal_digitised(deposit, abs_cos, constants, truth):
     """Sim and digitised HCal energy of a deposit given on the true (GeV) scale, by HCal region."""
-    region = _hcal_region(abs_cos, truth)
+    region = hcal_region(abs_cos, truth)
     sim = deposit / np.array(truth.hcal_true_constants)[region]
     return sim, hcal_scales(constants, truth)[region] * sim
 
@@ -326,15 +356,13 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
     energy = NOMINAL_ENERGY['gamma']
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
-    converted = rnd.uniform('conversion') < _CONVERSION_BASE + _CONVERSION_SLOPE * abs_cos
-    sigma = math.hypot(truth.em_stochastic / math.sqrt(energy), truth.em_constant)
-    deposit = np.maximum(energy * (1.0 + sigma * rnd.normal('resolution')), 0.0)
+    converted = rnd.uniform('conversion') < CONVERSION_BASE + CONVERSION_SLOPE * abs_cos
+    deposit = energy * relative_energy(rnd, n, photon_resolution(truth), truth.photon_tail_fraction,
+                                       truth.photon_tail_mean)
     hcal_share = np.zeros(n)
     if truth.robustness:
         gap = (abs_cos >= truth.ecal_barrel_max) & (abs_cos < truth.ecal_endcap_min)
-        deposit *= np.where(gap, 1.0 - rnd.uniform('gap_loss', *_GAP_LOSS), 1.0)
-        tail = rnd.uniform('tail') < _PHOTON_TAIL_FRACTION
-        deposit *= np.where(tail, 1.0 - rnd.uniform('tail_loss', *_PHOTON_TAIL_LOSS), 1.0)
+        deposit *= np.where(gap, 1.0 - rnd.uniform('gap_loss', *GAP_LOSS), 1.0)
         leak = rnd.uniform('hcal_leak') < _PHOTON_HCAL_LEAK_FRACTION
         hcal_share = np.where(leak, rnd.uniform('hcal_share', *_PHOTON_HCAL_SHARE), 0.0)
 
@@ -345,10 +373,11 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
         hcal_sim, hcal = np.zeros(n), np.zeros(n)
 
     # Pandora EM scale of the photon PFO(s); converted photons give two track PFOs instead.
-    pfo_energy = truth.k_em(stage) * (_constant(constants, 'ECalToEMGeVCalibration', 1.0) * ecal
-                                      + _constant(constants, 'HCalToEMGeVCalibration', 1.0) * hcal)
+    gamma = truth.em_scale_nonlinearity
+    pfo_energy = truth.k_em(stage) * (pandora_scale(_constant(constants, 'ECalToEMGeVCalibration', 1.0), gamma) * ecal
+                                      + pandora_scale(_constant(constants, 'HCalToEMGeVCalibration', 1.0), gamma) * hcal)
     photon = ~converted
-    split = photon & (rnd.uniform('split') < _PHOTON_SPLIT_FRACTION)
+    split = photon & (rnd.uniform('split') < PHOTON_SPLIT_FRACTION)
     photon_energy = np.where(photon, pfo_energy, 0.0)
     ecal_em, hcal_em = _pfo_shares(photon_energy, ecal, hcal)
     share = rnd.uniform('pair_share', 0.05, 0.95)
@@ -389,7 +418,13 @@ def mip_track(abs_cos, truth):
     return ECAL_LAYERS * truth.mip_ecal * path
 
 
-def _hadron_resolution(energy, truth):
+def photon_resolution(truth):
+    """Relative Gaussian width of the 10 GeV photon energy, a/√E ⊕ b."""
+    return math.hypot(truth.em_stochastic / math.sqrt(NOMINAL_ENERGY['gamma']), truth.em_constant)
+
+
+def hadron_resolution(energy, truth):
+    """Relative Gaussian width of a hadron shower depositing ``energy`` (GeV), a/√E ⊕ b."""
     return np.hypot(truth.had_stochastic / np.sqrt(np.maximum(energy, 1e-6)), truth.had_constant)
 
 
@@ -398,38 +433,40 @@ def _simulate_kaon(rnd, n, constants, truth, stage, filler):
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
     # Half of the showers start in the ECal (they fail the phase-1 cut); the others leave only a MIP track there.
-    ecal_start = rnd.uniform('ecal_start') < 0.5
-    ecal_fraction = rnd.uniform('ecal_fraction', *_KAON_ECAL_FRACTION)
+    ecal_start = rnd.uniform('ecal_start') < KAON_ECAL_START
+    ecal_fraction = rnd.uniform('ecal_fraction', *KAON_ECAL_FRACTION)
     track = mip_track(abs_cos, truth)
     ecal_true = np.where(ecal_start, truth.h_ecal * ecal_fraction * kinetic, track)
     hcal_true = np.where(ecal_start, (1.0 - ecal_fraction) * kinetic, kinetic - track)
-    ecal_smear = np.where(ecal_start, _hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
+    ecal_smear = np.where(ecal_start, hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
     ecal_deposit = np.maximum(ecal_true * (1.0 + ecal_smear), 0.0)
-    hcal_deposit = np.maximum(hcal_true * (1.0 + _hadron_resolution(hcal_true, truth)
-                                           * rnd.normal('hcal_resolution')), 0.0)
-    layers_to_edge = np.floor(rnd.uniform('layers_to_edge', _KAON_CONTAINED_LAYERS, truth.n_hcal_layers // 2 + 1))
+    hcal_deposit = hcal_true * relative_energy(rnd, n, hadron_resolution(hcal_true, truth),
+                                               truth.hadron_tail_fraction, truth.hadron_tail_mean)
+    layers_to_edge = np.floor(rnd.uniform('layers_to_edge', KAON_CONTAINED_LAYERS, truth.n_hcal_layers // 2 + 1))
     escaping = np.zeros(n)
     if truth.robustness:
         leak = rnd.uniform('leak') < _KAON_LEAK_FRACTION
         escaping = np.where(leak, rnd.uniform('leak_fraction', *_KAON_LEAK_SHARE), 0.0)
-        layers_to_edge = np.where(leak, np.floor(rnd.uniform('leak_layers', 0, _KAON_CONTAINED_LAYERS - 1)),
+        layers_to_edge = np.where(leak, np.floor(rnd.uniform('leak_layers', 0, KAON_CONTAINED_LAYERS - 1)),
                                   layers_to_edge)
     ecal_sim, ecal = _ecal_digitised(ecal_deposit, abs_cos, constants, truth)
     hcal_sim, hcal = _hcal_digitised(hcal_deposit * (1.0 - escaping), abs_cos, constants, truth)
 
+    gamma = truth.had_scale_nonlinearity
     ecal_to_had = np.where(abs_cos < truth.ecal_barrel_max,
-                           _constant(constants, 'ECalToHadGeVCalibrationBarrel'),
-                           _constant(constants, 'ECalToHadGeVCalibrationEndCap'))
-    pfo_energy = truth.k_had(stage) * (ecal_to_had * ecal + _constant(constants, 'HCalToHadGeVCalibration') * hcal)
+                           pandora_scale(_constant(constants, 'ECalToHadGeVCalibrationBarrel'), gamma),
+                           pandora_scale(_constant(constants, 'ECalToHadGeVCalibrationEndCap'), gamma))
+    hcal_to_had = pandora_scale(_constant(constants, 'HCalToHadGeVCalibration'), gamma)
+    pfo_energy = truth.k_had(stage) * (ecal_to_had * ecal + hcal_to_had * hcal)
     ecal_had, hcal_had = _pfo_shares(pfo_energy, ecal, hcal)
-    split = rnd.uniform('split') < _KAON_SPLIT_FRACTION
+    split = rnd.uniform('split') < KAON_SPLIT_FRACTION
     pair_mass = _pair_mass(pfo_energy, rnd.uniform('pair_share', 0.05, 0.95), _NEUTRAL_HADRON_MASS,
                            rnd.uniform('split_angle', 0.02, 0.2))
     if filler is not None:
         # physics.md §5.3: one neutral-hadron target (always), (Total − HCal) < 1 % of the target
         # energy and pfoMinHCalLayerToEdge > 5; only shower axes inside the HCal acceptance.
         contained = (ecal < 0.01 * energy) & (layers_to_edge > 5) & (abs_cos < truth.hcal_endcap_max)
-        region = _hcal_region(abs_cos[contained], truth)
+        region = hcal_region(abs_cos[contained], truth)
         axis = np.where(region == 0, np.sqrt(1.0 - abs_cos[contained] ** 2), abs_cos[contained])
         direction_corrections(rnd.subset(contained), 'direction_hits', axis, region, _HCAL_DIRECTION_HISTOGRAMS,
                               filler)
@@ -475,11 +512,11 @@ def _simulate_muon(rnd, n, constants, truth, stage, filler):
         np.where(ecal_region == 0, barrel_corr, endcap_corr), ecal_region,
         ('ECalDirectionCorrectedSimCaloHit',) * 2, 'ECalDirectionCorrectedCaloHitEnergy', filler)
 
-    hcal_region = _hcal_region(abs_cos, truth)
+    hcal_index = hcal_region(abs_cos, truth)
     hcal_sim, hcal, hcal_edge = mip_layers(
-        rnd, 'hcal_hits', truth.n_hcal_layers, np.array(truth.hcal_sim_mpvs)[hcal_region],
-        hcal_scales(constants, truth)[hcal_region], np.where(hcal_region == 0, barrel_corr, endcap_corr),
-        hcal_region, _HCAL_SIM_HISTOGRAMS, 'HCalDirectionCorrectedCaloHitEnergy', filler, edge_layers=_EDGE_LAYERS)
+        rnd, 'hcal_hits', truth.n_hcal_layers, np.array(truth.hcal_sim_mpvs)[hcal_index],
+        hcal_scales(constants, truth)[hcal_index], np.where(hcal_index == 0, barrel_corr, endcap_corr),
+        hcal_index, _HCAL_SIM_HISTOGRAMS, 'HCalDirectionCorrectedCaloHitEnergy', filler, edge_layers=_EDGE_LAYERS)
 
     # Muon system: digitised MIP e_μ directly (CalibrMUON is not calibrated).
     muon_barrel = abs_cos < truth.hcal_barrel_max

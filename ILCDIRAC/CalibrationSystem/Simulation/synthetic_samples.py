@@ -15,7 +15,7 @@ from lxml import etree
 
 from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
-from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point, phase_fixed_points
 
 FORMAT = 'ilcdirac-synthetic-events/1'
 TRUTH_FORMAT = 'ilcdirac-synthetic-truth/1'
@@ -118,10 +118,11 @@ def _event_file_content(sample, first_event, events, truth):
 
 
 def initial_constants(truth, offset):
-    """Start values of all calibration constants: the stage-1 fixed points moved by ``offset``."""
+    """Start values of all calibration constants: the stage-1 fixed points (default settings)
+    moved by ``offset``."""
     constants = {}
     for sample in COLUMN_SAMPLES:
-        for name, value in analytic_fixed_point(truth, sample).items():
+        for name, value in fixed_point(truth, sample).items():
             factor = 1.0 + _OFFSET_SCALE[name] * offset
             constants[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
     return {name: constants[name] for name in _OFFSET_SCALE}
@@ -130,17 +131,20 @@ def initial_constants(truth, offset):
 def truth_record(truth, offset, constants, events_per_file, files_per_sample):
     """Content of truth.json: what an end-to-end run must reproduce.
 
-    'fixedPoints': stage-1 fixed points by sample (analytic_fixed_point). 'phaseFixedPoints':
-    {stage: {phase: {constant: value}}} for stages 1 and 3 (phase_fixed_points). 'finalConstants':
-    all constants after a complete run (stage 3). 'directionCorrectionMeans' (D per HCal region)
-    and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres holding them) are
-    the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is C_R,true.
+    'fixedPoints': stage-1 fixed points by sample (fixed_points.fixed_point, default settings).
+    'phaseFixedPoints': {stage: {phase: {constant: value}}} for stages 1 and 3
+    (phase_fixed_points). 'finalConstants': the stage-3 fixed points of all constants, which a
+    complete run approaches; where it ends, and how many iterations each phase takes, depend on
+    the settings and the start values (fixed_points.expected_run). 'directionCorrectionMeans' (D
+    per HCal region) and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres
+    holding them) are the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is
+    C_R,true.
     """
     phases = phase_fixed_points(truth)
     return {
         'format': TRUTH_FORMAT,
         'truth': truth.to_dict(),
-        'fixedPoints': {sample: analytic_fixed_point(truth, sample) for sample in COLUMN_SAMPLES},
+        'fixedPoints': {sample: fixed_point(truth, sample) for sample in COLUMN_SAMPLES},
         'phaseFixedPoints': {str(stage): {str(phase): values for phase, values in by_phase.items()}
                              for stage, by_phase in phases.items()},
         'finalConstants': {name: value for values in phases[3].values() for name, value in values.items()},
