@@ -232,7 +232,7 @@ def test_mip_fixed_point_follows_the_current_constants():
     assert abs(_maximum_bin_centre(histograms['HCalDirectionCorrectedCaloHitEnergy']) - expected) \
         <= 2 * _width('HCalDirectionCorrectedCaloHitEnergy')
     # The barrel (65 % of the hits) dominates the peak; the unchanged endcap pulls it a little.
-    assert expected == pytest.approx(0.0219 * (0.95 * STAGE1['CalibrHCALBarrel'] / 46.0) ** GAMMA_H, rel=0.02)
+    assert expected == pytest.approx(0.0219 * (0.95 * STAGE1['CalibrHCALBarrel'] / 46.0) ** GAMMA_H, rel=0.03)
 
 
 def test_sim_peaks_by_hand(muons):

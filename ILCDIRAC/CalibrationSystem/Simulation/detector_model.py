@@ -111,7 +111,7 @@ class DetectorTruth:
     photon_tail_fraction: float = 0.25            # low-side tails: this fraction of the showers loses
     photon_tail_mean: float = 0.08                # an exponentially distributed share of its energy
     hadron_tail_fraction: float = 0.3             # with this mean (photons: leakage; hadrons: invisible
-    hadron_tail_mean: float = 0.1                 # energy of the HCal shower)
+    hadron_tail_mean: float = 0.15                # energy of the HCal shower)
     ecal_barrel_max: float = 0.70                 # |cos θ| boundaries
     ecal_endcap_min: float = 0.80
     ecal_endcap_max: float = 0.98
@@ -181,25 +181,44 @@ class DetectorTruth:
     def direction_correction_mean(self, region):
         """Expected mean of HCal{region}DirectionCorrectionSimCaloHit: for shower axes uniform in
         cos θ over the region, 1/corr = sin θ (barrel) or |cos θ| (endcap, ring), smeared by
-        N(0, 0.04) and clipped to [0, 1] (midpoint rule over the axis, exact clipped-normal mean)."""
+        N(0, 0.04) and clipped to [0, 1] (midpoint rule over the axis, exact clipped-normal mean).
+
+        :param str region: 'Barrel', 'EndCap' or 'Other' (the ring)
+        :return: float D_X
+        """
         return _direction_correction_means(self.hcal_barrel_max, self.hcal_ring_max,
                                            self.hcal_endcap_max)[HCAL_REGIONS.index(region)]
 
     def k_em(self, stage):
-        """Pandora EM response: improved by the stage-3 (trained) photon likelihood."""
+        """Pandora EM response: improved by the stage-3 (trained) photon likelihood.
+
+        :param int stage: 1, 2 or 3
+        :return: float k_EM
+        """
         return self.k_em_stage3 if stage == 3 else self.k_em_stage1
 
     def k_had(self, stage):
-        """Pandora hadronic response, likewise improved in stage 3."""
+        """Pandora hadronic response, likewise improved in stage 3.
+
+        :param int stage: 1, 2 or 3
+        :return: float k_had
+        """
         return self.k_had_stage3 if stage == 3 else self.k_had_stage1
 
     def to_dict(self):
-        """JSON-able form (field name -> value)."""
+        """JSON-able form.
+
+        :return: {field name: value}
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data):
-        """Inverse of to_dict; unknown keys are refused (a typo must not silently use a default)."""
+        """Inverse of to_dict; unknown keys are refused (a typo must not silently use a default).
+
+        :param dict data: {field name: value}, fields left out take their defaults
+        :return: DetectorTruth; ValueError saying what is wrong
+        """
         if not isinstance(data, dict):
             raise ValueError(f"Detector truth must be a JSON object, got {type(data).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
@@ -262,13 +281,26 @@ def _scale(current, true, nonlinearity):
 
 
 def pandora_scale(current, nonlinearity):
-    """What Pandora multiplies a digitised energy by for the calibration constant ``current``: s**γ."""
+    """What Pandora multiplies a digitised energy by for the calibration constant ``current``: s**γ.
+
+    :param float current: the steering file's ECal/HCalTo(EM|Had)GeVCalibration
+    :param float nonlinearity: γ (em_scale_nonlinearity or had_scale_nonlinearity)
+    :return: float
+    """
     return current ** nonlinearity
 
 
 def relative_energy(rnd, n, sigma, tail_fraction, tail_mean):
     """Per event ``max(1 + σ·z − ℓ, 0)``: a Gaussian core with a low-side tail, ℓ exponential with
-    mean ``tail_mean`` for a fraction ``tail_fraction`` of the events, else 0 (expected_response)."""
+    mean ``tail_mean`` for a fraction ``tail_fraction`` of the events, else 0 (expected_response).
+
+    :param EventRandom rnd: the events' random numbers (draws 'resolution', 'tail', 'tail_loss')
+    :param int n: number of events
+    :param sigma: relative Gaussian width (a number or one per event)
+    :param float tail_fraction: share of the events in the tail
+    :param float tail_mean: mean relative loss ℓ in the tail
+    :return: float64 array of the relative energies
+    """
     tail = rnd.uniform('tail') < tail_fraction
     loss = np.where(tail, -tail_mean * np.log(rnd.uniform('tail_loss')), 0.0)
     return np.maximum(1.0 + sigma * rnd.normal('resolution') - loss, 0.0)
@@ -285,7 +317,12 @@ _CONSTANTS_USED = {
 
 
 def constants_used(sample, truth):
-    """Names of the steering constants that the model reads for ``sample``."""
+    """Names of the steering constants that the model reads for ``sample``.
+
+    :param str sample: a sample type
+    :param DetectorTruth truth: the detector (robustness-mode photons also read the HCal constants)
+    :return: tuple of constant names
+    """
     _check_sample(sample)
     names = _CONSTANTS_USED[sample]
     if truth.robustness and sample == 'gamma':
@@ -303,7 +340,12 @@ def _check_sample(sample, supported=SUPPORTED_SAMPLES):
 # Samples
 
 def ecal_scales(constants, truth):
-    """Digitisation scales of the ECal (barrel, endcap) and their true constants."""
+    """Digitisation scales of the ECal: digitised / sim energy, C_true·(C/C_true)**γ_E.
+
+    :param dict constants: the steering constants (CalibrECAL, ECALEndcapCorrectionFactor)
+    :param DetectorTruth truth: the detector
+    :return: ((barrel scale, endcap scale), (barrel C_true, endcap C_true))
+    """
     c_barrel = _constant(constants, 'CalibrECAL')
     c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
     true = (truth.calibr_ecal, truth.calibr_ecal * truth.ecal_endcap_correction_factor)
@@ -320,12 +362,22 @@ def _ecal_digitised(deposit, abs_cos, constants, truth):
 
 
 def hcal_region(abs_cos, truth):
-    """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring."""
+    """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring.
+
+    :param abs_cos: the directions' |cos θ| (array)
+    :param DetectorTruth truth: the detector (its HCal boundaries)
+    :return: integer array
+    """
     return np.where(abs_cos < truth.hcal_barrel_max, 0, np.where(abs_cos < truth.hcal_ring_max, 2, 1))
 
 
 def hcal_scales(constants, truth):
-    """Digitisation scales of the HCal regions, by region index."""
+    """Digitisation scales of the HCal regions, C_true·(C/C_true)**γ_H, by region index.
+
+    :param dict constants: the steering constants (the three CalibrHCAL constants)
+    :param DetectorTruth truth: the detector
+    :return: float array [barrel, endcap, ring]
+    """
     return np.array([_scale(_constant(constants, name), true, truth.hcal_nonlinearity)
                      for name, true in zip(_HCAL_CONSTANTS, truth.hcal_true_constants)])
 
@@ -412,19 +464,33 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
 
 
 def mip_track(abs_cos, truth):
-    """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor."""
+    """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor.
+
+    :param abs_cos: the directions' |cos θ| (array)
+    :param DetectorTruth truth: the detector
+    :return: float array (GeV)
+    """
     sin_theta = np.sqrt(np.maximum(1.0 - abs_cos ** 2, 1e-12))
     path = np.where(abs_cos < truth.ecal_barrel_max, 1.0 / sin_theta, 1.0 / np.maximum(abs_cos, 1e-6))
     return ECAL_LAYERS * truth.mip_ecal * path
 
 
 def photon_resolution(truth):
-    """Relative Gaussian width of the 10 GeV photon energy, a/√E ⊕ b."""
+    """Relative Gaussian width of the 10 GeV photon energy, a/√E ⊕ b.
+
+    :param DetectorTruth truth: the detector
+    :return: float
+    """
     return math.hypot(truth.em_stochastic / math.sqrt(NOMINAL_ENERGY['gamma']), truth.em_constant)
 
 
 def hadron_resolution(energy, truth):
-    """Relative Gaussian width of a hadron shower depositing ``energy`` (GeV), a/√E ⊕ b."""
+    """Relative Gaussian width of a hadron shower depositing ``energy`` (GeV), a/√E ⊕ b.
+
+    :param energy: deposited energy (GeV), a number or an array
+    :param DetectorTruth truth: the detector
+    :return: float array
+    """
     return np.hypot(truth.had_stochastic / np.sqrt(np.maximum(energy, 1e-6)), truth.had_constant)
 
 
@@ -589,6 +655,14 @@ def simulate(sample, first_event, n_events, constants, truth, stage=1):
 
     ``constants`` are the current steering values (name -> float or list of floats); ``stage``
     selects the Pandora response (stage 3 uses the trained photon likelihood). Pure function.
+
+    :param str sample: 'gamma', 'muon' or 'kaon'
+    :param int first_event: the first event number
+    :param int n_events: how many events
+    :param dict constants: the steering constants
+    :param DetectorTruth truth: the detector
+    :param int stage: 1, 2 or 3
+    :return: {branch name: array} of every PfoAnalysisTree branch (int32 or float32)
     """
     _check_sample(sample, COLUMN_SAMPLES)
     if isinstance(first_event, bool) or isinstance(n_events, bool) \
@@ -609,6 +683,13 @@ def generate(sample, events, constants, truth, stage=1):
     columns and every histogram of the layout (physics.md §5.3 fill conditions; the ECal
     direction-correction histograms are not modelled and stay empty). zuds: only in stage 2 (the
     photon training), the likelihood XML bytes. Stage 2 gives the other samples the stage-1 response.
+
+    :param str sample: a sample type
+    :param events: the event numbers (1-D integers)
+    :param dict constants: the steering constants
+    :param DetectorTruth truth: the detector
+    :param int stage: 1, 2 or 3
+    :return: worker_output.ReconstructionOutput (columns and histograms, or the likelihood)
     """
     _check_sample(sample)
     _check_stage(stage)

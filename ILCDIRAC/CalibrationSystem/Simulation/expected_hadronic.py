@@ -43,7 +43,10 @@ class KaonPoints:
 
 
 def band_limits():
-    """(lowest, highest) x + y inside the band ``|x + y − T_K| ≤ 3·0.55·√(x + y)``."""
+    """The ends of the band ``|x + y − T_K| ≤ 3·0.55·√(x + y)``.
+
+    :return: (lowest, highest) x + y inside it (GeV)
+    """
     width = BAND_SIGMAS * RESOLUTION
     root = np.sqrt(width ** 2 + 4.0 * KAON_KINETIC_ENERGY)
     return (0.5 * (root - width)) ** 2, (0.5 * (root + width)) ** 2

@@ -43,7 +43,11 @@ _LOSS_NODES = 24                   # Gauss-Legendre nodes over a uniform gap los
 
 def erfc(x):
     """Complementary error function, vectorised (Numerical Recipes' erfcc: fractional error
-    below 1.2e-7 everywhere), since numpy has none and math.erfc is scalar."""
+    below 1.2e-7 everywhere), since numpy has none and math.erfc is scalar.
+
+    :param x: number or array
+    :return: float64 array
+    """
     x = np.asarray(x, dtype=np.float64)
     z = np.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
@@ -55,14 +59,25 @@ def erfc(x):
 
 
 def normal_cdf(x):
-    """Φ(x) of the standard normal distribution."""
+    """Φ(x) of the standard normal distribution.
+
+    :param x: number or array
+    :return: float64 array
+    """
     return 0.5 * erfc(-np.asarray(x, dtype=np.float64) / np.sqrt(2.0))
 
 
 def relative_cdf(t, sigma, tail_fraction, tail_mean):
     """P(1 + σ·z − ℓ ≤ t), ℓ exponential with mean ``tail_mean`` in a fraction ``tail_fraction``
     of the events: Φ(y/σ) in the core; Φ(y/σ) + exp(y/λ + σ²/2λ²)·Φ(−y/σ − σ/λ) in the tail,
-    y = t − 1 (all arguments broadcast)."""
+    y = t − 1 (all arguments broadcast).
+
+    :param t: relative energy
+    :param sigma: relative Gaussian width σ
+    :param tail_fraction: share of the events in the tail
+    :param tail_mean: mean loss λ in the tail
+    :return: float64 array
+    """
     y = np.asarray(t, dtype=np.float64) - 1.0
     core = normal_cdf(y / sigma)
     if np.all(np.asarray(tail_fraction) == 0):
@@ -74,7 +89,14 @@ def relative_cdf(t, sigma, tail_fraction, tail_mean):
 
 
 def relative_pdf(t, sigma, tail_fraction, tail_mean):
-    """Density of 1 + σ·z − ℓ (the derivative of relative_cdf)."""
+    """Density of 1 + σ·z − ℓ (the derivative of relative_cdf).
+
+    :param t: relative energy
+    :param sigma: relative Gaussian width σ
+    :param tail_fraction: share of the events in the tail
+    :param tail_mean: mean loss λ in the tail
+    :return: float64 array
+    """
     y = np.asarray(t, dtype=np.float64) - 1.0
     core = np.exp(-0.5 * (y / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi))
     if np.all(np.asarray(tail_fraction) == 0):
@@ -86,7 +108,13 @@ def relative_pdf(t, sigma, tail_fraction, tail_mean):
 
 
 def legendre(low, high, count):
-    """Gauss-Legendre nodes and weights on [low, high]."""
+    """Gauss-Legendre nodes and weights on [low, high].
+
+    :param float low: lower end
+    :param float high: upper end
+    :param int count: number of nodes
+    :return: (nodes, weights) float64 arrays
+    """
     nodes, weights = np.polynomial.legendre.leggauss(count)
     half = 0.5 * (high - low)
     return low + half * (nodes + 1.0), half * weights
@@ -105,7 +133,10 @@ class Component:
     loss: tuple = None
 
     def without_loss(self):
-        """The component as components without loss: Gauss-Legendre nodes of 1 − g."""
+        """The component as components without loss: Gauss-Legendre nodes of 1 − g.
+
+        :return: list of Component
+        """
         if self.loss is None:
             return [self]
         kept, weights = legendre(1.0 - self.loss[1], 1.0 - self.loss[0], _LOSS_NODES)
@@ -114,7 +145,10 @@ class Component:
 
 
 class Mixture:
-    """A selected energy's distribution: a weighted sum of Components, kept as arrays."""
+    """A selected energy's distribution: a weighted sum of Components, kept as arrays.
+
+    :param components: the Components (those of zero weight are dropped)
+    """
 
     def __init__(self, components):
         parts = [part for component in components if component.weight > 0 for part in component.without_loss()]
@@ -126,14 +160,23 @@ class Mixture:
         self.weight = float(self.weights.sum())
 
     def cdf(self, x):
-        """P(value ≤ x), for an array of x >= 0."""
+        """P(value ≤ x).
+
+        :param x: number or array, >= 0
+        :return: float64 array
+        """
         x = np.asarray(x, dtype=np.float64)
         values = relative_cdf(x[..., None] / self.scales, self.sigmas, self.tail_fractions, self.tail_means)
         return values @ self.weights / self.weight
 
     def maximum(self, count, quantile):
         """The ``quantile`` of the largest of ``count`` values: cdf = quantile^(1/count), bracketed on
-        a grid, then bisected."""
+        a grid, then bisected.
+
+        :param float count: number of values
+        :param float quantile: in (0, 1)
+        :return: float (GeV)
+        """
         target = quantile ** (1.0 / count)
         high = 2.0 * float(self.scales.max())
         while self.cdf(high) < target:
@@ -148,7 +191,14 @@ class Mixture:
 
     def histogram(self, accuracy, truth_energy, count, vmax):
         """Expected contents of the phase's histogram of ``count`` values whose largest is ``vmax``:
-        int(vmax/(accuracy·E)) equal bins over [0, vmax], as histogram.energy_histogram makes."""
+        int(vmax/(accuracy·E)) equal bins over [0, vmax], as histogram.energy_histogram makes.
+
+        :param float accuracy: relative bin width
+        :param float truth_energy: the sample's energy (GeV)
+        :param float count: number of values
+        :param float vmax: the largest value (GeV)
+        :return: (counts, edges) float64 arrays
+        """
         n_bins = max(1, int(vmax / (accuracy * truth_energy)))
         edges = np.linspace(0.0, vmax, n_bins + 1)
         return count * np.diff(self.cdf(edges)), edges
@@ -269,19 +319,35 @@ def em_energy(truth, constants, stage):
 
 
 def angle_pieces(low, high, boundaries):
-    """[low, high] cut at the ``boundaries`` inside it: pieces of |cos θ| that each lie in one region."""
+    """[low, high] cut at the ``boundaries`` inside it: pieces of |cos θ| that each lie in one region.
+
+    :param float low: lower end
+    :param float high: upper end
+    :param boundaries: region boundaries
+    :return: list of (start, stop)
+    """
     cuts = sorted({low, high, *(c for c in boundaries if low < c < high)})
     return list(zip(cuts[:-1], cuts[1:]))
 
 
 def angle_nodes(low, high, boundaries):
-    """Gauss-Legendre nodes and weights of |cos θ| in [low, high], per piece of angle_pieces."""
+    """Gauss-Legendre nodes and weights of |cos θ| in [low, high], per piece of angle_pieces.
+
+    :param float low: lower end
+    :param float high: upper end
+    :param boundaries: region boundaries
+    :return: (nodes, weights) float64 arrays
+    """
     pieces = [legendre(start, stop, _ANGLE_NODES) for start, stop in angle_pieces(low, high, boundaries)]
     return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
 
 
 def hcal_boundaries(truth):
-    """|cos θ| where the ECal or HCal region changes."""
+    """|cos θ| where the ECal or HCal region changes.
+
+    :param DetectorTruth truth: the detector
+    :return: tuple of floats
+    """
     return truth.hcal_barrel_max, truth.ecal_barrel_max, truth.hcal_ring_max
 
 

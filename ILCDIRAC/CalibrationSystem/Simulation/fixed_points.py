@@ -101,7 +101,11 @@ def expected_mip_histograms(truth, constants):
 
 
 def sim_peak_candidates(counts):
-    """Bins the SimCaloHit peak finder of §2.3.2 accepts: i = 11..N−11 with n_i above n_(i±10)."""
+    """Bins the SimCaloHit peak finder of §2.3.2 accepts: i = 11..N−11 with n_i above n_(i±10).
+
+    :param counts: the histogram's contents
+    :return: list of bin indices (0-based)
+    """
     offset = _PEAK_FINDER_OFFSET
     return [i for i in range(offset + 1, len(counts) - offset)
             if counts[i] > counts[i - offset] and counts[i] > counts[i + offset]]
@@ -109,7 +113,12 @@ def sim_peak_candidates(counts):
 
 def peak_bin(name, counts):
     """The bin the phase-2 peak finder of histogram ``name`` picks: the (first) maximum bin, or the
-    fullest candidate of the SimCaloHit peak finder."""
+    fullest candidate of the SimCaloHit peak finder.
+
+    :param str name: the histogram
+    :param counts: its contents
+    :return: int bin index
+    """
     if name in MAXIMUM_BIN:
         return int(np.argmax(counts))
     candidates = sim_peak_candidates(counts)
@@ -117,7 +126,12 @@ def peak_bin(name, counts):
 
 
 def bin_centre(name, index):
-    """Centre of bin ``index`` of histogram ``name``."""
+    """Centre of bin ``index`` of histogram ``name``.
+
+    :param str name: the histogram (pfoanalysis_layout.HISTOGRAMS)
+    :param int index: the bin
+    :return: float
+    """
     nbins, low, high = HISTOGRAMS[name]
     return low + (index + 0.5) * (high - low) / nbins
 
@@ -290,17 +304,24 @@ class ExpectedRun:
         return counts
 
     def last_step(self, stage, phase):
-        """The last step of ``phase`` in ``stage``."""
+        """The last step of ``phase`` in ``stage``.
+
+        :param int stage: the stage
+        :param int phase: the phase
+        :return: ExpectedStep
+        """
         return [step for step in self.steps if (step.stage, step.phase) == (stage, phase)][-1]
 
 
-def expected_run(truth, settings, start, events=DEFAULT_EVENTS):
+def expected_run(truth, settings, start, events=DEFAULT_EVENTS, measurement=measure):
     """Replay the procedure from the constants ``start`` on the expected distributions.
 
     :param DetectorTruth truth: the detector
     :param dict settings: validated calibration settings (accuracies, ranges, start and stop)
     :param dict start: the start constants (all 13)
     :param int events: generated events per sample and step
+    :param measurement: what a step measures, a function with the arguments of ``measure`` (which
+        it is by default; bench/tolerances.py gives approximate algorithms instead)
     :return: ExpectedRun; ValueError if a phase would not converge within nMaxIterationsPerPhase
     """
     constants = {name: list(value) if isinstance(value, list) else value for name, value in start.items()}
@@ -309,11 +330,11 @@ def expected_run(truth, settings, start, events=DEFAULT_EVENTS):
         if phase not in range(5):
             continue  # the photon training changes no constant
         for iteration in range(1, int(settings['nMaxIterationsPerPhase']) + 1):
-            measurement = measure(phase, truth, constants, settings, stage, events, endcap_mean)
-            new, converged = update(phase, constants, measurement.values, settings)
-            steps.append(ExpectedStep(stage, phase, iteration, constants, measurement, new, converged))
+            measured = measurement(phase, truth, constants, settings, stage, events, endcap_mean)
+            new, converged = update(phase, constants, measured.values, settings)
+            steps.append(ExpectedStep(stage, phase, iteration, constants, measured, new, converged))
             if phase == 1:
-                endcap_mean = measurement.values['hcalEndcap']
+                endcap_mean = measured.values['hcalEndcap']
             constants = new
             if converged or not PHASE_TABLE[phase].iterative:
                 break

@@ -66,7 +66,11 @@ class EventFile:
 
 
 def is_synthetic_file(path):
-    """True for paths named like a synthetic event file (``*.synthetic.json``)."""
+    """True for paths named like a synthetic event file (``*.synthetic.json``).
+
+    :param path: a file name
+    :return: bool
+    """
     return isinstance(path, str) and os.path.basename(path).endswith(SUFFIX)
 
 
@@ -75,7 +79,11 @@ def _is_int(value):
 
 
 def read_event_file(path):
-    """Read and validate a synthetic event file; ValueError saying what is wrong otherwise."""
+    """Read and validate a synthetic event file.
+
+    :param str path: the file
+    :return: EventFile; ValueError saying what is wrong otherwise
+    """
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
@@ -119,7 +127,12 @@ def _event_file_content(sample, first_event, events, truth):
 
 def initial_constants(truth, offset):
     """Start values of all calibration constants: the stage-1 fixed points (default settings)
-    moved by ``offset``."""
+    moved by ``offset``.
+
+    :param DetectorTruth truth: the detector
+    :param float offset: relative offset; the direction of each constant is _OFFSET_SCALE's
+    :return: {constant: value}
+    """
     constants = {}
     for sample in COLUMN_SAMPLES:
         for name, value in fixed_point(truth, sample).items():
@@ -139,6 +152,13 @@ def truth_record(truth, offset, constants, events_per_file, files_per_sample):
     per HCal region) and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres
     holding them) are the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is
     C_R,true.
+
+    :param DetectorTruth truth: the detector
+    :param float offset: of the start values
+    :param dict constants: the start values (initial_constants)
+    :param int events_per_file: events per file
+    :param int files_per_sample: files per sample
+    :return: dict, JSON-able
     """
     phases = phase_fixed_points(truth)
     return {
@@ -175,6 +195,10 @@ def steering_file_content(constants, input_files):
     """A Marlin steering file with the four processors the calibration uses (physics.md §2.6).
 
     Most parameters are element text, a few use the ``value`` attribute, as real steering files do.
+
+    :param dict constants: the calibration constants to write
+    :param input_files: the LCIOInputFiles
+    :return: bytes of the XML file
     """
     c = {name: _format(value) for name, value in constants.items()}
     root = etree.Element('marlin')
@@ -297,8 +321,14 @@ def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=De
     per sample), DIR/steering_file.xml (start constants = fixed points moved by ``offset``),
     DIR/truth.json. Existing outputs are not overwritten (ValueError): stale files with other
     event numbers or another truth would silently join a sample.
-    Returns {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
-    'directories': {sample: dir}, 'steeringFile': path, 'truthFile': path}.
+
+    :param output_dir: the directory to write into
+    :param int events_per_file: events per file
+    :param int files_per_sample: files per sample
+    :param DetectorTruth truth: the detector
+    :param float offset: of the start constants from the fixed points
+    :return: {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
+        'directories': {sample: dir}, 'steeringFile': path, 'truthFile': path}
     """
     _check_arguments(events_per_file, files_per_sample, truth, offset)
     output_dir = os.path.abspath(output_dir)

@@ -27,7 +27,7 @@ import numpy as np
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import KAON_ECAL_START, PHOTON_SPLIT_FRACTION
-from ILCDIRAC.CalibrationSystem.Simulation.expected_response import ROBUSTNESS_KAON_KEPT, peak_spread
+from ILCDIRAC.CalibrationSystem.Simulation.expected_response import ROBUSTNESS_KAON_KEPT, TOYS, peak_spread
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import (
     MIP_CONSTANTS, SIM_PEAKS, bin_centre, expected_mip_histograms, expected_run, measure, peak_bin,
     sim_peak_candidates)
@@ -76,7 +76,7 @@ def _slopes(truth, step, settings, events):
     return slopes
 
 
-def _noise(run, truth, events):
+def _noise(run, truth, events, toys):
     """Names, relative covariance matrix of the noise variables (one per measurement)."""
     sigma, counts, last = {}, {}, {}
     for step in run.steps:
@@ -89,7 +89,7 @@ def _noise(run, truth, events):
                 sigma[name] = float(np.sqrt(relative[i, i]))
             sigma['interceptCorrelation'] = relative[0, 1] / np.sqrt(relative[0, 0] * relative[1, 1])
     for name, (mixture, accuracy, truth_energy) in last.items():
-        sigma[name] = peak_spread(mixture, accuracy, truth_energy, events, seed=zlib.crc32(name.encode()))
+        sigma[name] = peak_spread(mixture, accuracy, truth_energy, events, toys, seed=zlib.crc32(name.encode()))
         counts[name] = events * mixture.weight
     for name, region in _DIRECTIONS.items():
         sigma[name] = _direction_error(truth, region, events)
@@ -201,7 +201,7 @@ def _times(value, factor):
     return [v * factor for v in value] if isinstance(value, list) else value * factor
 
 
-def statistical_tolerances(truth, settings, start, events, sigmas=3.0, run=None):
+def statistical_tolerances(truth, settings, start, events, sigmas=3.0, run=None, toys=TOYS):
     """{constant: Tolerance}: how far each final constant of a calibration with ``events``
     generated events per sample and step may lie from the expected run's final constant.
 
@@ -211,10 +211,11 @@ def statistical_tolerances(truth, settings, start, events, sigmas=3.0, run=None)
     :param int events: generated events per sample and step (all workers together)
     :param float sigmas: standard deviations of the statistical part
     :param run: the fixed_points.expected_run of these arguments, if already made
+    :param int toys: toy samples per peak estimator (expected_response.peak_spread)
     :return: {constant: Tolerance}
     """
     run = run or expected_run(truth, settings, start, events)
-    names, covariance = _noise(run, truth, events)
+    names, covariance = _noise(run, truth, events, toys)
     tangents, at_phase2 = _propagate(run, truth, settings, events, names)
     quantisation = _quantisation(truth, *at_phase2[-1], covariance, events, sigmas) if at_phase2 else {}
     result = {}
