@@ -42,11 +42,14 @@ def kaons():
     return _selected(hcal_digitisation, 'kaon', TRUTH)
 
 
-def _largest_cdf_difference(mixture, values):
-    """Kolmogorov distance at the values' quantiles, and the expected number of selected events."""
+def _assert_distribution(mixture, values, events):
+    """The expected number of selected events, and their distribution (Kolmogorov distance at the
+    values' quantiles ~ 1/√n)."""
+    values = np.asarray(values, dtype=np.float64)
+    assert events * mixture.weight == pytest.approx(values.size, rel=4 / np.sqrt(values.size))
     x = np.quantile(values, np.linspace(0.005, 0.995, 41))
     empirical = np.searchsorted(np.sort(values), x, side='right') / values.size
-    return np.max(np.abs(mixture.cdf(x) - empirical))
+    assert np.max(np.abs(mixture.cdf(x) - empirical)) < 2.0 / np.sqrt(values.size)
 
 
 def test_erfc_is_accurate_everywhere():
@@ -71,27 +74,18 @@ def test_relative_distribution_by_monte_carlo_and_its_density():
 
 def test_photon_energies_follow_the_expected_distribution(photons):
     for region, key in (('barrel', 'ecalBarrelCosThetaRange'), ('endcap', 'ecalEndcapCosThetaRange')):
-        mixture = ecal_energy(TRUTH, OFF, SETTINGS[key])
-        values = photons[region].astype(np.float64)
-        # The expected number of selected photons, and their distribution (Kolmogorov distance ~ 1/√n).
-        assert EVENTS * mixture.weight == pytest.approx(values.size, rel=4 / np.sqrt(values.size))
-        assert _largest_cdf_difference(mixture, values) < 2.0 / np.sqrt(values.size)
+        _assert_distribution(ecal_energy(TRUTH, OFF, SETTINGS[key]), photons[region], EVENTS)
 
 
 def test_em_energies_follow_the_expected_distribution_also_in_robustness_mode():
     for truth in (TRUTH, DetectorTruth(robustness=True)):
-        values = _selected(em_scale, 'gamma', truth, 100_000)['ecalToEm'].astype(np.float64)
-        mixture = em_energy(truth, OFF, 1)
-        assert 100_000 * mixture.weight == pytest.approx(values.size, rel=4 / np.sqrt(values.size))
-        assert _largest_cdf_difference(mixture, values) < 2.0 / np.sqrt(values.size)
+        _assert_distribution(em_energy(truth, OFF, 1), _selected(em_scale, 'gamma', truth, 100_000)['ecalToEm'],
+                             100_000)
 
 
 def test_kaon_hcal_energies_follow_the_expected_distribution(kaons):
     for region, key in (('barrel', 'hcalBarrelCosThetaRange'), ('endcap', 'hcalEndcapCosThetaRange')):
-        mixture = hcal_energy(TRUTH, OFF, SETTINGS[key])
-        values = kaons[region].astype(np.float64)
-        assert EVENTS * mixture.weight == pytest.approx(values.size, rel=4 / np.sqrt(values.size))
-        assert _largest_cdf_difference(mixture, values) < 2.0 / np.sqrt(values.size)
+        _assert_distribution(hcal_energy(TRUTH, OFF, SETTINGS[key]), kaons[region], EVENTS)
 
 
 def test_largest_value_and_histogram():

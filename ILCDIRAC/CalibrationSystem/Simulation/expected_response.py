@@ -82,10 +82,7 @@ def relative_cdf(t, sigma, tail_fraction, tail_mean):
     core = normal_cdf(y / sigma)
     if np.all(np.asarray(tail_fraction) == 0):
         return core
-    lam = tail_mean
-    exponent = np.minimum(y / lam + 0.5 * (sigma / lam) ** 2, 700.0)
-    tail = core + np.exp(exponent) * normal_cdf(-y / sigma - sigma / lam)
-    return (1.0 - tail_fraction) * core + tail_fraction * tail
+    return (1.0 - tail_fraction) * core + tail_fraction * (core + _tail_term(y, sigma, tail_mean))
 
 
 def relative_pdf(t, sigma, tail_fraction, tail_mean):
@@ -101,10 +98,13 @@ def relative_pdf(t, sigma, tail_fraction, tail_mean):
     core = np.exp(-0.5 * (y / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi))
     if np.all(np.asarray(tail_fraction) == 0):
         return core
-    lam = tail_mean
-    exponent = np.minimum(y / lam + 0.5 * (sigma / lam) ** 2, 700.0)
-    tail = np.exp(exponent) * normal_cdf(-y / sigma - sigma / lam) / lam
-    return (1.0 - tail_fraction) * core + tail_fraction * tail
+    return (1.0 - tail_fraction) * core + tail_fraction * _tail_term(y, sigma, tail_mean) / tail_mean
+
+
+def _tail_term(y, sigma, tail_mean):
+    """exp(y/λ + σ²/2λ²)·Φ(−y/σ − σ/λ), the exponentially modified part of the tail's distribution."""
+    exponent = np.minimum(y / tail_mean + 0.5 * (sigma / tail_mean) ** 2, 700.0)
+    return np.exp(exponent) * normal_cdf(-y / sigma - sigma / tail_mean)
 
 
 def legendre(low, high, count):
