@@ -13,9 +13,10 @@ fitted peak; the χ² minimum on its grid; CalibrHCALOther with μ_EC measured a
 phase-1 update), and how far its final constants lie from the faithful ones in units of the
 tolerance. The last gives the model's cost per step.
 
-Run:  .venv/bin/python bench/tolerances.py [--samples N] [--events N]
+Run:  .venv/bin/python bench/tolerances.py [--samples N] [--events N] [--robust]
 """
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -155,8 +156,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=100, help="independent samples (seeds), default 100")
     parser.add_argument("--events", type=int, default=4000, help="generated events per sample and step, default 4000")
+    parser.add_argument("--robust", action="store_true", help="the model's robustness mode")
     args = parser.parse_args()
-    truth = DetectorTruth()
+    truth = DetectorTruth(robustness=args.robust)
     settings = validate_settings({})
     start = initial_constants(truth, START_OFFSET)
     print(_machine_line())
@@ -168,12 +170,12 @@ def main():
     tolerance_time = time.perf_counter() - began
     limits = {name: value for values in phase_fixed_points(truth)[3].values() for name, value in values.items()}
     began = time.perf_counter()
-    runs = [run_directly(DetectorTruth(seed=truth.seed + 1 + i), settings, start, args.events)
+    runs = [run_directly(dataclasses.replace(truth, seed=truth.seed + 1 + i), settings, start, args.events)
             for i in range(args.samples)]
     direct_time = (time.perf_counter() - began) / args.samples
     print(f"\n{args.samples} independent samples of {args.events} events per sample and step, start constants"
-          f" {START_OFFSET:.0%} off the fixed points, default settings; deviations from the expected run's final"
-          " constants (relative)")
+          f" {START_OFFSET:.0%} off the fixed points, default settings{', robustness mode' if args.robust else ''};"
+          " deviations from the expected run's final constants (relative)")
     tolerance_table(runs, run.final_constants, tolerances, limits)
     print("\nIterations per phase: the expected run's, and how many runs took how many")
     iteration_table(runs, run.iterations)
