@@ -123,8 +123,8 @@ def approximation_table(truth, settings, start, events, faithful, tolerances):
     rows = []
     for label, measurement in APPROXIMATIONS.items():
         run = expected_run(truth, settings, start, events, measurement)
-        changed = [(stage, phase, n, faithful.iterations[(stage, phase)]) for (stage, phase), n in run.iterations.items()
-                   if n != faithful.iterations[(stage, phase)]]
+        changed = [(stage, phase, n, faithful.iterations[(stage, phase)])
+                   for (stage, phase), n in run.iterations.items() if n != faithful.iterations[(stage, phase)]]
         shown = False
         for name in CONSTANTS:
             difference = _first(run.final_constants[name]) / _first(faithful.final_constants[name]) - 1

@@ -67,7 +67,8 @@ def test_relative_distribution_by_monte_carlo_and_its_density():
     empirical = np.array([np.mean(values <= v) for v in t])
     assert np.max(np.abs(relative_cdf(t, sigma, fraction, mean) - empirical)) < 0.003
     step = 1e-3
-    derivative = (relative_cdf(t + step, sigma, fraction, mean) - relative_cdf(t - step, sigma, fraction, mean)) / (2 * step)
+    derivative = (relative_cdf(t + step, sigma, fraction, mean)
+                  - relative_cdf(t - step, sigma, fraction, mean)) / (2 * step)
     np.testing.assert_allclose(relative_pdf(t, sigma, fraction, mean), derivative, rtol=2e-3, atol=1e-4)
     assert relative_cdf(1.0, sigma, 0.0, mean) == pytest.approx(0.5)
 

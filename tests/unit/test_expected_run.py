@@ -48,7 +48,8 @@ def test_the_non_linear_model_iterates_each_phase_geometrically(run):
     for step in run.steps:
         values, before, after = step.measurement.values, step.constants, step.new_constants
         if step.phase == 0:
-            assert _first(after['CalibrECAL']) == pytest.approx(10 * _first(before['CalibrECAL']) / values['ecalBarrel'])
+            assert _first(after['CalibrECAL']) == \
+                pytest.approx(10 * _first(before['CalibrECAL']) / values['ecalBarrel'])
         if step.phase == 1:
             assert after['CalibrHCALEndcap'] == pytest.approx(T_K * before['CalibrHCALEndcap'] / values['hcalEndcap'])
         if step.phase == 4:
@@ -77,6 +78,14 @@ def test_the_reference_calibr_hcal_other_uses_the_last_phase_1_measurement(run):
         expected = (values['directionEndcap'] / values['directionRing'] * values['endcapSimPeak']
                     / values['ringSimPeak'] * mip.constants['CalibrHCALEndcap'] * T_K / values['endcapMean'])
         assert mip.new_constants['CalibrHCALOther'] == pytest.approx(expected)
+
+
+def test_without_a_phase_1_step_mu_ec_is_measured_with_the_constants_of_phase_2():
+    settings = validate_settings({'startPhase': 2, 'stopStage': 1, 'stopPhase': 2})
+    run = expected_run(TRUTH, settings, START)
+    step = run.last_step(1, 2)
+    hcal = expected_run(TRUTH, validate_settings({'startPhase': 1, 'stopStage': 1, 'stopPhase': 1}), START).steps[0]
+    assert step.measurement.values['endcapMean'] == hcal.measurement.values['hcalEndcap']
 
 
 def test_from_the_fixed_points_every_phase_stays_put():

@@ -425,9 +425,9 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
         hcal_sim, hcal = np.zeros(n), np.zeros(n)
 
     # Pandora EM scale of the photon PFO(s); converted photons give two track PFOs instead.
-    gamma = truth.em_scale_nonlinearity
-    pfo_energy = truth.k_em(stage) * (pandora_scale(_constant(constants, 'ECalToEMGeVCalibration', 1.0), gamma) * ecal
-                                      + pandora_scale(_constant(constants, 'HCalToEMGeVCalibration', 1.0), gamma) * hcal)
+    ecal_to_em, hcal_to_em = (pandora_scale(_constant(constants, name, 1.0), truth.em_scale_nonlinearity)
+                              for name in ('ECalToEMGeVCalibration', 'HCalToEMGeVCalibration'))
+    pfo_energy = truth.k_em(stage) * (ecal_to_em * ecal + hcal_to_em * hcal)
     photon = ~converted
     split = photon & (rnd.uniform('split') < PHOTON_SPLIT_FRACTION)
     photon_energy = np.where(photon, pfo_energy, 0.0)

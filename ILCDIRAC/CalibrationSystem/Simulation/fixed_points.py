@@ -192,7 +192,8 @@ def measure(phase, truth, constants, settings, stage, events, endcap_mean=None):
     :param dict settings: the calibration settings
     :param int stage: 1 or 3
     :param int events: generated events per sample
-    :param float endcap_mean: phase 2: μ_EC of the last phase-1 step
+    :param float endcap_mean: phase 2: μ_EC of the last phase-1 step; None when none ran before
+        (startPhase 2): then measured with the step's constants, as phase 2 does
     :return: Measurement
     """
     digitisation, pandora = float(settings['digitisationAccuracy']), float(settings['pandoraPFAAccuracy'])
@@ -208,6 +209,8 @@ def measure(phase, truth, constants, settings, stage, events, endcap_mean=None):
         peaks = expected_mip_peaks(truth, constants)
         values = {constant: peaks[name] for constant, name in MIP_CONSTANTS.items()}
         values.update({key: peaks[name] for key, name in SIM_PEAKS.items()})
+        if endcap_mean is None:
+            endcap_mean = measure(1, truth, constants, settings, stage, events).values['hcalEndcap']
         values.update(directionEndcap=truth.direction_correction_mean('EndCap'),
                       directionRing=truth.direction_correction_mean('Other'), endcapMean=endcap_mean)
         return Measurement(values, {})
@@ -257,7 +260,8 @@ def update(phase, constants, values, settings):
         new['ECalToEMGeVCalibration'] = new['HCalToEMGeVCalibration'] = \
             NOMINAL_ENERGY['gamma'] * constants['ECalToEMGeVCalibration'] / values['em']
         return new, _within(values, ('em',), NOMINAL_ENERGY['gamma'], pandora)
-    new['HCalToHadGeVCalibration'] = KAON_KINETIC_ENERGY * constants['HCalToHadGeVCalibration'] / values['hcalIntercept']
+    new['HCalToHadGeVCalibration'] = \
+        KAON_KINETIC_ENERGY * constants['HCalToHadGeVCalibration'] / values['hcalIntercept']
     new['ECalToHadGeVCalibrationBarrel'] = new['ECalToHadGeVCalibrationEndCap'] = \
         KAON_KINETIC_ENERGY * constants['ECalToHadGeVCalibrationBarrel'] / values['ecalIntercept']
     return new, _within(values, ('ecalIntercept', 'hcalIntercept'), KAON_KINETIC_ENERGY, pandora)
@@ -416,7 +420,8 @@ def _phase_fixed_points(truth, settings_items, events):
 
 
 def _settings_key(truth, settings):
-    merged = dict(DEFAULT_SETTINGS, ecalResponseCorrectionForThickLayers=truth.ecal_thick_layer_ratio, **(settings or {}))
+    merged = dict(DEFAULT_SETTINGS, ecalResponseCorrectionForThickLayers=truth.ecal_thick_layer_ratio,
+                  **(settings or {}))
     return tuple(sorted((name, tuple(value) if isinstance(value, list) else value) for name, value in merged.items()))
 
 

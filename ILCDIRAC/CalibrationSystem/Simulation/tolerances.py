@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
-from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import HISTOGRAMS
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import KAON_ECAL_START, PHOTON_SPLIT_FRACTION
 from ILCDIRAC.CalibrationSystem.Simulation.expected_response import ROBUSTNESS_KAON_KEPT, TOYS, peak_spread
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import (
@@ -57,6 +56,7 @@ class Tolerance:
 
 
 def _scaled(constants, names, factor):
+    """The constants with those of ``names`` multiplied by ``factor`` (every value of a FloatVec)."""
     scaled = dict(constants)
     for name in names:
         value = constants[name]
@@ -98,7 +98,8 @@ def _noise(run, truth, events, toys):
     index = {name: i for i, name in enumerate(names)}
     if 'ecalIntercept' in index:
         i, j = index['ecalIntercept'], index['hcalIntercept']
-        covariance[i, j] = covariance[j, i] = sigma['interceptCorrelation'] * sigma['ecalIntercept'] * sigma['hcalIntercept']
+        covariance[i, j] = covariance[j, i] = \
+            sigma['interceptCorrelation'] * sigma['ecalIntercept'] * sigma['hcalIntercept']
     # Phase 3 selects, unsplit, the same photons as each phase-0 region.
     for region in ('ecalBarrel', 'ecalEndcap'):
         if region in index and 'em' in index:
@@ -175,30 +176,31 @@ def _candidates(name, counts):
             if counts[best] - counts[i] <= _QUANTISATION_SIGMAS * np.sqrt(counts[best] + counts[i])]
 
 
+def _shifted(step, inputs, tangents, covariance, sigmas):
+    """The step's constants, then those with each of ``inputs`` moved by ±``sigmas`` of its
+    statistical spread: where the digitisation constants may be when phase 2 runs."""
+    yield step.constants
+    for name in inputs:
+        spread = sigmas * np.sqrt(tangents[name] @ covariance @ tangents[name])
+        for sign in (-1.0, 1.0):
+            yield _scaled(step.constants, (name,), np.exp(sign * spread))
+
+
 def _quantisation(truth, step, tangents, covariance, events, sigmas):
     """Relative quantisation of the MIP constants and of CalibrHCALOther at a phase-2 step."""
     result = {}
     for constant, name in MIP_CONSTANTS.items():
-        expected = step.measurement.values[constant]
-        peaks = set()
-        for inputs in ((),) + tuple((n,) for n in _MIP_INPUTS[constant]):
-            for sign in ((1.0,) if not inputs else (-1.0, 1.0)):
-                spread = np.sqrt(tangents[inputs[0]] @ covariance @ tangents[inputs[0]]) if inputs else 0.0
-                constants = {n: v for n, v in step.constants.items()}
-                constants.update({n: _times(constants[n], np.exp(sign * sigmas * spread)) for n in inputs})
-                counts = events * expected_mip_histograms(truth, constants)[name]
-                peaks.update(bin_centre(name, i) for i in _candidates(name, counts))
-        result[constant] = max(abs(expected / peak - 1.0) for peak in peaks)
-    sim = {key: [bin_centre(name, i) for i in _candidates(name, events * expected_mip_histograms(truth, step.constants)[name])]
+        peaks = {bin_centre(name, i)
+                 for constants in _shifted(step, _MIP_INPUTS[constant], tangents, covariance, sigmas)
+                 for i in _candidates(name, events * expected_mip_histograms(truth, constants)[name])}
+        result[constant] = max(abs(step.measurement.values[constant] / peak - 1.0) for peak in peaks)
+    histograms = expected_mip_histograms(truth, step.constants)
+    sim = {key: [bin_centre(name, i) for i in _candidates(name, events * histograms[name])]
            for key, name in SIM_PEAKS.items()}
     ratio = step.measurement.values['endcapSimPeak'] / step.measurement.values['ringSimPeak']
     result['CalibrHCALOther'] = max(abs(endcap / ring / ratio - 1.0) for endcap in sim['endcapSimPeak']
                                     for ring in sim['ringSimPeak'])
     return result
-
-
-def _times(value, factor):
-    return [v * factor for v in value] if isinstance(value, list) else value * factor
 
 
 def statistical_tolerances(truth, settings, start, events, sigmas=3.0, run=None, toys=TOYS):
