@@ -1,5 +1,11 @@
 """The complete procedure for real: stages 1 -> 2 -> 3 on the built-in detector model, started
-15 % away from its fixed points, with the real service, agent, MariaDB and worker processes."""
+15 % away from its fixed points, with the real service, agent, MariaDB and worker processes.
+
+The model's responses are non-linear and its showers have low-side tails, so the run is checked
+against the procedure replayed on the model's expected distributions from the same start values
+(Simulation/fixed_points.expected_run): the iterations each phase takes, and every final constant
+within its statistical tolerance (Simulation/tolerances), not within an accuracy.
+"""
 import json
 
 import pytest
@@ -7,13 +13,15 @@ import pytest
 from conftest import run_seed_snippet, wait_for
 
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import merge_likelihoods, parse_likelihood, write_likelihood
-from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
+from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import resultFiles
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct
-from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point_tolerances
+from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import expected_run
+from ILCDIRAC.CalibrationSystem.Simulation.tolerances import statistical_tolerances
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import write_training_settings
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import write_samples
 
@@ -49,49 +57,81 @@ def truth(samples):
         return json.load(stream)
 
 
+@pytest.fixture(scope="module")
+def expected(result, truth):
+    """The expected run from the samples' start values with the calibration's settings, and the
+    final constants' tolerances for all the events of a sample at every step."""
+    detector = DetectorTruth.from_dict(truth["truth"])
+    events = truth["eventsPerFile"] * truth["filesPerSample"]
+    run = expected_run(detector, result["settings"], truth["initialConstants"], events)
+    return run, statistical_tolerances(detector, result["settings"], truth["initialConstants"], events, run=run)
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def _iterations(result):
+    counts = {}
+    for step in result["history"]:
+        key = (step["Stage"], step["Phase"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def test_the_calibration_goes_through_every_stage_and_phase_in_order(result):
     positions = [(step["Stage"], step["Phase"]) for step in result["history"]]
     assert [step["Step"] for step in result["history"]] == list(range(len(positions)))
     distinct = [p for i, p in enumerate(positions) if i == 0 or p != positions[i - 1]]
     assert distinct == [(stage, phase) for stage, phases in STAGES.items() for phase in phases]
-    for stage, phase in distinct:
-        iterations = positions.count((stage, phase))
-        # The hadronic scales converge geometrically: each update rescales one axis by T_K/I, but the
-        # χ² weights and the 3σ band do not scale with it, so the refined intercepts of the second
-        # step are still ~2.5 % off when the start is 15 % off (the grid alone snapped onto a point
-        # within the tolerance instead).
-        allowed = 1 if not PHASE_TABLE[phase].iterative else 3 if phase == 4 else 2
-        assert iterations <= allowed, (stage, phase, positions)
+    assert [step["PhaseIteration"] for step in result["history"]] == \
+        [positions[:i + 1].count(p) for i, p in enumerate(positions)]
     assert result["history"][-1]["Converged"] is True
 
 
-def test_every_constant_ends_within_tolerance_of_the_fixed_point(result, truth):
-    fixed = truth["finalConstants"]
-    tolerances = fixed_point_tolerances(result["settings"], fixed, truth["hcalSimMipMpvs"]["Other"])
-    deviations = {}
-    for name, value in result["parameters"].items():
-        first = value[0] if isinstance(value, list) else value
-        expected = fixed[name][0] if isinstance(fixed[name], list) else fixed[name]
-        deviations[name] = first / expected - 1
-    outside = {name: f"{d:+.2%} > {tolerances[name]:.1%}" for name, d in deviations.items() if abs(d) > tolerances[name]}
+def test_each_phase_takes_the_iterations_its_non_linearity_implies(result, expected):
+    """Phases 0, 1 and 3 iterate geometrically (the multiplicative update assumes linearity), the
+    hadronic scale too (the chi-square weights and the 3σ band do not rescale with the update);
+    phase 2 and the training run once."""
+    observed, run = _iterations(result), expected[0]
+    assert observed == run.iterations
+    assert observed[(2, 5)] == 1
+    assert max(run.iterations.values()) >= 3  # the loop is exercised
+
+
+def test_every_constant_ends_within_its_statistical_tolerance_of_the_expected_run(result, expected):
+    run, tolerances = expected
+    final = run.final_constants
+    assert set(result["parameters"]) == set(final)
+    deviations = {name: _first(value) / _first(final[name]) - 1 for name, value in result["parameters"].items()}
+    outside = {name: f"{d:+.3%} > {tolerances[name].total:.3%}" for name, d in deviations.items()
+               if abs(d) > tolerances[name].total}
     assert not outside
-    assert set(deviations) == set(fixed)
+    # Statistics, not accuracies: the tolerances of the digitisation and EM scales are far below 5 % and 2.5 %.
+    assert tolerances["CalibrECAL"].total < 0.015 and tolerances["ECalToEMGeVCalibration"].total < 0.01
 
 
-def test_calibr_hcal_other_uses_the_endcap_peak_of_the_last_phase1_step(result):
-    """As the reference: μ_EC is the HCal endcap peak the step before (the last HCalDigi step)
-    measured with its constants, read by the service from that step's stored metrics."""
+def test_calibr_hcal_other_takes_the_endcap_peak_of_the_last_phase_1_step(result):
+    """The reference's CalibrHCALOther (hcalOtherEndcapMeanCorrection): μ_EC is the HCal endcap peak
+    the last phase-1 step measured with its constants, before its update, read by the service from
+    that step's stored metrics; checked on the realised peaks of each stage."""
     history = result["history"]
     phase2 = [index for index, step in enumerate(history) if step["Phase"] == 2]
     assert [history[index]["Stage"] for index in phase2] == [1, 3]
     for index in phase2:
-        before, metrics = history[index - 1], history[index]["Metrics"]
-        assert (before["Stage"], before["Phase"]) == (history[index]["Stage"], 1)
-        assert metrics["endcapMean"] == before["Metrics"]["endcapMean"]
+        step, before = history[index], history[index - 1]
+        metrics = step["Metrics"]
+        assert (before["Stage"], before["Phase"]) == (step["Stage"], 1)
+        endcap_mean = before["Metrics"]["endcapMean"]
+        assert metrics["endcapMean"] == endcap_mean
         assert metrics["endcapMeanSource"] == f"phase 1, step {before['Step']}, before its update"
+        assert metrics["endcapMeanCorrection"] == pytest.approx(KAON_KINETIC_ENERGY / endcap_mean, rel=1e-9)
+        formula = (metrics["directionCorrectionRatio"] * metrics["mipPeakRatio"] * metrics["thicknessFactor"]
+                   * _first(step["Parameters"]["CalibrHCALEndcap"]) * KAON_KINETIC_ENERGY / endcap_mean)
+        assert _first(history[index + 1]["Parameters"]["CalibrHCALOther"]) == pytest.approx(formula, rel=1e-6)
 
 
-def test_the_results_hold_plots_and_the_final_steering_file(result):
+def test_the_results_hold_plots_and_the_final_steering_file(result, truth):
     files = resultFiles(result)
     plots = [name for name in files if name.endswith(".png")]
     assert "convergence.png" in plots
@@ -99,7 +139,7 @@ def test_the_results_hold_plots_and_the_final_steering_file(result):
     assert all(files[name].startswith(PNG) for name in plots)
     barrel = result["parameters"]["CalibrECAL"][0]
     assert repr(barrel)[:8] in result["steeringFile"]
-    assert "43.148" in result["steeringFileInput"]
+    assert repr(truth["initialConstants"]["CalibrECAL"][0])[:8] in result["steeringFileInput"]
 
 
 def test_the_merged_likelihood_is_the_count_weighted_merge_of_the_workers_likelihoods(result, samples, db,

@@ -20,7 +20,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import check_training
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import parse_likelihood
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct, reconstruction_stage
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth, generate, simulate
-from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point, phase_fixed_points
 from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import write_calibration_settings, write_training_settings
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import (
     FORMAT, EventFile, is_synthetic_file, read_event_file, write_samples)
@@ -108,7 +108,7 @@ def test_write_samples_layout(samples):
     assert samples['numberOfEventsPerFile'] == {'gamma': 7, 'muon': 7, 'kaon': 7, 'zuds': 7}
     truth = json.loads(open(samples['truthFile']).read())
     assert DetectorTruth.from_dict(truth['truth']) == TRUTH
-    assert truth['fixedPoints'] == {sample: analytic_fixed_point(TRUTH, sample) for sample in ('gamma', 'muon', 'kaon')}
+    assert truth['fixedPoints'] == {sample: fixed_point(TRUTH, sample) for sample in ('gamma', 'muon', 'kaon')}
 
 
 def test_samples_hold_the_pandora_settings_of_the_steering_file_and_of_the_training(samples):
@@ -137,8 +137,9 @@ def test_truth_file_lists_the_fixed_points_of_every_phase(samples):
                                          for stage, phases in expected.items()}
     final = truth['finalConstants']
     assert sorted(final) == sorted(CONSTANTS)
-    assert final['ECalToEMGeVCalibration'] == pytest.approx(1 / 0.99)  # stage-3 response
-    assert final['CalibrHCALOther'] == truth['fixedPoints']['muon']['CalibrHCALOther']
+    assert final['ECalToEMGeVCalibration'] == expected[3][3]['ECalToEMGeVCalibration']  # stage-3 response
+    assert final['ECalToEMGeVCalibration'] != expected[1][3]['ECalToEMGeVCalibration']
+    assert final['CalibrHCALOther'] == pytest.approx(truth['fixedPoints']['muon']['CalibrHCALOther'], rel=1e-8)
     assert truth['calibrHcalRingTrue'] == pytest.approx(TRUTH.calibr_hcal_ring)
     assert truth['directionCorrectionMeans']['EndCap'] == pytest.approx(0.88, abs=0.002)
     assert truth['hcalSimMipMpvs']['Other'] == pytest.approx(0.0219 / 46.9 / 0.9)
@@ -153,15 +154,16 @@ def test_steering_file_has_processors_and_offset_constants(samples):
                      'MyDDMarlinPandora': 'DDPandoraPFANewProcessor', 'MyPfoAnalysis': 'PfoAnalysis'}
     assert list(steering.executed) == list(types)
     constants = read_constants(content, CONSTANTS, SETTINGS)
-    assert constants['CalibrECAL'] == pytest.approx([37.52 * 1.1, 37.52 * 1.1])
-    assert constants['ECALEndcapCorrectionFactor'] == pytest.approx(1.032 * 0.95)
-    assert constants['ECalToEMGeVCalibration'] == pytest.approx(0.9 / 0.95)
-    kaon = analytic_fixed_point(TRUTH, 'kaon')
+    gamma = fixed_point(TRUTH, 'gamma')
+    assert constants['CalibrECAL'] == pytest.approx([v * 1.1 for v in gamma['CalibrECAL']])
+    assert constants['ECALEndcapCorrectionFactor'] == pytest.approx(gamma['ECALEndcapCorrectionFactor'] * 0.95)
+    assert constants['ECalToEMGeVCalibration'] == pytest.approx(gamma['ECalToEMGeVCalibration'] * 0.9)
+    kaon = fixed_point(TRUTH, 'kaon')
     assert constants['CalibrHCALBarrel'] == pytest.approx(kaon['CalibrHCALBarrel'] * 1.1)
     assert constants['CalibrHCALEndcap'] == pytest.approx(kaon['CalibrHCALEndcap'] * 0.9)
-    assert constants['ECalToHadGeVCalibrationEndCap'] == pytest.approx(0.9 / (0.96 * 0.85))
+    assert constants['ECalToHadGeVCalibrationEndCap'] == pytest.approx(0.9 * kaon['ECalToHadGeVCalibrationEndCap'])
     assert constants['HCalToHadGeVCalibration'] == pytest.approx(1.1 * kaon['HCalToHadGeVCalibration'])
-    muon = analytic_fixed_point(TRUTH, 'muon')
+    muon = fixed_point(TRUTH, 'muon')
     assert constants['CalibrHCALOther'] == pytest.approx(muon['CalibrHCALOther'] * 1.1)
     assert constants['ECalToMipCalibration'] == pytest.approx(1.1 / 0.0057)
     assert constants['HCalToMipCalibration'] == pytest.approx(0.9 * muon['HCalToMipCalibration'])
@@ -225,9 +227,12 @@ def test_reconstruct_defaults_and_constants(samples):
     gamma = samples['inputFiles']['gamma']
     everything = reconstruct(open(samples['steeringFile'], 'rb').read(), SETTINGS).columns
     assert list(everything['event']) == list(range(28))
-    doubled = _slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * 37.52 * 1.1] * 2})
+    start = read_constants(open(samples['steeringFile'], 'rb').read(), ('CalibrECAL',), SETTINGS)['CalibrECAL']
+    doubled = _slice_steering(samples, gamma, 0, 0, {'CalibrECAL': [2 * value for value in start]})
     doubled = reconstruct(doubled, SETTINGS).columns
-    np.testing.assert_allclose(doubled['ECalTotalCaloHitEnergy'], 2 * everything['ECalTotalCaloHitEnergy'], rtol=1e-6)
+    # The model's ECal response is non-linear: (C/C_true)**γ_E.
+    np.testing.assert_allclose(doubled['ECalTotalCaloHitEnergy'],
+                               2 ** TRUTH.ecal_nonlinearity * everything['ECalTotalCaloHitEnergy'], rtol=1e-6)
     empty = reconstruct(_slice_steering(samples, gamma[:1], 7, 0), SETTINGS).columns
     assert empty['event'].shape == (0,)
 

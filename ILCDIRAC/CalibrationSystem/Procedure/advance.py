@@ -89,14 +89,19 @@ def results_needed(number_of_jobs, settings):
     return max(1, math.ceil(settings["fractionOfFinishedJobsNeededToStartNextStep"] * number_of_jobs - 1e-9))
 
 
-def _analysis_inputs(state, phase):
+def analysis_inputs(stage, phase, previous):
     """Keyword inputs of the phase's analysis beyond the step's own results: the step before,
     for a phase that reads the last step of an earlier phase (None when that is not the step
-    before, e.g. when the calibration started at this phase)."""
+    before, e.g. when the calibration started at this phase).
+
+    :param int stage: the stage of the step analysed
+    :param phase: its Phase (phases.get_phase)
+    :param StepRecord previous: the step before it, or None
+    :return: dict of keyword arguments for ``phase.analyse``
+    """
     if phase.previous_phase is None:
         return {}
-    previous = state.previous
-    if previous is None or (previous.stage, previous.phase) != (state.stage, phase.previous_phase):
+    if previous is None or (previous.stage, previous.phase) != (stage, phase.previous_phase):
         return {"previous": None}
     return {"previous": previous}
 
@@ -117,7 +122,7 @@ def advance(state, contents, settings):
     where = f"stage {state.stage}, phase {state.phase} ({phase.name}), step {state.step}"
     summaries = [decode_summary(content, state.phase) for content in contents]
     try:
-        outcome = phase.analyse(summaries, state.parameters, settings, **_analysis_inputs(state, phase))
+        outcome = phase.analyse(summaries, state.parameters, settings, **analysis_inputs(state.stage, phase, state.previous))
     except FitError as error:
         return StepOutcome(FAILED, state.parameters, False, None, f"Analysis of {where} failed: {error}")
     metrics = dict(outcome.metrics)

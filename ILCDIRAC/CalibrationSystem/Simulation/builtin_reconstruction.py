@@ -81,6 +81,10 @@ def reconstruction_stage(steering_content, settings):
 
     Relative paths are taken from the working directory, as Marlin and Pandora do. ValueError for
     a PandoraSettings or likelihood file that exists but is unreadable: Pandora would fail on it.
+
+    :param steering_content: the steering file (bytes, or a parsed tree)
+    :param dict settings: the calibration settings (processor names)
+    :return: int 1, 2 or 3
     """
     tree = parse_steering(steering_content)
     pandora_settings = processor_parameter(tree, role_processor_name('pandora', settings), 'PandoraSettingsXmlFile')
@@ -109,6 +113,10 @@ def reconstruct(steering_content, settings):
     (MaxRecordNumber 0: all the rest; synthetic files have no run headers, so records = events).
     ``settings`` name the processors (DDCaloDigiName, DDPandoraPFANewProcessorName).
     ValueError for unusable inputs; SteeringError (ProcedureError) for an unusable steering file.
+
+    :param bytes steering_content: the steering file the worker built
+    :param dict settings: the calibration settings
+    :return: worker_output.ReconstructionOutput
     """
     tree = parse_steering(steering_content)
     files = _input_files(tree)

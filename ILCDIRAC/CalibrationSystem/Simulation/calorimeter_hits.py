@@ -27,7 +27,11 @@ class HistogramFiller:
         self._sumwx = dict.fromkeys(HISTOGRAMS, 0.0)
 
     def fill(self, name, values):
-        """Fill every value of the array ``values`` (weight 1), binned in double precision as ROOT does."""
+        """Fill every value of the array ``values`` (weight 1), binned in double precision as ROOT does.
+
+        :param str name: a histogram of the layout (pfoanalysis_layout.HISTOGRAMS)
+        :param values: the values (any shape)
+        """
         x = np.asarray(values, dtype=np.float64).ravel()
         nbins, low, high = HISTOGRAMS[name]
         self._sumw[name] += float(x.size)
@@ -38,7 +42,10 @@ class HistogramFiller:
         self._counts[name] += np.bincount((x + 1.0).astype(np.intp), minlength=nbins + 2)[1:-1]
 
     def histograms(self):
-        """name -> worker_output.Histogram for every histogram of the layout (unfilled ones empty)."""
+        """Every histogram of the layout, unfilled ones empty.
+
+        :return: {name: worker_output.Histogram}
+        """
         result = {}
         for name, (nbins, low, high) in HISTOGRAMS.items():
             result[name] = Histogram(self._counts[name].copy(), np.linspace(low, high, nbins + 1),
@@ -59,8 +66,20 @@ def mip_layers(rnd, name, n_layers, mpv, scale, corr, region, sim_histograms, di
     digitised one ``scale`` times that; the raw energies are those × ``corr`` (path length).
     ``mpv``, ``scale``, ``corr`` and the region index ``region`` are per-event arrays;
     ``sim_histograms`` names the sim histogram of each region (None: not histogrammed). With a
-    ``filler``, the direction-corrected energies are histogrammed. Returns per-event raw sums
-    (sim, digitised, digitised in the last ``edge_layers`` layers).
+    ``filler``, the direction-corrected energies are histogrammed.
+
+    :param EventRandom rnd: the events' random numbers
+    :param str name: the hits' draw
+    :param int n_layers: layers crossed
+    :param mpv: per event, the sim MPV (GeV)
+    :param scale: per event, digitised / sim energy
+    :param corr: per event, the path-length factor
+    :param region: per event, the region index
+    :param sim_histograms: per region, the sim histogram's name or None
+    :param str digitised_histogram: the histogram of the digitised energies
+    :param filler: HistogramFiller, or None to histogram nothing
+    :param int edge_layers: the last layers whose energy is also summed apart
+    :return: per-event raw sums (sim, digitised, digitised in the last ``edge_layers`` layers)
     """
     n = mpv.size
     mpv, scale = mpv.astype(np.float32), scale.astype(np.float32)  # hit energies are floats
@@ -86,7 +105,15 @@ def mip_layers(rnd, name, n_layers, mpv, scale, corr, region, sim_histograms, di
 def direction_corrections(rnd, name, axis_value, region, histograms, filler):
     """Fill the direction-correction histograms: ``DIRECTION_HITS`` hits per event, each with
     1/corr = the event's ``axis_value`` smeared by N(0, 0.04) and clipped to [0, 1], into the
-    histogram of the event's ``region`` (index into ``histograms``)."""
+    histogram of the event's ``region`` (index into ``histograms``).
+
+    :param EventRandom rnd: the events' random numbers
+    :param str name: the hits' draw
+    :param axis_value: per event, 1/corr of the shower axis
+    :param region: per event, the region index
+    :param histograms: per region, the histogram's name
+    :param HistogramFiller filler: where to fill
+    """
     for block in _blocks(axis_value.size):
         values = rnd.subset(block).hit_normals(name, DIRECTION_HITS)
         values *= np.float32(DIRECTION_SMEAR)

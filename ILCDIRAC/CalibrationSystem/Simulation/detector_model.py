@@ -10,6 +10,14 @@ only re-digitised with new constants, and any slicing of an event range yields i
 per-event values. ``generate`` adds the PfoAnalysis histograms (calorimeter_hits) and, for the
 Z -> uds photon training, the likelihood file (likelihood_model).
 
+Response decisions (physics.md §7, extended so that approximate physics is caught): the
+calorimeter and Pandora responses are non-linear in their constants, ``value**γ`` relative to the
+truth (``γ < 1``), so the reference's multiplicative updates, which assume linearity, must iterate;
+and photon and hadron showers have a low-side tail (a fraction loses an exponentially distributed
+share of its energy), so a peak estimator that takes the mean instead of the fitted core lands
+elsewhere. Energies are ``E·max(1 + σ·z − ℓ, 0)`` with z standard normal and ℓ the tail loss
+(0 outside the tail), whose distribution expected_response writes down exactly.
+
 Geometry decision: the ECal barrel is |cos θ| < ecal_barrel_max; everything else (the
 barrel/endcap gap and the far forward region included) is digitised as ECal endcap, with the
 endcap truth constant. Likewise the HCal endcap digitisation covers |cos θ| >= hcal_ring_max. No
@@ -40,21 +48,22 @@ _QUARK_COLUMNS = ('eQQ', 'eQ1', 'eQ2', 'costQQ', 'costQ1', 'costQ2', 'mQQ', 'thr
 _CALORIMETERS = ('ECal', 'HCal', 'Muon', 'BCal', 'LHCal', 'LCal')
 
 # Photon sample (physics.md §7): conversion inside 500 mm, split PFOs, robustness-mode defects.
-_CONVERSION_BASE = 0.08
-_CONVERSION_SLOPE = 0.08
-_PHOTON_SPLIT_FRACTION = 0.04
+CONVERSION_BASE = 0.08
+CONVERSION_SLOPE = 0.08
+PHOTON_SPLIT_FRACTION = 0.04
 _PHOTON_HCAL_LEAK_FRACTION = 0.05      # robustness: events with >= 3 % of the energy in the HCal
 _PHOTON_HCAL_SHARE = (0.03, 0.15)
-_PHOTON_TAIL_FRACTION = 0.03           # robustness: low-side tail (rear leakage out of the detector)
-_PHOTON_TAIL_LOSS = (0.05, 0.30)
-_GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
+GAP_LOSS = (0.05, 0.40)               # robustness: dead material between ECal barrel and endcap
 _FORWARD_COS_THETA = 0.98              # PfoAnalysis: MC energy beyond this counts as forward
 ECAL_LAYERS = 40                      # layers a MIP crosses in the ECal
 
 # K0L sample (physics.md §7).
-_KAON_ECAL_FRACTION = (0.1, 0.7)       # energy share of showers starting in the ECal
-_KAON_SPLIT_FRACTION = 0.06
-_KAON_CONTAINED_LAYERS = 7             # contained showers stay >= 7 layers from the HCal edges
+#: Energy share of showers starting in the ECal: at least 0.2, so that their ECal energy (>= 8 GeV,
+#: 16 % resolution) never passes the phase-1 cut of 2.5 GeV outside the HCal.
+KAON_ECAL_FRACTION = (0.2, 0.7)
+KAON_ECAL_START = 0.5                  # probability that the shower starts in the ECal
+KAON_SPLIT_FRACTION = 0.06
+KAON_CONTAINED_LAYERS = 7             # contained showers stay >= 7 layers from the HCal edges
 _KAON_LEAK_FRACTION = 0.1              # robustness: showers leaking out of the HCal
 _KAON_LEAK_SHARE = (0.08, 0.30)
 _NEUTRAL_HADRON_MASS = 0.939565        # Pandora gives neutral-hadron PFOs the neutron mass
@@ -99,14 +108,20 @@ class DetectorTruth:
     em_constant: float = 0.01
     had_stochastic: float = 0.45                  # hadron resolution
     had_constant: float = 0.03
+    photon_tail_fraction: float = 0.25            # low-side tails: this fraction of the showers loses
+    photon_tail_mean: float = 0.08                # an exponentially distributed share of its energy
+    hadron_tail_fraction: float = 0.3             # with this mean (photons: leakage; hadrons: invisible
+    hadron_tail_mean: float = 0.15                # energy of the HCal shower)
     ecal_barrel_max: float = 0.70                 # |cos θ| boundaries
     ecal_endcap_min: float = 0.80
     ecal_endcap_max: float = 0.98
     hcal_barrel_max: float = 0.65
     hcal_ring_max: float = 0.78
     hcal_endcap_max: float = 0.98
-    ecal_nonlinearity: float = 1.0                # response mean ~ (C/C_true)**gamma
-    hcal_nonlinearity: float = 1.0
+    ecal_nonlinearity: float = 0.6                # response ~ (C/C_true)**gamma of CalibrECAL (and the
+    hcal_nonlinearity: float = 0.8                # endcap factor), of the CalibrHCAL constants,
+    em_scale_nonlinearity: float = 0.6            # of ECal/HCalToEMGeVCalibration (Pandora: s**gamma)
+    had_scale_nonlinearity: float = 0.7           # and of ECal/HCalToHadGeVCalibration
     n_hcal_layers: int = 60
     robustness: bool = False
     seed: int = 20190401
@@ -121,10 +136,13 @@ class DetectorTruth:
                 if not isinstance(value, bool):
                     raise ValueError(f"DetectorTruth.{field.name} must be true or false, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
+                    or value < 0 or (value == 0 and field.name not in _MAY_BE_ZERO):
                 raise ValueError(f"DetectorTruth.{field.name} must be a positive number, got {value!r}")
             else:
                 object.__setattr__(self, field.name, float(value))
+        for name in _MAY_BE_ZERO:
+            if getattr(self, name) >= 1.0:
+                raise ValueError(f"DetectorTruth.{name} is a fraction of the showers: it must be in [0, 1)")
         if self.seed < 0:
             raise ValueError(f"DetectorTruth.seed must be >= 0, got {self.seed}")
         if self.n_hcal_layers < 10:
@@ -163,25 +181,44 @@ class DetectorTruth:
     def direction_correction_mean(self, region):
         """Expected mean of HCal{region}DirectionCorrectionSimCaloHit: for shower axes uniform in
         cos θ over the region, 1/corr = sin θ (barrel) or |cos θ| (endcap, ring), smeared by
-        N(0, 0.04) and clipped to [0, 1] (midpoint rule over the axis, exact clipped-normal mean)."""
+        N(0, 0.04) and clipped to [0, 1] (midpoint rule over the axis, exact clipped-normal mean).
+
+        :param str region: 'Barrel', 'EndCap' or 'Other' (the ring)
+        :return: float D_X
+        """
         return _direction_correction_means(self.hcal_barrel_max, self.hcal_ring_max,
                                            self.hcal_endcap_max)[HCAL_REGIONS.index(region)]
 
     def k_em(self, stage):
-        """Pandora EM response: improved by the stage-3 (trained) photon likelihood."""
+        """Pandora EM response: improved by the stage-3 (trained) photon likelihood.
+
+        :param int stage: 1, 2 or 3
+        :return: float k_EM
+        """
         return self.k_em_stage3 if stage == 3 else self.k_em_stage1
 
     def k_had(self, stage):
-        """Pandora hadronic response, likewise improved in stage 3."""
+        """Pandora hadronic response, likewise improved in stage 3.
+
+        :param int stage: 1, 2 or 3
+        :return: float k_had
+        """
         return self.k_had_stage3 if stage == 3 else self.k_had_stage1
 
     def to_dict(self):
-        """JSON-able form (field name -> value)."""
+        """JSON-able form.
+
+        :return: {field name: value}
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data):
-        """Inverse of to_dict; unknown keys are refused (a typo must not silently use a default)."""
+        """Inverse of to_dict; unknown keys are refused (a typo must not silently use a default).
+
+        :param dict data: {field name: value}, fields left out take their defaults
+        :return: DetectorTruth; ValueError saying what is wrong
+        """
         if not isinstance(data, dict):
             raise ValueError(f"Detector truth must be a JSON object, got {type(data).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
@@ -189,6 +226,10 @@ class DetectorTruth:
         if unknown:
             raise ValueError(f"Unknown detector truth keys {unknown}; known keys are {sorted(known)}")
         return cls(**data)
+
+
+#: Truth fields that may be 0 (no tail).
+_MAY_BE_ZERO = ('photon_tail_fraction', 'hadron_tail_fraction')
 
 
 @functools.lru_cache(maxsize=32)
@@ -235,13 +276,34 @@ def _constant(constants, name, default=None):
 
 
 def _scale(current, true, nonlinearity):
-    """Digitised / sim energy: the current constant (optionally non-linear in C/C_true)."""
+    """Digitised / sim energy: the true constant times (C/C_true)**γ, the current constant when γ = 1."""
     return current if nonlinearity == 1.0 else true * (current / true) ** nonlinearity
 
 
-def _digitised(sim_energy, current, true, nonlinearity):
-    """Digitised energy = current constant × sim energy."""
-    return _scale(current, true, nonlinearity) * sim_energy
+def pandora_scale(current, nonlinearity):
+    """What Pandora multiplies a digitised energy by for the calibration constant ``current``: s**γ.
+
+    :param float current: the steering file's ECal/HCalTo(EM|Had)GeVCalibration
+    :param float nonlinearity: γ (em_scale_nonlinearity or had_scale_nonlinearity)
+    :return: float
+    """
+    return current ** nonlinearity
+
+
+def relative_energy(rnd, n, sigma, tail_fraction, tail_mean):
+    """Per event ``max(1 + σ·z − ℓ, 0)``: a Gaussian core with a low-side tail, ℓ exponential with
+    mean ``tail_mean`` for a fraction ``tail_fraction`` of the events, else 0 (expected_response).
+
+    :param EventRandom rnd: the events' random numbers (draws 'resolution', 'tail', 'tail_loss')
+    :param int n: number of events
+    :param sigma: relative Gaussian width (a number or one per event)
+    :param float tail_fraction: share of the events in the tail
+    :param float tail_mean: mean relative loss ℓ in the tail
+    :return: float64 array of the relative energies
+    """
+    tail = rnd.uniform('tail') < tail_fraction
+    loss = np.where(tail, -tail_mean * np.log(rnd.uniform('tail_loss')), 0.0)
+    return np.maximum(1.0 + sigma * rnd.normal('resolution') - loss, 0.0)
 
 
 _ECAL_CONSTANTS = ('CalibrECAL', 'ECALEndcapCorrectionFactor')
@@ -255,7 +317,12 @@ _CONSTANTS_USED = {
 
 
 def constants_used(sample, truth):
-    """Names of the steering constants that the model reads for ``sample``."""
+    """Names of the steering constants that the model reads for ``sample``.
+
+    :param str sample: a sample type
+    :param DetectorTruth truth: the detector (robustness-mode photons also read the HCal constants)
+    :return: tuple of constant names
+    """
     _check_sample(sample)
     names = _CONSTANTS_USED[sample]
     if truth.robustness and sample == 'gamma':
@@ -273,7 +340,12 @@ def _check_sample(sample, supported=SUPPORTED_SAMPLES):
 # Samples
 
 def ecal_scales(constants, truth):
-    """Digitisation scales of the ECal (barrel, endcap) and their true constants."""
+    """Digitisation scales of the ECal: digitised / sim energy, C_true·(C/C_true)**γ_E.
+
+    :param dict constants: the steering constants (CalibrECAL, ECALEndcapCorrectionFactor)
+    :param DetectorTruth truth: the detector
+    :return: ((barrel scale, endcap scale), (barrel C_true, endcap C_true))
+    """
     c_barrel = _constant(constants, 'CalibrECAL')
     c_endcap = c_barrel * _constant(constants, 'ECALEndcapCorrectionFactor')
     true = (truth.calibr_ecal, truth.calibr_ecal * truth.ecal_endcap_correction_factor)
@@ -289,20 +361,30 @@ def _ecal_digitised(deposit, abs_cos, constants, truth):
     return sim, np.where(barrel, scale_barrel * sim, scale_endcap * sim)
 
 
-def _hcal_region(abs_cos, truth):
-    """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring."""
+def hcal_region(abs_cos, truth):
+    """Index into HCAL_REGIONS: 0 barrel, 1 endcap (everything forward of the ring), 2 ring.
+
+    :param abs_cos: the directions' |cos θ| (array)
+    :param DetectorTruth truth: the detector (its HCal boundaries)
+    :return: integer array
+    """
     return np.where(abs_cos < truth.hcal_barrel_max, 0, np.where(abs_cos < truth.hcal_ring_max, 2, 1))
 
 
 def hcal_scales(constants, truth):
-    """Digitisation scales of the HCal regions, by region index."""
+    """Digitisation scales of the HCal regions, C_true·(C/C_true)**γ_H, by region index.
+
+    :param dict constants: the steering constants (the three CalibrHCAL constants)
+    :param DetectorTruth truth: the detector
+    :return: float array [barrel, endcap, ring]
+    """
     return np.array([_scale(_constant(constants, name), true, truth.hcal_nonlinearity)
                      for name, true in zip(_HCAL_CONSTANTS, truth.hcal_true_constants)])
 
 
 def _hcal_digitised(deposit, abs_cos, constants, truth):
     """Sim and digitised HCal energy of a deposit given on the true (GeV) scale, by HCal region."""
-    region = _hcal_region(abs_cos, truth)
+    region = hcal_region(abs_cos, truth)
     sim = deposit / np.array(truth.hcal_true_constants)[region]
     return sim, hcal_scales(constants, truth)[region] * sim
 
@@ -326,15 +408,13 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
     energy = NOMINAL_ENERGY['gamma']
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
-    converted = rnd.uniform('conversion') < _CONVERSION_BASE + _CONVERSION_SLOPE * abs_cos
-    sigma = math.hypot(truth.em_stochastic / math.sqrt(energy), truth.em_constant)
-    deposit = np.maximum(energy * (1.0 + sigma * rnd.normal('resolution')), 0.0)
+    converted = rnd.uniform('conversion') < CONVERSION_BASE + CONVERSION_SLOPE * abs_cos
+    deposit = energy * relative_energy(rnd, n, photon_resolution(truth), truth.photon_tail_fraction,
+                                       truth.photon_tail_mean)
     hcal_share = np.zeros(n)
     if truth.robustness:
         gap = (abs_cos >= truth.ecal_barrel_max) & (abs_cos < truth.ecal_endcap_min)
-        deposit *= np.where(gap, 1.0 - rnd.uniform('gap_loss', *_GAP_LOSS), 1.0)
-        tail = rnd.uniform('tail') < _PHOTON_TAIL_FRACTION
-        deposit *= np.where(tail, 1.0 - rnd.uniform('tail_loss', *_PHOTON_TAIL_LOSS), 1.0)
+        deposit *= np.where(gap, 1.0 - rnd.uniform('gap_loss', *GAP_LOSS), 1.0)
         leak = rnd.uniform('hcal_leak') < _PHOTON_HCAL_LEAK_FRACTION
         hcal_share = np.where(leak, rnd.uniform('hcal_share', *_PHOTON_HCAL_SHARE), 0.0)
 
@@ -345,10 +425,11 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
         hcal_sim, hcal = np.zeros(n), np.zeros(n)
 
     # Pandora EM scale of the photon PFO(s); converted photons give two track PFOs instead.
-    pfo_energy = truth.k_em(stage) * (_constant(constants, 'ECalToEMGeVCalibration', 1.0) * ecal
-                                      + _constant(constants, 'HCalToEMGeVCalibration', 1.0) * hcal)
+    ecal_to_em, hcal_to_em = (pandora_scale(_constant(constants, name, 1.0), truth.em_scale_nonlinearity)
+                              for name in ('ECalToEMGeVCalibration', 'HCalToEMGeVCalibration'))
+    pfo_energy = truth.k_em(stage) * (ecal_to_em * ecal + hcal_to_em * hcal)
     photon = ~converted
-    split = photon & (rnd.uniform('split') < _PHOTON_SPLIT_FRACTION)
+    split = photon & (rnd.uniform('split') < PHOTON_SPLIT_FRACTION)
     photon_energy = np.where(photon, pfo_energy, 0.0)
     ecal_em, hcal_em = _pfo_shares(photon_energy, ecal, hcal)
     share = rnd.uniform('pair_share', 0.05, 0.95)
@@ -383,13 +464,33 @@ def _simulate_gamma(rnd, n, constants, truth, stage, filler):
 
 
 def mip_track(abs_cos, truth):
-    """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor."""
+    """True-scale ECal energy of a MIP crossing all ECal layers: e_E per layer × path factor.
+
+    :param abs_cos: the directions' |cos θ| (array)
+    :param DetectorTruth truth: the detector
+    :return: float array (GeV)
+    """
     sin_theta = np.sqrt(np.maximum(1.0 - abs_cos ** 2, 1e-12))
     path = np.where(abs_cos < truth.ecal_barrel_max, 1.0 / sin_theta, 1.0 / np.maximum(abs_cos, 1e-6))
     return ECAL_LAYERS * truth.mip_ecal * path
 
 
-def _hadron_resolution(energy, truth):
+def photon_resolution(truth):
+    """Relative Gaussian width of the 10 GeV photon energy, a/√E ⊕ b.
+
+    :param DetectorTruth truth: the detector
+    :return: float
+    """
+    return math.hypot(truth.em_stochastic / math.sqrt(NOMINAL_ENERGY['gamma']), truth.em_constant)
+
+
+def hadron_resolution(energy, truth):
+    """Relative Gaussian width of a hadron shower depositing ``energy`` (GeV), a/√E ⊕ b.
+
+    :param energy: deposited energy (GeV), a number or an array
+    :param DetectorTruth truth: the detector
+    :return: float array
+    """
     return np.hypot(truth.had_stochastic / np.sqrt(np.maximum(energy, 1e-6)), truth.had_constant)
 
 
@@ -398,38 +499,40 @@ def _simulate_kaon(rnd, n, constants, truth, stage, filler):
     cos_theta = rnd.uniform('cos_theta', -1.0, 1.0)
     abs_cos = np.abs(cos_theta)
     # Half of the showers start in the ECal (they fail the phase-1 cut); the others leave only a MIP track there.
-    ecal_start = rnd.uniform('ecal_start') < 0.5
-    ecal_fraction = rnd.uniform('ecal_fraction', *_KAON_ECAL_FRACTION)
+    ecal_start = rnd.uniform('ecal_start') < KAON_ECAL_START
+    ecal_fraction = rnd.uniform('ecal_fraction', *KAON_ECAL_FRACTION)
     track = mip_track(abs_cos, truth)
     ecal_true = np.where(ecal_start, truth.h_ecal * ecal_fraction * kinetic, track)
     hcal_true = np.where(ecal_start, (1.0 - ecal_fraction) * kinetic, kinetic - track)
-    ecal_smear = np.where(ecal_start, _hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
+    ecal_smear = np.where(ecal_start, hadron_resolution(ecal_true, truth) * rnd.normal('ecal_resolution'), 0.0)
     ecal_deposit = np.maximum(ecal_true * (1.0 + ecal_smear), 0.0)
-    hcal_deposit = np.maximum(hcal_true * (1.0 + _hadron_resolution(hcal_true, truth)
-                                           * rnd.normal('hcal_resolution')), 0.0)
-    layers_to_edge = np.floor(rnd.uniform('layers_to_edge', _KAON_CONTAINED_LAYERS, truth.n_hcal_layers // 2 + 1))
+    hcal_deposit = hcal_true * relative_energy(rnd, n, hadron_resolution(hcal_true, truth),
+                                               truth.hadron_tail_fraction, truth.hadron_tail_mean)
+    layers_to_edge = np.floor(rnd.uniform('layers_to_edge', KAON_CONTAINED_LAYERS, truth.n_hcal_layers // 2 + 1))
     escaping = np.zeros(n)
     if truth.robustness:
         leak = rnd.uniform('leak') < _KAON_LEAK_FRACTION
         escaping = np.where(leak, rnd.uniform('leak_fraction', *_KAON_LEAK_SHARE), 0.0)
-        layers_to_edge = np.where(leak, np.floor(rnd.uniform('leak_layers', 0, _KAON_CONTAINED_LAYERS - 1)),
+        layers_to_edge = np.where(leak, np.floor(rnd.uniform('leak_layers', 0, KAON_CONTAINED_LAYERS - 1)),
                                   layers_to_edge)
     ecal_sim, ecal = _ecal_digitised(ecal_deposit, abs_cos, constants, truth)
     hcal_sim, hcal = _hcal_digitised(hcal_deposit * (1.0 - escaping), abs_cos, constants, truth)
 
+    gamma = truth.had_scale_nonlinearity
     ecal_to_had = np.where(abs_cos < truth.ecal_barrel_max,
-                           _constant(constants, 'ECalToHadGeVCalibrationBarrel'),
-                           _constant(constants, 'ECalToHadGeVCalibrationEndCap'))
-    pfo_energy = truth.k_had(stage) * (ecal_to_had * ecal + _constant(constants, 'HCalToHadGeVCalibration') * hcal)
+                           pandora_scale(_constant(constants, 'ECalToHadGeVCalibrationBarrel'), gamma),
+                           pandora_scale(_constant(constants, 'ECalToHadGeVCalibrationEndCap'), gamma))
+    hcal_to_had = pandora_scale(_constant(constants, 'HCalToHadGeVCalibration'), gamma)
+    pfo_energy = truth.k_had(stage) * (ecal_to_had * ecal + hcal_to_had * hcal)
     ecal_had, hcal_had = _pfo_shares(pfo_energy, ecal, hcal)
-    split = rnd.uniform('split') < _KAON_SPLIT_FRACTION
+    split = rnd.uniform('split') < KAON_SPLIT_FRACTION
     pair_mass = _pair_mass(pfo_energy, rnd.uniform('pair_share', 0.05, 0.95), _NEUTRAL_HADRON_MASS,
                            rnd.uniform('split_angle', 0.02, 0.2))
     if filler is not None:
         # physics.md §5.3: one neutral-hadron target (always), (Total − HCal) < 1 % of the target
         # energy and pfoMinHCalLayerToEdge > 5; only shower axes inside the HCal acceptance.
         contained = (ecal < 0.01 * energy) & (layers_to_edge > 5) & (abs_cos < truth.hcal_endcap_max)
-        region = _hcal_region(abs_cos[contained], truth)
+        region = hcal_region(abs_cos[contained], truth)
         axis = np.where(region == 0, np.sqrt(1.0 - abs_cos[contained] ** 2), abs_cos[contained])
         direction_corrections(rnd.subset(contained), 'direction_hits', axis, region, _HCAL_DIRECTION_HISTOGRAMS,
                               filler)
@@ -475,11 +578,11 @@ def _simulate_muon(rnd, n, constants, truth, stage, filler):
         np.where(ecal_region == 0, barrel_corr, endcap_corr), ecal_region,
         ('ECalDirectionCorrectedSimCaloHit',) * 2, 'ECalDirectionCorrectedCaloHitEnergy', filler)
 
-    hcal_region = _hcal_region(abs_cos, truth)
+    hcal_index = hcal_region(abs_cos, truth)
     hcal_sim, hcal, hcal_edge = mip_layers(
-        rnd, 'hcal_hits', truth.n_hcal_layers, np.array(truth.hcal_sim_mpvs)[hcal_region],
-        hcal_scales(constants, truth)[hcal_region], np.where(hcal_region == 0, barrel_corr, endcap_corr),
-        hcal_region, _HCAL_SIM_HISTOGRAMS, 'HCalDirectionCorrectedCaloHitEnergy', filler, edge_layers=_EDGE_LAYERS)
+        rnd, 'hcal_hits', truth.n_hcal_layers, np.array(truth.hcal_sim_mpvs)[hcal_index],
+        hcal_scales(constants, truth)[hcal_index], np.where(hcal_index == 0, barrel_corr, endcap_corr),
+        hcal_index, _HCAL_SIM_HISTOGRAMS, 'HCalDirectionCorrectedCaloHitEnergy', filler, edge_layers=_EDGE_LAYERS)
 
     # Muon system: digitised MIP e_μ directly (CalibrMUON is not calibrated).
     muon_barrel = abs_cos < truth.hcal_barrel_max
@@ -552,6 +655,14 @@ def simulate(sample, first_event, n_events, constants, truth, stage=1):
 
     ``constants`` are the current steering values (name -> float or list of floats); ``stage``
     selects the Pandora response (stage 3 uses the trained photon likelihood). Pure function.
+
+    :param str sample: 'gamma', 'muon' or 'kaon'
+    :param int first_event: the first event number
+    :param int n_events: how many events
+    :param dict constants: the steering constants
+    :param DetectorTruth truth: the detector
+    :param int stage: 1, 2 or 3
+    :return: {branch name: array} of every PfoAnalysisTree branch (int32 or float32)
     """
     _check_sample(sample, COLUMN_SAMPLES)
     if isinstance(first_event, bool) or isinstance(n_events, bool) \
@@ -572,6 +683,13 @@ def generate(sample, events, constants, truth, stage=1):
     columns and every histogram of the layout (physics.md §5.3 fill conditions; the ECal
     direction-correction histograms are not modelled and stay empty). zuds: only in stage 2 (the
     photon training), the likelihood XML bytes. Stage 2 gives the other samples the stage-1 response.
+
+    :param str sample: a sample type
+    :param events: the event numbers (1-D integers)
+    :param dict constants: the steering constants
+    :param DetectorTruth truth: the detector
+    :param int stage: 1, 2 or 3
+    :return: worker_output.ReconstructionOutput (columns and histograms, or the likelihood)
     """
     _check_sample(sample)
     _check_stage(stage)

@@ -37,7 +37,12 @@ def _unit23(bits):
 
 
 class EventRandom:
-    """Random numbers of a set of events (any int64 event numbers, in any order)."""
+    """Random numbers of a set of events (any int64 event numbers, in any order).
+
+    :param int seed: the detector truth's seed
+    :param str sample: the sample type, so that samples draw independently
+    :param events: the event numbers
+    """
 
     def __init__(self, seed, sample, events):
         self._prefix = f"{seed}/{sample}/"
@@ -50,7 +55,11 @@ class EventRandom:
             return _splitmix64(self._counters + np.uint64(int.from_bytes(digest, 'little')))
 
     def subset(self, mask):
-        """The same streams restricted to the events selected by ``mask`` (draws unchanged)."""
+        """The same streams restricted to the events selected by ``mask`` (draws unchanged).
+
+        :param mask: boolean array, index array or slice over the events
+        :return: EventRandom
+        """
         chosen = object.__new__(EventRandom)
         chosen._prefix = self._prefix
         chosen._counters = self._counters[mask]
@@ -58,17 +67,33 @@ class EventRandom:
         return chosen
 
     def uniform(self, name, low=0.0, high=1.0):
-        """One uniform per event in the open interval (low, high)."""
+        """One uniform per event in the open interval (low, high).
+
+        :param str name: the draw
+        :param float low: lower end
+        :param float high: upper end
+        :return: float64 array
+        """
         return low + (high - low) * _unit53(self._bits(name))
 
     def normal(self, name):
-        """One standard normal per event (Box-Muller on two dedicated uniform draws)."""
+        """One standard normal per event (Box-Muller on two dedicated uniform draws).
+
+        :param str name: the draw
+        :return: float64 array
+        """
         radius = np.sqrt(-2.0 * np.log(self.uniform(name + '#r')))
         return radius * np.cos(2.0 * np.pi * self.uniform(name + '#phi'))
 
     def hit_uniform(self, name, rows, hits):
         """Uniforms in (0, 1) of hit number ``hits`` of event ``rows`` (broadcastable index arrays):
-        item ``hits`` of a SplitMix64 stream seeded by the event's draw ``name``."""
+        item ``hits`` of a SplitMix64 stream seeded by the event's draw ``name``.
+
+        :param str name: the draw
+        :param rows: event indices
+        :param hits: hit numbers
+        :return: float64 array of the broadcast shape
+        """
         offsets = (np.asarray(hits, dtype=np.int64).astype(np.uint64) + np.uint64(1)) * _GOLDEN
         with np.errstate(over='ignore'):
             return _unit53(_splitmix64(self._bits(name)[rows] + offsets))
@@ -81,20 +106,35 @@ class EventRandom:
         return _unit23(bits >> np.uint64(41)), _unit23(bits)
 
     def hit_normals(self, name, count):
-        """(events, count) float32 standard normals, one per hit (Box-Muller)."""
+        """Standard normals, one per hit (Box-Muller).
+
+        :param str name: the draw
+        :param int count: hits per event
+        :return: (events, count) float32 array
+        """
         first, second = self._hit_pairs(name, count)
         return np.sqrt(np.float32(-2.0) * np.log(first)) * np.cos(np.float32(2.0 * np.pi) * second)
 
     def hit_moyal(self, name, count):
-        """(events, count) float32 standard Moyal (Landau-like) variates: −ln(Y²) with Y standard
-        normal, whose density exp(−(z + e^−z)/2)/√(2π) peaks at 0."""
+        """Standard Moyal (Landau-like) variates, one per hit: −ln(Y²) with Y standard normal,
+        whose density exp(−(z + e^−z)/2)/√(2π) peaks at 0.
+
+        :param str name: the draw
+        :param int count: hits per event
+        :return: (events, count) float32 array
+        """
         first, second = self._hit_pairs(name, count)
         chi2 = np.float32(-2.0) * np.log(first)
         chi2 *= np.square(np.cos(np.float32(2.0 * np.pi) * second))
         return -np.log(chi2)
 
     def poisson(self, name, mean):
-        """One Poisson(mean) count per event, by inversion of the cumulative distribution."""
+        """One Poisson(mean) count per event, by inversion of the cumulative distribution.
+
+        :param str name: the draw
+        :param float mean: the expectation
+        :return: int64 array
+        """
         if mean <= 0:
             return np.zeros(self.size, dtype=np.int64)
         values = np.arange(int(mean + 12.0 * np.sqrt(mean) + 30.0))

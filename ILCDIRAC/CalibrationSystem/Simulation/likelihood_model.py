@@ -34,6 +34,11 @@ def true_shape(variable, kind, energy_bin):
     """The normalised true PDF over the NBinsX + 2 bins (underflow and overflow are empty).
 
     The photon shapes drift slightly with the energy bin; the background shapes do not.
+
+    :param str variable: a likelihood variable (VARIABLES)
+    :param str kind: 'Sig' (photons) or 'Bkg'
+    :param int energy_bin: index of the energy bin
+    :return: float array of NBinsX + 2 probabilities
     """
     nbins = VARIABLES[variable][0]
     centres = (np.arange(nbins) + 0.5) / nbins
@@ -47,7 +52,11 @@ def true_shape(variable, kind, energy_bin):
 
 
 def likelihood_data(rnd):
-    """LikelihoodData of the events of ``rnd`` (an EventRandom of the zuds sample)."""
+    """The photon-likelihood training of the events of ``rnd``.
+
+    :param EventRandom rnd: the random numbers of the zuds events
+    :return: photon_likelihood.LikelihoodData
+    """
     edges = np.array(ENERGY_BIN_LOWER_EDGES, dtype=np.float64)
     numbers = {kind: np.zeros(edges.size) for kind in KINDS}
     histograms = {}

@@ -17,7 +17,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import PACKAGE_TRAINI
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import ENERGY_BIN_LOWER_EDGES
 from ILCDIRAC.CalibrationSystem.Procedure.samples import NOMINAL_ENERGY, SAMPLE_TYPES
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import COLUMN_SAMPLES, HCAL_REGIONS, INT_MAX, DetectorTruth
-from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import analytic_fixed_point, phase_fixed_points
+from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import fixed_point, phase_fixed_points
 
 FORMAT = 'ilcdirac-synthetic-events/1'
 TRUTH_FORMAT = 'ilcdirac-synthetic-truth/1'
@@ -104,7 +104,11 @@ class EventFile:
 
 
 def is_synthetic_file(path):
-    """True for paths named like a synthetic event file (``*.synthetic.json``)."""
+    """True for paths named like a synthetic event file (``*.synthetic.json``).
+
+    :param path: a file name
+    :return: bool
+    """
     return isinstance(path, str) and os.path.basename(path).endswith(SUFFIX)
 
 
@@ -113,7 +117,11 @@ def _is_int(value):
 
 
 def read_event_file(path):
-    """Read and validate a synthetic event file; ValueError saying what is wrong otherwise."""
+    """Read and validate a synthetic event file.
+
+    :param str path: the file
+    :return: EventFile; ValueError saying what is wrong otherwise
+    """
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
@@ -156,10 +164,16 @@ def _event_file_content(sample, first_event, events, truth):
 
 
 def initial_constants(truth, offset):
-    """Start values of all calibration constants: the stage-1 fixed points moved by ``offset``."""
+    """Start values of all calibration constants: the stage-1 fixed points (default settings)
+    moved by ``offset``.
+
+    :param DetectorTruth truth: the detector
+    :param float offset: relative offset; the direction of each constant is _OFFSET_SCALE's
+    :return: {constant: value}
+    """
     constants = {}
     for sample in COLUMN_SAMPLES:
-        for name, value in analytic_fixed_point(truth, sample).items():
+        for name, value in fixed_point(truth, sample).items():
             factor = 1.0 + _OFFSET_SCALE[name] * offset
             constants[name] = [v * factor for v in value] if isinstance(value, list) else value * factor
     return {name: constants[name] for name in _OFFSET_SCALE}
@@ -168,17 +182,27 @@ def initial_constants(truth, offset):
 def truth_record(truth, offset, constants, events_per_file, files_per_sample):
     """Content of truth.json: what an end-to-end run must reproduce.
 
-    'fixedPoints': stage-1 fixed points by sample (analytic_fixed_point). 'phaseFixedPoints':
-    {stage: {phase: {constant: value}}} for stages 1 and 3 (phase_fixed_points). 'finalConstants':
-    all constants after a complete run (stage 3). 'directionCorrectionMeans' (D per HCal region)
-    and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres holding them) are
-    the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is C_R,true.
+    'fixedPoints': stage-1 fixed points by sample (fixed_points.fixed_point, default settings).
+    'phaseFixedPoints': {stage: {phase: {constant: value}}} for stages 1 and 3
+    (phase_fixed_points). 'finalConstants': the stage-3 fixed points of all constants, which a
+    complete run approaches; where it ends, and how many iterations each phase takes, depend on
+    the settings and the start values (fixed_points.expected_run). 'directionCorrectionMeans' (D
+    per HCal region) and 'hcalSimMipMpvs' (sim MIP MPV per region; the peaks P are the bin centres
+    holding them) are the expected inputs of the CalibrHCALOther formula; 'calibrHcalRingTrue' is
+    C_R,true.
+
+    :param DetectorTruth truth: the detector
+    :param float offset: of the start values
+    :param dict constants: the start values (initial_constants)
+    :param int events_per_file: events per file
+    :param int files_per_sample: files per sample
+    :return: dict, JSON-able
     """
     phases = phase_fixed_points(truth)
     return {
         'format': TRUTH_FORMAT,
         'truth': truth.to_dict(),
-        'fixedPoints': {sample: analytic_fixed_point(truth, sample) for sample in COLUMN_SAMPLES},
+        'fixedPoints': {sample: fixed_point(truth, sample) for sample in COLUMN_SAMPLES},
         'phaseFixedPoints': {str(stage): {str(phase): values for phase, values in by_phase.items()}
                              for stage, by_phase in phases.items()},
         'finalConstants': {name: value for values in phases[3].values() for name, value in values.items()},
@@ -210,6 +234,11 @@ def steering_file_content(constants, input_files, pandora_settings):
 
     Most parameters are element text, a few use the ``value`` attribute, as real steering files do.
     ``pandora_settings`` is the PandoraSettings file DDMarlinPandora reads.
+
+    :param dict constants: the calibration constants to write
+    :param input_files: the LCIOInputFiles
+    :param str pandora_settings: the PandoraSettings file DDMarlinPandora reads
+    :return: bytes of the XML file
     """
     c = {name: _format(value) for name, value in constants.items()}
     root = etree.Element('marlin')
@@ -335,9 +364,15 @@ def write_samples(output_dir, events_per_file=200, files_per_sample=10, truth=De
     training's settings, where createCalibration looks for them), DIR/truth.json. Existing
     outputs are not overwritten (ValueError): stale files with other event numbers or another
     truth would silently join a sample.
-    Returns {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
-    'directories': {sample: dir}, 'steeringFile': path, 'pandoraSettingsFile': path,
-    'photonTrainingSettingsFile': path, 'truthFile': path}.
+
+    :param output_dir: the directory to write into
+    :param int events_per_file: events per file
+    :param int files_per_sample: files per sample
+    :param DetectorTruth truth: the detector
+    :param float offset: of the start constants from the fixed points
+    :return: {'inputFiles': {sample: [paths]}, 'numberOfEventsPerFile': {sample: n},
+        'directories': {sample: dir}, 'steeringFile': path, 'pandoraSettingsFile': path,
+        'photonTrainingSettingsFile': path, 'truthFile': path}
     """
     _check_arguments(events_per_file, files_per_sample, truth, offset)
     output_dir = os.path.abspath(output_dir)

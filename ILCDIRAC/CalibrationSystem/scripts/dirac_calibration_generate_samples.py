@@ -18,7 +18,8 @@ _SWITCHES = {
     'files-per-sample': ('files-per-sample=', 'Files per sample (default 10)'),
     'offset': ('offset=', 'Relative distance of the start constants from the fixed points (default 0.15)'),
     'seed': ('seed=', 'Seed of the synthetic events (default: the detector truth default)'),
-    'robust': ('robust', 'Robustness mode: HCal leakage, ECal gap losses and tails (rejected by the cuts)'),
+    'robust': ('robust', 'Robustness mode: photons leaking into the HCal, losses in the ECal gap, kaons leaking '
+                         'out of the HCal (the cuts reject the leaks)'),
 }
 
 
