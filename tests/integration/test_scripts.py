@@ -89,7 +89,7 @@ def create(stack, created, *arguments):
     """Run dirac-calibration-create; the new ID (printed last), remembered for the clean-up."""
     process = run(stack, "dirac-calibration-create", *arguments)
     assert process.returncode == 0, process.stdout + process.stderr
-    assert "checked PfoAnalysis processor 'MyPfoAnalysis'" in process.stdout   # the service's note
+    assert "added PfoAnalysis processor 'MyPfoAnalysis'" in process.stdout   # the service's note
     calibrationID = int(process.stdout.strip().splitlines()[-1])
     created.append(calibrationID)
     return calibrationID

@@ -8,6 +8,7 @@ import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError, SteeringError
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
+from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_processor import prepare_pfoanalysis
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_steering
 from ILCDIRAC.CalibrationSystem.Procedure.worker_output import ReconstructionOutput
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct
@@ -46,8 +47,9 @@ def on_path(bin_directory, monkeypatch):
 
 
 def _steering(samples, sample='kaon', pandora_settings=None):
+    """A step's steering file, made as a worker makes it from the calibration's stored file."""
     with open(samples['steeringFile'], 'rb') as stream:
-        template = stream.read()
+        template = prepare_pfoanalysis(stream.read(), SETTINGS).steering_file
     processor_parameters = {('MyPfoAnalysis', 'RootFile'): 'pfoAnalysis.root'}
     if pandora_settings:
         processor_parameters[('MyDDMarlinPandora', 'PandoraSettingsXmlFile')] = pandora_settings

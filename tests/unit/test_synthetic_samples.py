@@ -147,11 +147,12 @@ def test_truth_file_lists_the_fixed_points_of_every_phase(samples):
 
 
 def test_steering_file_has_processors_and_offset_constants(samples):
+    """As the real CLIC and CLD reconstruction files: no PfoAnalysis processor (creation adds it)."""
     content = open(samples['steeringFile'], 'rb').read()
     steering = parse_steering(content)
     types = {name: processor.type for name, processor in steering.processors.items()}
     assert types == {'InitDD4hep': 'InitializeDD4hep', 'MyDDCaloDigi': 'DDCaloDigi',
-                     'MyDDMarlinPandora': 'DDPandoraPFANewProcessor', 'MyPfoAnalysis': 'PfoAnalysis'}
+                     'MyDDMarlinPandora': 'DDPandoraPFANewProcessor'}
     assert list(steering.executed) == list(types)
     constants = read_constants(content, CONSTANTS, SETTINGS)
     gamma = fixed_point(TRUTH, 'gamma')
@@ -168,8 +169,6 @@ def test_steering_file_has_processors_and_offset_constants(samples):
     assert constants['ECalToMipCalibration'] == pytest.approx(1.1 / 0.0057)
     assert constants['HCalToMipCalibration'] == pytest.approx(0.9 * muon['HCalToMipCalibration'])
     assert constants['MuonToMipCalibration'] == pytest.approx(1.1 / 5e-5)
-    assert processor_parameter(steering, 'MyPfoAnalysis', 'RootFile') == 'pfoAnalysis.root'
-    assert processor_parameter(steering, 'MyPfoAnalysis', 'XUpperValueMuonCaloHitEnergyHist') == '0.002'
     assert global_parameter(content, 'LCIOInputFiles').split() == samples['inputFiles']['gamma']
     for name in ('SkipNEvents', 'MaxRecordNumber'):
         assert global_parameter(content, name) == '0'

@@ -230,10 +230,11 @@ def _processor(root, name, kind, parameters):
 
 
 def steering_file_content(constants, input_files, pandora_settings):
-    """A Marlin steering file with the four processors the calibration uses (physics.md §2.6).
+    """A Marlin steering file with the processors the calibration changes (physics.md §2.6).
 
-    Most parameters are element text, a few use the ``value`` attribute, as real steering files do.
-    ``pandora_settings`` is the PandoraSettings file DDMarlinPandora reads.
+    Like the real CLIC and CLD reconstruction files, it has no PfoAnalysis processor: the
+    calibration adds one at creation. Most parameters are element text, a few use the ``value``
+    attribute, as real steering files do.
 
     :param dict constants: the calibration constants to write
     :param input_files: the LCIOInputFiles
@@ -242,9 +243,9 @@ def steering_file_content(constants, input_files, pandora_settings):
     """
     c = {name: _format(value) for name, value in constants.items()}
     root = etree.Element('marlin')
-    root.append(etree.Comment(' Synthetic CLIC-like reconstruction: DDCaloDigi -> DDMarlinPandora -> PfoAnalysis '))
+    root.append(etree.Comment(' Synthetic CLIC-like reconstruction: DDCaloDigi -> DDMarlinPandora '))
     execute = etree.SubElement(root, 'execute')
-    for name in ('InitDD4hep', DIGI_PROCESSOR, PANDORA_PROCESSOR, 'MyPfoAnalysis'):
+    for name in ('InitDD4hep', DIGI_PROCESSOR, PANDORA_PROCESSOR):
         etree.SubElement(execute, 'processor', name=name)
     glob = etree.SubElement(root, 'global')
     for key, value in (('LCIOInputFiles', ' '.join(input_files)), ('MaxRecordNumber', '0'),
@@ -324,18 +325,6 @@ def steering_file_content(constants, input_files, pandora_settings):
         'AbsorberIntLengthHCal': ('float', '0.006', False),
         'AbsorberRadLengthOther': ('float', '0.0569', False),
         'AbsorberIntLengthOther': ('float', '0.006', False),
-    })
-    _processor(root, 'MyPfoAnalysis', 'PfoAnalysis', {
-        'PfoCollection': ('string', 'PandoraPFOs', False),
-        'MCParticleCollection': ('string', 'MCParticle', False),
-        'CollectCalibrationDetails': ('int', '1', False),
-        'RootFile': ('string', 'pfoAnalysis.root', False),
-        'ECalCollections': ('StringVec', 'ECALBarrel ECALEndcap ECALOther', False),
-        'HCalCollections': ('StringVec', 'HCALBarrel HCALEndcap HCALOther', False),
-        'MuonCollections': ('StringVec', 'MUON', False),
-        'NBinsMuonCaloHitEnergyHist': ('int', '500', False),
-        'XUpperValueMuonCaloHitEnergyHist': ('float', '0.002', False),
-        'HCalRingOuterSymmetryOrder': ('int', '8', False),
     })
     return etree.tostring(root, xml_declaration=True, encoding='utf-8', pretty_print=True)
 
