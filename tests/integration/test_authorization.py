@@ -193,6 +193,14 @@ class World:
             self.created.append(result["Value"])
         return result
 
+    def stored_steering(self):
+        """The steering file a calibration of this World stores: the user's with the PfoAnalysis
+        processor creation adds."""
+        from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_processor import prepare_pfoanalysis
+        from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
+
+        return prepare_pfoanalysis(self.steering.encode(), validate_settings({})).steering_file.decode()
+
     def create(self, who):
         result = self.create_raw(who)
         assert result["OK"], result
@@ -419,7 +427,7 @@ ROWS = {
         lambda w, caller, result: result["OK"] and set(result["Value"]) == {"gamma"}),
     "getCalibrationSetup": _worker_row(
         "getCalibrationSetup", lambda w, caller: (w.A,),
-        lambda w, caller, result: result["OK"] and result["Value"]["steeringFile"] == w.steering
+        lambda w, caller, result: result["OK"] and result["Value"]["steeringFile"] == w.stored_steering()
         and result["Value"]["numberOfJobs"] == 2),
     "getNewPhotonLikelihood": _worker_row(
         "getNewPhotonLikelihood", lambda w, caller: (w.A,),

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from lxml import etree
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.tinyxml_document import PANDORA, Element, parse_document
 
 MAX_LIKELIHOOD_BYTES = 5 * 1024 * 1024
 
@@ -63,8 +63,6 @@ HISTOGRAMS = {
 }
 
 _HISTOGRAM_NAME = re.compile(r"Photon(Sig|Bkg)([A-Za-z]+)_([0-9]+)")
-_XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?\?>")
-_DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 #: The elements before the histograms, in the order Pandora writes them; its reader needs them all.
 _SCALAR_ELEMENTS = ("NEnergyBins", "EnergyBinLowerEdges", "NSignalEvents", "NBackgroundEvents")
 _HISTOGRAM_ELEMENTS = ("NBinsX", "XLow", "XHigh", "BinContents")
@@ -175,14 +173,12 @@ def _check_histogram(name, nbins, low, high, contents):
 
 
 def _histogram(element):
-    name = element.tag
+    name = element.name
     children = {}
-    for child in element:
-        if not isinstance(child.tag, str):
-            continue  # comments
-        if child.tag in children or child.tag not in _HISTOGRAM_ELEMENTS:
-            raise _error(f"histogram <{name}> has an unexpected or repeated element <{child.tag}>")
-        children[child.tag] = child
+    for child in element.elements():
+        if child.name in children or child.name not in _HISTOGRAM_ELEMENTS:
+            raise _error(f"histogram <{name}> has an unexpected or repeated element <{child.name}>")
+        children[child.name] = child
     missing = [tag for tag in _HISTOGRAM_ELEMENTS if tag not in children]
     if missing:
         raise _error(f"histogram <{name}> lacks {missing}")
@@ -192,62 +188,34 @@ def _histogram(element):
     return int(nbins), low, high, contents
 
 
-def _document_body(content):
-    """The file's bytes without an XML declaration (which could not stand inside the synthetic root)."""
-    if not isinstance(content, (bytes, bytearray)):
-        raise _error(f"content must be bytes, got {type(content).__name__}")
-    data = bytes(content)
-    if len(data) > MAX_LIKELIHOOD_BYTES:
-        raise _error(
-            f"{len(data)} bytes, more than the limit of {MAX_LIKELIHOOD_BYTES}; a likelihood file is far"
-            " smaller, check that the right file was given"
-        )
-    if b"<!" in data.replace(b"<!--", b""):
-        raise _error("it contains a DOCTYPE, entity declaration or CDATA section, which is refused for safety")
-    declaration = _XML_DECLARATION.match(data)
-    if declaration:
-        encoding = _DECLARED_ENCODING.search(declaration.group())
-        if encoding and encoding.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
-            raise _error(f"encoding {encoding.group(1).decode()} is not supported; write it as UTF-8")
-        data = data[declaration.end():]
-    elif data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return data
-
-
 def parse_likelihood(content):
     """Parse a photon-likelihood file (bytes); ProcedureError if it is malformed, unsafe or incomplete.
 
-    The rootless sequence is wrapped in a synthetic root and parsed without entity resolution, DTD
-    loading or network access. Everything Pandora's reader needs must be there and readable (see
-    the module docstring), and the histograms must be exactly the canonical set for the file's
-    number of energy bins.
+    The rootless sequence of elements is read as Pandora's TinyXML reads it (tinyxml_document:
+    comments with '--' are fine; DTDs and entity declarations are refused). Everything Pandora's
+    reader needs must be there and readable (see the module docstring), and the histograms must
+    be exactly the canonical set for the file's number of energy bins.
 
     :param bytes content: the file
     :return: LikelihoodData
     """
-    body = _document_body(content)
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        root = etree.fromstring(b"<PhotonLikelihood>" + body + b"</PhotonLikelihood>", parser)
-    except etree.XMLSyntaxError as error:
-        raise _error(f"not a well-formed sequence of XML elements: {error}") from None
-    if (root.text or "").strip():
-        raise _error(f"text {root.text.strip()[:40]!r} outside any element")
+    document = parse_document(content, "Photon likelihood file:", PANDORA, max_bytes=MAX_LIKELIHOOD_BYTES)
+    rest = document.data[document.end:].strip()
+    if rest:  # TinyXML stops reading there: what follows would be lost
+        raise _error(f"text {rest[:40].decode(errors='replace')!r} outside any element "
+                     f"({document.where(document.end)})")
     scalars, histograms = {}, {}
-    for element in root:
-        if (element.tail or "").strip():
-            raise _error(f"text {element.tail.strip()[:40]!r} outside any element")
-        if not isinstance(element.tag, str):
-            continue  # comments and processing instructions carry no data
-        if element.tag in scalars or element.tag in histograms:
-            raise _error(f"element <{element.tag}> appears twice")
-        if element.tag in _SCALAR_ELEMENTS:
-            scalars[element.tag] = element
-        elif _HISTOGRAM_NAME.fullmatch(element.tag):
-            histograms[element.tag] = _histogram(element)
+    for element in document.nodes:
+        if not isinstance(element, Element):
+            continue  # comments and declarations carry no data
+        if element.name in scalars or element.name in histograms:
+            raise _error(f"element <{element.name}> appears twice")
+        if element.name in _SCALAR_ELEMENTS:
+            scalars[element.name] = element
+        elif _HISTOGRAM_NAME.fullmatch(element.name):
+            histograms[element.name] = _histogram(element)
         else:
-            raise _error(f"unexpected element <{element.tag}>; is this a Pandora photon-likelihood file?")
+            raise _error(f"unexpected element <{element.name}>; is this a Pandora photon-likelihood file?")
     missing = [f"<{tag}>" for tag in _SCALAR_ELEMENTS if tag not in scalars]
     if missing:
         raise _error(

@@ -164,6 +164,10 @@ class XmlDocument:
         """
         self.data, self.root, self.dialect, self.what = data, root, dialect, what
         self.utf8, self.error_type = utf8, error_type
+        #: The document-level elements and comments in order (a Pandora likelihood file has no
+        #: single root: TinyXML reads a sequence of elements), and the offset where TinyXML stops
+        #: reading (the first character at document level that is not markup, or the end).
+        self.nodes, self.end = [], None
         self.line_ending = b"\r\n" if b"\r\n" in data else b"\n"
 
     def where(self, offset):
@@ -389,11 +393,13 @@ class _Parser:
             if position >= len(data) or data[position] != ord("<"):
                 break   # TinyXML ends the document at the first character that is not markup
             kind, position, node = self.markup(position, None)
+            if node is not None:
+                self.document.nodes.append(node)
             if kind == "element" and root is None:
                 root = node
         if root is None:
             raise self.document.error("has no root element: it is not an XML file TinyXML can read")
-        self.document.root = root
+        self.document.root, self.document.end = root, position
         return self.document
 
     def markup(self, position, parent):
