@@ -47,7 +47,7 @@ def run_demo(workdir, jobs=8, events_per_file=400, files_per_sample=10, timeout=
         samples = _samples(stack.workdir / "samples", events_per_file, files_per_sample, say)
         directories = [samples["directories"][s] for s in ("gamma", "muon", "kaon", "zuds")]
         say(f"Creating the calibration as alice with the user guide's snippet ({jobs} jobs)")
-        calibrationID = run_seed_snippet(stack, samples["steeringFile"], directories, jobs)
+        calibrationID = run_seed_snippet(stack, samples["steeringFile"], directories, jobs, say=say)
         say(f"Calibration {calibrationID} created; the agent submits {jobs} local worker jobs")
         client = _alice_client(stack)
         _follow(client, calibrationID, timeout, say)
@@ -88,9 +88,10 @@ def _samples(directory, events_per_file, files_per_sample, say):
     return write_samples(directory, events_per_file=events_per_file, files_per_sample=files_per_sample)
 
 
-def run_seed_snippet(stack, steering, directories, jobs, settings=None):
+def run_seed_snippet(stack, steering, directories, jobs, settings=None, say=None):
     """Create a calibration with the user guide's snippet, in a fresh Python acting as alice
-    (``settings`` first go through the seed's setConfig)."""
+    (``settings`` first go through the seed's setConfig); ``say`` gets what createCalibration
+    told the user about the new calibration (e.g. the PfoAnalysis processor it added)."""
     code = SEED_SNIPPET.format(
         jobs=jobs, steering=steering, version=SOFTWARE_VERSION, directories=directories, settings=settings or {}
     )
@@ -99,7 +100,12 @@ def run_seed_snippet(stack, steering, directories, jobs, settings=None):
     )
     if process.returncode != 0:
         raise RuntimeError(f"The user guide's snippet failed:\n{process.stdout}{process.stderr}")
-    return int(process.stdout.strip().splitlines()[-1])
+    *told, last = process.stdout.strip().splitlines()
+    calibrationID = int(last)
+    for line in told:
+        if say is not None and f"Calibration {calibrationID}:" in line:
+            say("  createCalibration: " + line.split(f"Calibration {calibrationID}:", 1)[1].strip())
+    return calibrationID
 
 
 def _alice_client(stack):
