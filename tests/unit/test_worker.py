@@ -193,7 +193,7 @@ def test_summary_is_a_valid_phase_0_summary_of_the_selected_events(clock, tmp_pa
     assert _worker(service, clock, tmp_path).run()["OK"]
 
     (step, content), = service.results
-    summary = decode_summary(content, 0)
+    summary = decode_summary(content, 0, len(content))
     np.testing.assert_array_equal(summary["barrel"], np.array(BARREL, np.float32))
     np.testing.assert_array_equal(summary["endcap"], np.array(ENDCAP, np.float32))
 
