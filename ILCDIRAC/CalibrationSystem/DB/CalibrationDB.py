@@ -31,10 +31,10 @@ from ILCDIRAC.Core.Utilities.DErrno import ECALNOTFOUND, ECALREQUEST, ECALSTEPMO
 
 _CALIBRATION_COLUMNS = (
     "CalibrationID, Owner, OwnerGroup, OwnerDN, Status, StatusMessage, SoftwareVersion, NumberOfJobs, "
-    "Settings, InputFiles, EventsPerFile, Stage, Phase, Step, PhaseIteration, Parameters, "
+    "Settings, Stage, Phase, Step, PhaseIteration, Parameters, "
     "OutputPath, OutputSE, ResultsCopied, WorkerCredentialHash, CreationTime, LastUpdate, EndTime"
 )
-_JSON_COLUMNS = ("Settings", "InputFiles", "EventsPerFile", "Parameters")
+_JSON_COLUMNS = ("Settings", "Parameters")
 
 
 def _now():
