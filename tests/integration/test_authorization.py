@@ -250,16 +250,6 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def agent_stopped(stack):
-    """No agent for this module: no worker job runs, calibrations stay at step 0."""
-    stack.stop_agent()
-    try:
-        yield
-    finally:
-        stack.start_agent()
-
-
-@pytest.fixture(scope="module")
 def world(agent_stopped, stack, samples, clients, db, tmp_path_factory):
     created = World(stack, samples, clients, db, tmp_path_factory.mktemp("certificates"))
     try:

@@ -18,15 +18,6 @@ REPEATING = {**ECAL_ONLY, "nMaxIterationsPerPhase": 1000}
 MAX_RESULT_SIZE = "/Systems/Calibration/Services/Calibration/MaxResultSize"
 
 
-@pytest.fixture(scope="module")
-def agent_stopped(stack):
-    stack.stop_agent()
-    try:
-        yield
-    finally:
-        stack.start_agent()
-
-
 def _create(clients, samples, jobs, settings):
     """A gamma-only calibration of alice: its ID and its workers' credential."""
     with open(samples["steeringFile"]) as stream:
