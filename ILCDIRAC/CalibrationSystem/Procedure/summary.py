@@ -12,6 +12,7 @@ Python finalizers in the middle of it lets another thread in, which then fails w
 many threads at once, so its decoding path must not touch ``ast`` at all.
 """
 import io
+import math
 import re
 import struct
 import zipfile
@@ -87,7 +88,7 @@ def _parse_npy(data, name):
         raise SummaryError(f"Summary member {name} holds Python objects, which are refused")
     shape = tuple(int(size) for size in re.findall(r"\d+", header["shape"]))
     payload = memoryview(data)[start + length:]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if expected > len(payload):
         raise SummaryError(f"Summary member {name} declares more data than it contains")
     if expected < len(payload):
