@@ -191,3 +191,69 @@ def test_max_result_size_above_8_mib_is_the_limit(agent_stopped, stack, samples,
         stack.stop_service()
         stack.set_overrides({MAX_RESULT_SIZE: None})
         stack.start_service()
+
+
+def _storeDirectly(db, calibrationID, results):
+    """Results stored as the service stores them, without the service (which would analyse the step)."""
+    cursor = db.cursor()
+    cursor.executemany("INSERT INTO StepResults (CalibrationID, Step, WorkerID, Stage, Phase, Content, ReceivedTime) "
+                       "VALUES (%s, 0, %s, 1, 0, %s, UTC_TIMESTAMP())",
+                       [(calibrationID, workerID, content) for workerID, content in results.items()])
+
+
+def test_a_step_is_advanced_once_whoever_advances_it_at_the_same_time(agent_stopped, stack, samples, clients, db):
+    """Four advancers, each with its own CalibrationDB (as two agents, the service's thread and a
+    restarted service would have), analyse the same complete step at the same instant: one
+    commits, the others find the step moved on and change nothing."""
+    from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
+    from ILCDIRAC.CalibrationSystem.private.StepAdvancement import advanceStep, maxResultSize
+
+    calibrationID, _ = _create(clients, samples, 4, REPEATING)
+    _storeDirectly(db, calibrationID, {workerID: _summary(workerID, 0) for workerID in range(4)})
+    databases = [CalibrationDB() for _ in range(4)]
+    ready, outcomes = threading.Barrier(4), []
+
+    def advance(database):
+        ready.wait()
+        outcomes.append(advanceStep(database, calibrationID, maxResultSize(), "test"))
+
+    pool = [threading.Thread(target=advance, args=(database,)) for database in databases]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert all(outcome["OK"] for outcome in outcomes), outcomes
+    assert sorted(outcome["Value"] is None for outcome in outcomes) == [False, True, True, True], outcomes
+    assert _rows(db, "SELECT Step, PhaseIteration FROM Calibrations WHERE CalibrationID = %s",
+                 (calibrationID,)) == ((1, 2),)
+    assert _rows(db, "SELECT Step, NumberOfResults FROM Steps WHERE CalibrationID = %s ORDER BY Step",
+                 (calibrationID,)) == ((0, 4), (1, None))
+    events = _rows(db, "SELECT COUNT(*) FROM CalibrationEvents WHERE CalibrationID = %s AND Message LIKE %s",
+                   (calibrationID, "%step 0 analysed%"))
+    assert events == ((1,),)
+    assert clients["alice"]().killCalibration(calibrationID, "end of the test")["OK"]
+
+
+def test_a_stored_result_that_cannot_be_read_leaves_the_step_to_be_analysed_again(agent_stopped, stack, samples,
+                                                                                 clients, db):
+    """Not physics: the calibration keeps running at its step, with a coded error saying why;
+    once the result reads, the same call analyses the step."""
+    from DIRAC.Core.Utilities.DErrno import cmpError
+
+    from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
+    from ILCDIRAC.CalibrationSystem.private.StepAdvancement import advanceStep, maxResultSize
+    from ILCDIRAC.Core.Utilities.DErrno import ECALANALYSIS
+
+    calibrationID, _ = _create(clients, samples, 2, REPEATING)
+    _storeDirectly(db, calibrationID, {0: _summary(0, 0), 1: b"PK\x03\x04 damaged on its way into the database"})
+    database = CalibrationDB()
+    failed = advanceStep(database, calibrationID, maxResultSize(), "test")
+    assert cmpError(failed, ECALANALYSIS), failed
+    assert "Step 0 of calibration" in failed["Message"] and "not a readable numpy archive" in failed["Message"]
+    assert _rows(db, "SELECT Status, Step FROM Calibrations WHERE CalibrationID = %s", (calibrationID,)) == \
+        (("Running", 0),)
+    db.cursor().execute("UPDATE StepResults SET Content = %s WHERE CalibrationID = %s AND WorkerID = 1",
+                        (_summary(1, 0), calibrationID))
+    analysed = advanceStep(database, calibrationID, maxResultSize(), "test")
+    assert analysed["OK"] and "step 0 analysed: repeating" in analysed["Value"], analysed
+    assert clients["alice"]().killCalibration(calibrationID, "end of the test")["OK"]
