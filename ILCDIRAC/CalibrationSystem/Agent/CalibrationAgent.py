@@ -101,15 +101,7 @@ class CalibrationAgent(AgentModule):
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
-        for calibration in result["Value"]:
-            calibrationID = calibration["CalibrationID"]
-            handled = self._manageJobs(calibration)
-            if handled["OK"] and calibration["Status"] == RUNNING:
-                handled = advanceStep(self.calibrationDB, calibrationID, self.maxResultSize, "agent")
-                if handled["OK"] and handled["Value"]:
-                    self.log.info("Step analysed", f"calibration {calibrationID}: {handled['Value']}")
-            if not handled["OK"]:
-                self.log.error("Calibration skipped for this cycle", f"{calibrationID}: {handled['Message']}")
+        self._forEachCalibration(result["Value"], self._runCalibration)
         for task in (self._drawPlots, self._killLeftoverJobs, self._copyResults, self._removeExpired):
             result = task()
             if not result["OK"]:
@@ -117,6 +109,16 @@ class CalibrationAgent(AgentModule):
         return S_OK()
 
     # ------------------------------------------------------------------ running calibrations
+
+    def _runCalibration(self, calibration):
+        """Its jobs, then its step if it still runs."""
+        handled = self._manageJobs(calibration)
+        if not handled["OK"] or calibration["Status"] != RUNNING:
+            return handled
+        advanced = advanceStep(self.calibrationDB, calibration["CalibrationID"], self.maxResultSize, "agent")
+        if advanced["OK"] and advanced["Value"]:
+            self.log.info("Step analysed", f"calibration {calibration['CalibrationID']}: {advanced['Value']}")
+        return advanced
 
     def _manageJobs(self, calibration):
         """Sync, submit and resubmit the jobs of a running calibration, or fail it when too many
