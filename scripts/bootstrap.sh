@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian 12 machine, as root: the Debian packages that
-# DIRAC's compiled dependencies and the private MariaDB need, then .venv with the pinned
-# Python packages and this package (editable). Idempotent: a second run only checks stamps.
+# DIRAC's compiled dependencies and the private MariaDB need, and the headless Chromium (with
+# the fonts its page checks are measured in) that tests/unit/test_docs.py opens the built
+# documentation in; then .venv with the pinned Python packages and this package (editable).
+# Idempotent: a second run only checks stamps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl"
+DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl chromium fonts-liberation"
 DIRAC_VERSION=9.1.22
 VENV=.venv
 
