@@ -8,8 +8,12 @@ version or time stamp, so the same plot always gives the same bytes.
 import io
 import math
 import re
+import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
 
+import matplotlib
+import mplhep
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
@@ -21,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, Scatter
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, Scatter
 from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
 
 DPI = 100
@@ -32,14 +36,31 @@ PALETTE_SIZE = 96
 #: Above this many points a Scatter is drawn as a 2-D histogram: readable, and the PNG stays small.
 MAX_MARKERS = 2000
 DENSITY_BINS = 60
-#: A Distribution's x axis ends a little beyond the bin where this fraction of the entries is reached.
+#: A Distribution's x axis spans a little more than the bins holding this fraction of the entries.
 SHOWN_FRACTION = 0.999
+#: Up to this many bins a histogram is drawn as points with error bars, above as a line.
+MAX_ERRORBAR_BINS = 100
+#: Units GeV values are shown in, largest first, with their factor from GeV.
+ENERGY_UNITS = (("GeV", 1.0), ("MeV", 1e3), ("keV", 1e6))
+#: mplhep's ROOT style (the look of the reference tools' plots), scaled to our figure sizes.
+HEP_STYLE = {
+    **mplhep.style.ROOT, "font.size": 11, "axes.linewidth": 1.0, "xtick.major.size": 6, "xtick.minor.size": 3,
+    "ytick.major.size": 6, "ytick.minor.size": 3, "axes.titlesize": "medium", "legend.fontsize": "small",
+}
+# matplotlib's rc parameters are global: drawings in the HEP style take turns.
+_DRAWING = threading.Lock()
 #: Height in inches of one line of the unchanged-constants table under the convergence panels.
 FOOTER_LINE = 0.2
 HISTORY_KEYS = ("Step", "Stage", "Phase", "Parameters")
 _UNIT = re.compile(r"\[([^\]]+)\]\s*$")
 #: Background colour of phase N in the convergence plot (light, so the points stay visible).
 PHASE_COLOURS = ("#dbe9f6", "#fde0c5", "#d9f0d3", "#f2d4e8", "#e8e3f3", "#fff2b3")
+
+
+@contextmanager
+def _hep_style():
+    with _DRAWING, matplotlib.rc_context(HEP_STYLE):
+        yield
 
 
 def _png(figure, dpi=DPI):
@@ -68,19 +89,65 @@ def _unit(label):
     return match.group(1) if match else ""
 
 
-def _with_unit(value, unit):
-    return f"{value:.4g} {unit}".rstrip()
+def _with_unit(value, unit, digits=4):
+    return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def _measured(value, error, unit):
+    """'10.91 ± 0.03 GeV': the error to two significant digits and the value to the same decimal;
+    four significant digits without an error."""
+    if error is None or not (math.isfinite(error) and error > 0):
+        return _with_unit(value, unit)
+    decimals = max(0, 1 - math.floor(math.log10(error)))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f} {unit}".rstrip()
+
+
+def _display_unit(unit, magnitude):
+    """(unit, factor) to show GeV values of about ``magnitude`` in: MeV below 0.1 GeV, keV below
+    0.1 MeV, so that a MIP peak reads '57 keV', not '5.7e-05 GeV'."""
+    if unit != "GeV" or not magnitude > 0:
+        return unit, 1.0
+    for name, factor in ENERGY_UNITS:
+        if magnitude * factor >= 0.1:
+            return name, factor
+    return ENERGY_UNITS[-1]
 
 
 def _shown_range(counts, edges):
-    """x range that leaves out a long, nearly empty tail (e.g. a MIP peak in a histogram booked up
-    to 40 MIPs): up to where 99.9 % of the entries are, plus a margin; and how many are cut off."""
+    """x range that leaves out long, nearly empty tails (e.g. a MIP peak in a histogram booked from
+    0 up to 40 MIPs): from where 0.1 % of the entries are reached to where 99.9 % are, plus a
+    margin; and how many entries lie entirely below and above it."""
     total = counts.sum()
     if total <= 0:
-        return edges[0], edges[-1], 0.0
-    last = int(np.searchsorted(np.cumsum(counts), SHOWN_FRACTION * total))
-    high = min(edges[-1], edges[last + 1] + 0.1 * (edges[last + 1] - edges[0]))
-    return edges[0], high, float(counts[edges[1:] > high].sum())
+        return edges[0], edges[-1], 0.0, 0.0
+    cumulative = np.cumsum(counts)
+    first = int(np.searchsorted(cumulative, (1 - SHOWN_FRACTION) * total, side="right"))
+    last = int(np.searchsorted(cumulative, SHOWN_FRACTION * total))
+    margin = 0.1 * (edges[last + 1] - edges[first])
+    low, high = max(edges[0], edges[first] - margin), min(edges[-1], edges[last + 1] + margin)
+    return low, high, float(counts[edges[1:] <= low].sum()), float(counts[edges[:-1] >= high].sum())
+
+
+def _outside(below, above):
+    parts = [f"{count:.0f} {where}" for count, where in ((below, "below"), (above, "above")) if count]
+    return f" ({', '.join(parts)} the axis)" if parts else ""
+
+
+def _fit_label(plot, unit, factor):
+    """Legend text of the peak: the fit's μ ± δμ, σ and χ²/ndf, or how the peak was found without one."""
+    mean = _measured(plot.peak * factor, None if plot.mean_error is None else plot.mean_error * factor, unit)
+    if plot.gaussian is not None:
+        text = f"Gaussian fit: μ = {mean}, σ = {_with_unit(plot.gaussian[2] * factor, unit, 3)}"
+        if plot.chi2 is not None and plot.ndf:
+            text += f"\nχ²/ndf = {plot.chi2:.1f}/{plot.ndf}"
+        if plot.fit_bin_width is not None:
+            text += f", in {_with_unit(plot.fit_bin_width * factor, unit, 3)} bins"
+        return text
+    if plot.method == "window-mean":
+        return f"mean of the fit window (fit rejected): {mean}"
+    if plot.method in (FULLEST_BIN, PEAK_FINDER):
+        return f"peak ({plot.method}, no fit): {mean}"
+    return f"peak {mean}"
 
 
 def _draw_distribution(plot, figure):
@@ -91,39 +158,58 @@ def _draw_distribution(plot, figure):
             f"Distribution {plot.name!r} needs increasing edges, one more than its {counts.size} counts;"
             f" got {edges.size} edges"
         )
-    unit = _unit(plot.xlabel)
+    unit, factor = _display_unit(_unit(plot.xlabel), abs(plot.peak) if plot.peak is not None else edges[-1])
+    edges = edges * factor
     ax = figure.add_subplot()
-    low, high, hidden = _shown_range(counts, edges)
-    beyond = f", {hidden:.0f} beyond the axis" if hidden else ""
-    ax.stairs(counts, edges, color="tab:blue", linewidth=1.2, label=f"data ({counts.sum():.0f} entries{beyond})")
+    low, high, below, above = _shown_range(counts, edges)
+    entries = counts.sum() + plot.below + plot.above
+    label = f"data: {entries:.0f} entries{_outside(plot.below + below, plot.above + above)}"
+    if counts.size <= MAX_ERRORBAR_BINS:
+        mplhep.histplot(counts, edges, yerr=np.sqrt(counts), histtype="errorbar", color="black", markersize=3,
+                        flow=None, label=label, ax=ax)
+    else:
+        mplhep.histplot(counts, edges, histtype="step", color="black", flow=None, label=label, ax=ax)
     if plot.window is not None:
-        w_low, w_high = (float(v) for v in plot.window)
-        ax.axvspan(w_low, w_high, color="tab:orange", alpha=0.2, linewidth=0,
-                   label=f"fit window {w_low:.4g}–{_with_unit(w_high, unit)}")
+        w_low, w_high = (float(v) * factor for v in plot.window)
+        ax.axvspan(w_low, w_high, color="tab:orange", alpha=0.15, linewidth=0,
+                   label=f"fit window {w_low:.3g}–{_with_unit(w_high, unit, 3)}")
         low, high = min(low, w_low), max(high, w_high)
-    if plot.gaussian is not None:
-        amplitude, mean, sigma = (float(v) for v in plot.gaussian)
-        x_low, x_high = plot.window if plot.window is not None else (low, high)
-        x = np.linspace(float(x_low), float(x_high), 200)
-        ax.plot(x, amplitude * np.exp(-0.5 * ((x - mean) / sigma) ** 2), color="tab:red", linewidth=1.5,
-                label=f"Gaussian fit: μ = {_with_unit(mean, unit)}, σ = {_with_unit(sigma, unit)}")
     if plot.peak is not None:
-        ax.axvline(float(plot.peak), color="tab:red", linestyle=":", linewidth=1.5,
-                   label=f"peak {_with_unit(float(plot.peak), unit)}")
-        low, high = min(low, float(plot.peak)), max(high, float(plot.peak))
+        peak = float(plot.peak) * factor
+        if plot.gaussian is not None:
+            amplitude, mean, sigma = (float(v) for v in plot.gaussian)
+            mean, sigma = mean * factor, sigma * factor
+            x = np.linspace(low, high, 400)
+            y = amplitude * np.exp(-0.5 * ((x - mean) / sigma) ** 2)
+            fitted = (x >= plot.window[0] * factor) & (x <= plot.window[1] * factor) if plot.window else True
+            ax.plot(x, np.where(fitted, y, np.nan), color="tab:red", linewidth=1.8, label=_fit_label(plot, unit, factor))
+            ax.plot(x, np.where(fitted, np.nan, y), color="tab:red", linewidth=1.0, linestyle="--")
+        elif plot.method in (FULLEST_BIN, PEAK_FINDER):
+            index = int(np.clip(np.searchsorted(edges, peak) - 1, 0, counts.size - 1))
+            ax.axvspan(edges[index], edges[index + 1], color="tab:red", alpha=0.35, linewidth=0, zorder=0,
+                       label=_fit_label(plot, unit, factor))
+        else:
+            ax.axvline(peak, color="tab:red", linestyle=":", linewidth=1.5, label=_fit_label(plot, unit, factor))
+        low, high = min(low, peak), max(high, peak)
     if plot.target is not None:
-        ax.axvline(float(plot.target), color="black", linestyle="--", linewidth=1.2,
-                   label=f"target {_with_unit(float(plot.target), unit)}")
-        low, high = min(low, float(plot.target)), max(high, float(plot.target))
+        target = float(plot.target) * factor
+        ax.axvline(target, color="tab:blue", linestyle="--", linewidth=1.2, label=f"target {_with_unit(target, unit)}")
+        low, high = min(low, target), max(high, target)
     ax.set_xlim(low, high)
-    ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.25)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
+    ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.6)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     widths = np.diff(edges)
     uniform = np.allclose(widths, widths[0], rtol=1e-6)
     ax.set_ylabel(f"Entries / {_with_unit(widths[0], unit)}" if uniform else "Entries per bin")
-    ax.set_xlabel(plot.xlabel)
+    ax.set_xlabel(_UNIT.sub(f"[{unit}]", plot.xlabel) if unit else plot.xlabel)
     ax.set_title(plot.title, y=1.0)
-    ax.legend(loc="best", fontsize="small", frameon=False)
+    _legend_data_first(ax, label)
+
+
+def _legend_data_first(ax, data_label):
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda index: labels[index] != data_label)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper left", frameon=False)
 
 
 def _draw_scatter(plot, figure):
@@ -172,15 +258,14 @@ def render_plot(plot):
     :param plot: outcome.Distribution or outcome.Scatter
     :return: bytes (PNG)
     """
-    figure = Figure(figsize=(6.4, 4.6))
-    figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
-    if isinstance(plot, Distribution):
-        _draw_distribution(plot, figure)
-    elif isinstance(plot, Scatter):
-        _draw_scatter(plot, figure)
-    else:
+    draw = {Distribution: _draw_distribution, Scatter: _draw_scatter}.get(type(plot))
+    if draw is None:
         raise TypeError(f"render_plot draws an outcome.Distribution or outcome.Scatter, got {type(plot).__name__}")
-    return _png(figure)
+    with _hep_style():
+        figure = Figure(figsize=(6.4, 4.6))
+        figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
+        draw(plot, figure)
+        return _png(figure)
 
 
 def render_plots(plots):
