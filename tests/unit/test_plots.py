@@ -12,7 +12,7 @@ from PIL import Image
 
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import (
-    FULLEST_BIN, MAX_DISPLAY_BINS, Distribution, Scatter, decode_plots, display_histogram, encode_plots, nice_width)
+    FULLEST_BIN, MAX_DISPLAY_BINS, Distribution, PdfComparison, Scatter, decode_plots, display_histogram, encode_plots, nice_width)
 from ILCDIRAC.CalibrationSystem.Procedure.plots import (
     _display_unit, _measured, _shown_range, convergence_plot, render_plot)
 
@@ -108,7 +108,7 @@ def test_rendering_is_thread_safe(distribution_png):
 
 
 def test_render_plot_refuses_bad_input():
-    with pytest.raises(TypeError, match="Distribution or outcome.Scatter, got dict"):
+    with pytest.raises(TypeError, match="Distribution, Scatter or PdfComparison, got dict"):
         render_plot({"counts": [1, 2]})
     with pytest.raises(ValueError, match="one more than its 60 counts"):
         render_plot(_distribution(edges=np.linspace(0, 12, 60)))
@@ -244,3 +244,16 @@ def test_plots_survive_encoding_and_plots_of_an_earlier_version_decode():
                       "edges": [0.0, 1.0, 2.0], "window": None, "gaussian": None, "peak": 1.5, "target": None}}
     earlier = decode_plots(zlib.compress(json.dumps(old).encode()))["em.png"]
     assert (earlier.below, earlier.mean_error, earlier.method) == (0.0, None, "")
+
+
+def test_photon_training_pdfs_are_drawn():
+    edges = np.linspace(0.0, 5.0, 51)
+    signal = np.exp(-np.linspace(0, 5, 50))
+    plot = PdfComparison("photon_PeakRms", "Photon training: PeakRms", "PeakRms", edges, signal / signal.sum(),
+                         np.full(50, 0.02), 0.01, 0.0, 24.0, 36.0)
+    png = render_plot(plot)
+    _image(png)
+    assert render_plot(dataclasses.replace(plot, background=np.full(50, 0.01))) != png
+    assert decode_plots(encode_plots({"p": plot}))["p"].signal_events == 24.0
+    with pytest.raises(ValueError, match="49 background values for 51 edges"):
+        render_plot(dataclasses.replace(plot, background=np.ones(49)))

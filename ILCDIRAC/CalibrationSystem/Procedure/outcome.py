@@ -125,6 +125,23 @@ class Scatter:
 
 
 @dataclass(frozen=True)
+class PdfComparison:
+    """Signal and background distributions of one variable (the photon training's PDFs), each as
+    a fraction of its events per bin; ``*_outside`` are the fractions in under- and overflow."""
+
+    name: str
+    title: str
+    xlabel: str
+    edges: np.ndarray
+    signal: np.ndarray
+    background: np.ndarray
+    signal_outside: float = 0.0
+    background_outside: float = 0.0
+    signal_events: float = 0.0
+    background_events: float = 0.0
+
+
+@dataclass(frozen=True)
 class PhaseOutcome:
     """The analysis of one step.
 
@@ -140,7 +157,7 @@ class PhaseOutcome:
     artifacts: dict = field(default_factory=dict)
 
 
-_PLOT_KINDS = {kind.__name__: kind for kind in (Distribution, Scatter)}
+_PLOT_KINDS = {kind.__name__: kind for kind in (Distribution, Scatter, PdfComparison)}
 
 
 def _plain(value):

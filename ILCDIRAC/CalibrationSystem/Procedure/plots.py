@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, Scatter
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, PdfComparison, Scatter
 from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
 
 DPI = 100
@@ -251,16 +251,38 @@ def _draw_scatter(plot, figure):
     ax.legend(loc="upper right", fontsize="small", frameon=False)
 
 
+def _draw_pdfs(plot, figure):
+    edges = _array(plot.edges, f"PdfComparison {plot.name!r} edges")
+    ax = figure.add_subplot()
+    for values, outside, events, colour, what in (
+        (plot.signal, plot.signal_outside, plot.signal_events, "tab:blue", "photons (signal)"),
+        (plot.background, plot.background_outside, plot.background_events, "tab:red", "background"),
+    ):
+        values = _array(values, f"PdfComparison {plot.name!r} {what}")
+        if values.size + 1 != edges.size:
+            raise ValueError(f"PdfComparison {plot.name!r}: {values.size} {what} values for {edges.size} edges")
+        beyond = f", {outside:.1%} outside the axis" if outside else ""
+        mplhep.histplot(values, edges, histtype="step", color=colour, flow=None, ax=ax,
+                        label=f"{what}: {events:.0f} events{beyond}")
+    ax.set_ylim(0, max(float(np.max(plot.signal, initial=0)), float(np.max(plot.background, initial=0)), 1e-3) * 1.4)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel("Fraction of events per bin")
+    ax.set_title(plot.title, y=1.0)
+    ax.legend(loc="upper right", frameon=False)
+
+
 def render_plot(plot):
     """PNG bytes of an outcome.Distribution (histogram, shaded fit window, Gaussian, peak and target
     lines) or an outcome.Scatter (points, fitted line, ideal line).
 
-    :param plot: outcome.Distribution or outcome.Scatter
+    :param plot: outcome.Distribution, Scatter or PdfComparison
     :return: bytes (PNG)
     """
-    draw = {Distribution: _draw_distribution, Scatter: _draw_scatter}.get(type(plot))
+    draw = {Distribution: _draw_distribution, Scatter: _draw_scatter, PdfComparison: _draw_pdfs}.get(type(plot))
     if draw is None:
-        raise TypeError(f"render_plot draws an outcome.Distribution or outcome.Scatter, got {type(plot).__name__}")
+        raise TypeError(
+            f"render_plot draws an outcome.Distribution, Scatter or PdfComparison, got {type(plot).__name__}")
     with _hep_style():
         figure = Figure(figsize=(6.4, 4.6))
         figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
@@ -272,7 +294,7 @@ def render_plots(plots):
     """PNG bytes of a step's plots; a plot whose data cannot be drawn is reported, not raised, so
     that it never stops the others (nor the calibration).
 
-    :param dict plots: {file name: outcome.Distribution or outcome.Scatter}
+    :param dict plots: {file name: outcome.Distribution, Scatter or PdfComparison}
     :return: ({file name: PNG bytes}, {file name: why it could not be drawn})
     """
     files, failures = {}, {}
