@@ -14,7 +14,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import (
     FULLEST_BIN, MAX_DISPLAY_BINS, Distribution, PdfComparison, Scatter, decode_plots, display_histogram, encode_plots, nice_width)
 from ILCDIRAC.CalibrationSystem.Procedure.plots import (
-    _display_unit, _measured, _shown_range, convergence_plot, render_plot)
+    _deviations, _display_unit, _measured, _shown_range, convergence_plot, render_plot)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_BYTES = 100_000
@@ -127,13 +127,49 @@ def test_convergence_plot_is_deterministic_and_sorts_steps(phase_0_convergence):
     assert convergence_plot(_history(changing=PHASE_0)[::-1]) == phase_0_convergence
 
 
-def test_convergence_plot_shows_element_0_of_floatvec(phase_0_convergence):
+@pytest.mark.parametrize("element", [0, 1])
+def test_convergence_plot_shows_every_element_of_a_floatvec(phase_0_convergence, element):
     history = _history(changing=PHASE_0)
-    for entry in history:
-        entry["Parameters"]["CalibrECAL"][1] *= 1.5
-    assert convergence_plot(history) == phase_0_convergence
-    history[4]["Parameters"]["CalibrECAL"][0] *= 1.1
+    history[4]["Parameters"]["CalibrECAL"][element] *= 1.1
     assert convergence_plot(history) != phase_0_convergence
+
+
+def test_convergence_plot_ends_with_the_value_written():
+    """The last step's update is only in the calibration's constants (what the steering file gets):
+    a constant changed by it alone gets a panel, and the value written changes the image."""
+    history = _history(changing=())
+    final = dict(history[-1]["Parameters"], HCalToHadGeVCalibration=1.1925)
+    plain, with_final = convergence_plot(history), convergence_plot(history, final)
+    # nothing changed in the steps: 13 panels; the final update changed one: its panel, 12 listed
+    assert _image(with_final).size[1] < _image(plain).size[1]
+    assert convergence_plot(history, dict(final, HCalToHadGeVCalibration=1.2)) != with_final
+
+
+def _with_metrics(history):
+    """Phase-0 and phase-4 steps report deviations from their targets, as the phases do."""
+    for entry in history:
+        if entry["Phase"] == 0:
+            entry["Metrics"] = {"accuracy": 0.05, "barrelRelativeDeviation": 0.08 / (entry["Step"] + 1),
+                                "endcapRelativeDeviation": -0.03, "maxRelativeDeviation": 0.08, "barrelMean": 10.8}
+        elif entry["Phase"] == 4:
+            entry["Metrics"] = {"accuracy": 0.025, "ecalRelativeDeviation": 0.01, "hcalRelativeDeviation": -0.02}
+        else:
+            entry["Metrics"] = None  # e.g. the running step
+    return history
+
+
+def test_convergence_plot_shows_each_phase_deviation_against_its_accuracy(phase_0_convergence):
+    history = _with_metrics(_history(changing=PHASE_0))
+    png = convergence_plot(history)
+    assert _image(png).size[1] > _image(phase_0_convergence).size[1]  # two deviation panels more
+    history[0]["Metrics"]["endcapRelativeDeviation"] = 0.04
+    assert convergence_plot(history) != png
+    deviations = _deviations(*[np.array([e["Step"] for e in history]), [(e["Stage"], e["Phase"]) for e in history],
+                               [e["Metrics"] or {} for e in history]])
+    assert list(deviations) == [0, 4] and deviations[4][0] == 0.025
+    assert set(deviations[0][1]) == {"barrel", "endcap"}
+    assert deviations[0][1]["barrel"][0] == pytest.approx(8.0)  # in %
+    assert np.isnan(deviations[0][1]["barrel"][5])  # a phase-1 step
 
 
 def test_convergence_plot_of_a_single_step():

@@ -47,19 +47,26 @@ HEP_STYLE = {
     **mplhep.style.ROOT, "font.size": 11, "axes.linewidth": 1.0, "xtick.major.size": 6, "xtick.minor.size": 3,
     "ytick.major.size": 6, "ytick.minor.size": 3, "axes.titlesize": "medium", "legend.fontsize": "small",
 }
+#: The convergence plot's many small labels at a low resolution: a font whose 'i' keeps its dot.
+CONVERGENCE_STYLE = {"font.sans-serif": ["DejaVu Sans"], "font.size": 10}
 # matplotlib's rc parameters are global: drawings in the HEP style take turns.
 _DRAWING = threading.Lock()
 #: Height in inches of one line of the unchanged-constants table under the convergence panels.
 FOOTER_LINE = 0.2
 HISTORY_KEYS = ("Step", "Stage", "Phase", "Parameters")
+#: Metrics named '<quantity>RelativeDeviation' are a converging phase's measured deviations.
+DEVIATION_SUFFIX = "RelativeDeviation"
+#: Colours and markers of the elements of a FloatVec, and of a phase's measured quantities.
+ELEMENT_COLOURS = ("tab:blue", "tab:orange", "tab:purple")
+MARKERS = ("o-", "s--", "^:")
 _UNIT = re.compile(r"\[([^\]]+)\]\s*$")
 #: Background colour of phase N in the convergence plot (light, so the points stay visible).
 PHASE_COLOURS = ("#dbe9f6", "#fde0c5", "#d9f0d3", "#f2d4e8", "#e8e3f3", "#fff2b3")
 
 
 @contextmanager
-def _hep_style():
-    with _DRAWING, matplotlib.rc_context(HEP_STYLE):
+def _hep_style(changes=None):
+    with _DRAWING, matplotlib.rc_context({**HEP_STYLE, **(changes or {})}):
         yield
 
 
@@ -306,25 +313,34 @@ def render_plots(plots):
     return files, failures
 
 
-def _first_value(value, step, name):
-    """A constant's plotted value: the number, or element 0 of a FloatVec; NaN when absent."""
+def _elements(value, step, name):
+    """A constant's plotted values: [the number], or every element of a FloatVec; [NaN] when absent."""
     if value is None:
-        return math.nan
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if len(value) == 0:
-            raise ValueError(f"Step {step}: constant {name} is an empty list; a FloatVec needs at least one value")
-        value = value[0]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"Step {step}: constant {name} must be a number or a list of numbers, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"Step {step}: constant {name} is {number}; only finite values can be plotted")
-    return number
+        return [math.nan]
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not items:
+        raise ValueError(f"Step {step}: constant {name} is an empty list; a FloatVec needs at least one value")
+    numbers = []
+    for item in items:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Step {step}: constant {name} must be a number or a list of numbers, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"Step {step}: constant {name} is {number}; only finite values can be plotted")
+        numbers.append(number)
+    return numbers
+
+
+def _series(rows):
+    """steps x elements array of per-step element lists, NaN where a step has fewer elements."""
+    width = max(len(row) for row in rows)
+    return np.array([row + [math.nan] * (width - len(row)) for row in rows])
 
 
 def _history_table(history):
-    """Steps (sorted), their (stage, phase) and name -> values, checking every entry."""
+    """Steps (sorted), their (stage, phase), name -> steps x elements values, and the metrics."""
     if not isinstance(history, (list, tuple)) or not history:
         raise ValueError("convergence_plot needs a non-empty list of history entries (one per step)")
     entries = []
@@ -337,20 +353,37 @@ def _history_table(history):
             key = (int(entry["Step"]), int(entry["Stage"]), int(entry["Phase"]))
         except (TypeError, ValueError):
             raise ValueError(f"History entry {index}: Step, Stage and Phase must be integers") from None
-        entries.append((key, entry["Parameters"]))
+        metrics = entry.get("Metrics")
+        entries.append((key, entry["Parameters"], metrics if isinstance(metrics, Mapping) else {}))
     entries.sort(key=lambda item: item[0][0])
-    steps = [key[0] for key, _ in entries]
+    steps = [key[0] for key, _, _ in entries]
     if len(set(steps)) != len(steps):
         raise ValueError(f"History has repeated step numbers {sorted(steps)}; give one entry per step")
-    names = {name for _, parameters in entries for name in parameters}
+    names = {name for _, parameters, _ in entries for name in parameters}
     if not names:
         raise ValueError("The history has no constants to plot: every 'Parameters' dict is empty")
     ordered = [name for name in CONSTANTS if name in names] + sorted(names - set(CONSTANTS))
     values = {
-        name: np.array([_first_value(parameters.get(name), key[0], name) for key, parameters in entries])
+        name: _series([_elements(parameters.get(name), key[0], name) for key, parameters, _ in entries])
         for name in ordered
     }
-    return np.array(steps), [key[1:] for key, _ in entries], values
+    return np.array(steps), [key[1:] for key, _, _ in entries], values, [metrics for _, _, metrics in entries]
+
+
+def _deviations(steps, positions, metrics):
+    """phase -> (accuracy, {measured quantity: deviation per step in %, NaN in other phases' steps})
+    from the metrics '<quantity>RelativeDeviation' and 'accuracy' of the phases that converge."""
+    phases = {}
+    for index, ((_, phase), step_metrics) in enumerate(zip(positions, metrics)):
+        accuracy = step_metrics.get("accuracy")
+        if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool):
+            continue
+        _, quantities = phases.setdefault(phase, (float(accuracy), {}))
+        for key, value in step_metrics.items():
+            if key.endswith(DEVIATION_SUFFIX) and key != "max" + DEVIATION_SUFFIX and isinstance(value, (int, float)):
+                quantity = key[: -len(DEVIATION_SUFFIX)]
+                quantities.setdefault(quantity, np.full(len(steps), math.nan))[index] = 100.0 * float(value)
+    return dict(sorted(phases.items()))
 
 
 def _segments(steps, positions):
@@ -364,18 +397,13 @@ def _segments(steps, positions):
     return runs
 
 
-def _constant_label(name):
-    """The constant's name, with '[0]' for a FloatVec of which only the first element is plotted."""
-    return name + " [0]" if name in CONSTANTS and CONSTANTS[name].kind == "floatvec" else name
-
-
 def _phase_label(phase):
     return f"phase {phase} ({PHASE_TABLE[phase].name})" if phase in PHASE_TABLE else f"phase {phase}"
 
 
 def _changed(series):
     present = series[np.isfinite(series)]
-    return present.size > 1 and bool(np.any(present != present[0]))
+    return present.size > 1 and bool(np.any(present != present.flat[0]))
 
 
 def _stage_spans(bounds, segments):
@@ -389,79 +417,133 @@ def _stage_spans(bounds, segments):
     return spans
 
 
+def _value_text(values):
+    return ", ".join(f"{value:.5g}" for value in values)
+
+
 def _unchanged_table(figure, names, values, columns, width, height):
     """The constants without a panel and their value, in the panels' columns under the panels."""
     figure.text(0.1 / width, (0.15 + FOOTER_LINE * math.ceil(len(names) / columns)) / height,
                 "Constants that do not change:", fontsize="small", va="bottom", weight="bold")
     for number, name in enumerate(names):
         row, column = divmod(number, columns)
-        finite = values[name][np.isfinite(values[name])]
-        text = f"{_constant_label(name)} = {finite[0]:.6g}" if finite.size else f"{_constant_label(name)}: not set"
+        finite = values[name][np.all(np.isfinite(values[name]), axis=1)]
+        text = f"{name} = {_value_text(finite[-1])}" if finite.size else f"{name}: not set"
         x = (0.1 + column * (width - 0.2) / columns) / width
         y = (0.15 + FOOTER_LINE * (math.ceil(len(names) / columns) - 1 - row)) / height
         figure.text(x, y, text, fontsize="small", va="bottom")
 
 
-def convergence_plot(history):
-    """PNG bytes: one panel per constant against the step (element 0 for FloatVec constants); the
-    background colour says which phase each step ran, black lines mark where a new stage starts.
+def _shade(ax, bounds, segments, stages, colours, label_stages):
+    """The phase backgrounds and the stage lines: one collection each, as single patches per step and
+    panel would cost most of the rendering time."""
+    shading = [((left, 0), (left, 1), (right, 1), (right, 0)) for left, right in bounds]
+    ax.add_collection(PolyCollection(shading, facecolors=[colours[s[3]] for s in segments], linewidths=0,
+                                     transform=ax.get_xaxis_transform(), zorder=0), autolim=False)
+    ax.vlines([left for left, _, _ in stages[1:]], 0, 1, colors="black", linewidth=1.0,
+              transform=ax.get_xaxis_transform())
+    if label_stages:
+        for left, right, stage in stages:
+            ax.text((left + right) / 2, 1.02, f"S{stage}", transform=ax.get_xaxis_transform(),
+                    fontsize="x-small", ha="center", va="bottom")
+
+
+def _deviation_panel(ax, steps, phase, accuracy, quantities):
+    limit = 100.0 * accuracy
+    ax.axhspan(-limit, limit, color="tab:green", alpha=0.25, linewidth=0, zorder=1)
+    ax.axhline(0.0, color="black", linewidth=0.6, zorder=1)
+    reach = limit
+    for number, (quantity, series) in enumerate(quantities.items()):
+        # NaN outside the phase's steps: lines join the steps of one run of the phase only
+        ax.plot(steps, series, MARKERS[number % len(MARKERS)], color=ELEMENT_COLOURS[number % 3], markersize=4,
+                label=quantity)
+        reach = max(reach, float(np.max(np.abs(series[np.isfinite(series)]), initial=0.0)))
+    ax.set_ylim(-1.15 * reach, 1.15 * reach)
+    ax.set_ylabel("peak/target − 1 [%]", fontsize="small")
+    ax.set_title(f"{_phase_label(phase)}, ±{limit:.3g} %", fontsize="medium", y=1.0, pad=12)
+    ax.legend(loc="lower right", fontsize="x-small", ncols=len(quantities), frameon=False, handletextpad=0.2)
+
+
+def _constant_panel(ax, name, steps, series, final, final_step):
+    elements = series.shape[1]
+    for element in range(elements):
+        label = f"[{element}]" if elements > 1 else None
+        ax.plot(steps, series[:, element], "o-", color=ELEMENT_COLOURS[element % 3], markersize=3, linewidth=1.2,
+                label=label)
+    if final is not None:
+        ax.plot([final_step] * len(final), final, "*", color="black", markersize=9, zorder=3)
+    if elements > 1:
+        ax.legend(loc="best", fontsize="x-small", frameon=False, ncols=elements)
+    ax.set_title(name, fontsize="medium", y=1.0, pad=4)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+
+
+def convergence_plot(history, final=None):
+    """PNG bytes: first, for each phase that converges, the deviation of its measured peaks from
+    their targets in % against the ±accuracy band it had to reach; then one panel per constant
+    against the step (every element of a FloatVec), with the value written to the steering file
+    (``final``: the calibration's constants after its last step's update) as a star after the last
+    step. The background colour says which phase each step ran, black lines mark a new stage.
 
     Constants that never change get no panel but are listed with their value underneath (unless
     none changes), which keeps a full calibration's plot readable, small and fast to draw.
-    ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}}.
+    ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}, 'Metrics'
+    (optional): {name: value}}; a step's Parameters are the constants it ran with.
 
     :param list history: the calibration's steps, as ``CalibrationDB.getSteps`` returns them
+    :param dict final: the constants written to the steering file (None: not drawn)
     :return: bytes (PNG)
     """
-    steps, positions, values = _history_table(history)
-    panels = {name: series for name, series in values.items() if _changed(series)} or values
+    steps, positions, values, metrics = _history_table(history)
+    written = {name: _elements(value, "final", name) for name, value in (final or {}).items() if name in values}
+    changing = {name for name, series in values.items()
+                if _changed(series) or (name in written and _changed(np.vstack([series, _series([written[name]])])))}
+    panels = [name for name in values if name in changing] or list(values)
     fixed = [name for name in values if name not in panels]
-    n_panels = len(panels)
+    deviations = _deviations(steps, positions, metrics)
+    n_panels = len(deviations) + len(panels)
     columns = 1 if n_panels == 1 else 2 if n_panels <= 4 else 3
     rows = math.ceil(n_panels / columns)
     segments = _segments(steps, positions)
     phases = sorted({phase for *_, phase in segments})
-    legend_rows = math.ceil((len(phases) + 1) / 3)
+    legend_rows = math.ceil((len(phases) + 2) / 3)
     header = 0.45 + FOOTER_LINE * legend_rows
     footer = FOOTER_LINE * (math.ceil(len(fixed) / columns) + 1) if fixed else 0.0
-    width, height = 3.3 * columns + 0.5, 1.75 * rows + 0.35 + header + footer
-    figure = Figure(figsize=(width, height))
-    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=(0.5 + footer) / height,
-                           top=1 - header / height, wspace=0.32, hspace=0.45)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
-    spacing = float(np.min(np.diff(steps))) if steps.size > 1 else 1.0
-    bounds = [(steps[first] - spacing / 2, steps[last] + spacing / 2) for first, last, *_ in segments]
-    colours = {phase: PHASE_COLOURS[phase % len(PHASE_COLOURS)] for phase in phases}
-    stages = _stage_spans(bounds, segments)
-    for index, (name, series) in enumerate(panels.items()):
-        ax = axes.flat[index]
-        # One collection each for the phase backgrounds and the stage lines: single patches per
-        # step and panel would cost most of the rendering time.
-        shading = [((left, 0), (left, 1), (right, 1), (right, 0)) for left, right in bounds]
-        ax.add_collection(PolyCollection(shading, facecolors=[colours[s[3]] for s in segments], linewidths=0,
-                                         transform=ax.get_xaxis_transform(), zorder=0), autolim=False)
-        ax.vlines([left for left, _, _ in stages[1:]], 0, 1, colors="black", linewidth=1.0,
-                  transform=ax.get_xaxis_transform())
-        if index < columns:
-            for left, right, stage in stages:
-                ax.text((left + right) / 2, 1.02, f"S{stage}", transform=ax.get_xaxis_transform(),
-                        fontsize="x-small", ha="center", va="bottom")
-        ax.plot(steps, series, "o-", color="tab:blue", markersize=3, linewidth=1.2)
-        # An explicit y skips matplotlib's costly search for tick labels above the axes.
-        ax.set_title(_constant_label(name), fontsize="medium", y=1.0, pad=12 if index < columns else 4)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ax.tick_params(labelsize="small")
-        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(3))
-        ax.set_xlim(bounds[0][0], bounds[-1][1])
-    for ax in axes.flat[n_panels:]:
-        ax.set_visible(False)
-    for ax in axes.flat[max(n_panels - columns, 0): n_panels]:  # the lowest panel of each column
-        ax.xaxis.set_tick_params(labelbottom=True)
-        ax.set_xlabel("step")
-    handles = [Patch(color=colours[phase], label=_phase_label(phase)) for phase in phases]
-    handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
-    figure.legend(handles=handles, loc="upper center", ncols=3, fontsize="small", frameon=False)
-    if fixed:
-        _unchanged_table(figure, fixed, values, columns, width, height)
-    return _png(figure, CONVERGENCE_DPI)
+    width, height = 3.3 * columns + 0.5, 1.85 * rows + 0.35 + header + footer
+    with _hep_style(CONVERGENCE_STYLE):
+        figure = Figure(figsize=(width, height))
+        figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=(0.5 + footer) / height,
+                               top=1 - header / height, wspace=0.32, hspace=0.55)
+        axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+        spacing = float(np.min(np.diff(steps))) if steps.size > 1 else 1.0
+        bounds = [(steps[first] - spacing / 2, steps[last] + spacing / 2) for first, last, *_ in segments]
+        colours = {phase: PHASE_COLOURS[phase % len(PHASE_COLOURS)] for phase in phases}
+        stages = _stage_spans(bounds, segments)
+        final_step = steps[-1] + spacing
+        for index, ax in enumerate(axes.flat[:n_panels]):
+            _shade(ax, bounds, segments, stages, colours, index < columns)
+            if index < len(deviations):
+                phase = list(deviations)[index]
+                _deviation_panel(ax, steps, phase, *deviations[phase])
+            else:
+                name = panels[index - len(deviations)]
+                _constant_panel(ax, name, steps, values[name], written.get(name), final_step)
+            ax.tick_params(labelsize="small")
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            ax.set_xlim(bounds[0][0], final_step + spacing / 2 if written else bounds[-1][1])
+        for ax in axes.flat[n_panels:]:
+            ax.set_visible(False)
+        for ax in axes.flat[max(n_panels - columns, 0): n_panels]:  # the lowest panel of each column
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("step")
+        handles = [Patch(color=colours[phase], label=_phase_label(phase)) for phase in phases]
+        handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
+        if written:
+            handles.append(Line2D([], [], color="black", marker="*", linestyle="", markersize=9,
+                                  label="value written to the steering file"))
+        figure.legend(handles=handles, loc="upper center", ncols=3, fontsize="small", frameon=False)
+        if fixed:
+            _unchanged_table(figure, fixed, {name: _series([written[name]]) if name in written else values[name]
+                                             for name in fixed}, columns, width, height)
+        return _png(figure, CONVERGENCE_DPI)

@@ -44,7 +44,8 @@ def collectResult(calibrationDB, calibration):
     steeringInput = files["Value"].pop(STEERING_FILE_INPUT, steering["Value"])
     try:
         finalSteering = render_final_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
-        files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"])
+        # the last step's update is in the calibration's constants only: the plot ends with them
+        files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"], calibration["Parameters"])
     except (ProcedureError, ValueError) as error:
         return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
     return S_OK(
