@@ -383,7 +383,7 @@ def _deviations(steps, positions, metrics):
             if key.endswith(DEVIATION_SUFFIX) and key != "max" + DEVIATION_SUFFIX and isinstance(value, (int, float)):
                 quantity = key[: -len(DEVIATION_SUFFIX)]
                 quantities.setdefault(quantity, np.full(len(steps), math.nan))[index] = 100.0 * float(value)
-    return dict(sorted(phases.items()))
+    return {phase: entry for phase, entry in sorted(phases.items()) if entry[1]}
 
 
 def _segments(steps, positions):
