@@ -397,7 +397,12 @@ def _segments(steps, positions):
     return runs
 
 
-def _phase_label(phase):
+def phase_label(phase):
+    """'phase 0 (ECalDigi)': a phase as the plots and the summary page name it.
+
+    :param int phase: a phase id
+    :return: str
+    """
     return f"phase {phase} ({PHASE_TABLE[phase].name})" if phase in PHASE_TABLE else f"phase {phase}"
 
 
@@ -460,7 +465,7 @@ def _deviation_panel(ax, steps, phase, accuracy, quantities):
         reach = max(reach, float(np.max(np.abs(series[np.isfinite(series)]), initial=0.0)))
     ax.set_ylim(-1.15 * reach, 1.15 * reach)
     ax.set_ylabel("peak/target − 1 [%]", fontsize="small")
-    ax.set_title(f"{_phase_label(phase)}, ±{limit:.3g} %", fontsize="medium", y=1.0, pad=12)
+    ax.set_title(f"{phase_label(phase)}, ±{limit:.3g} %", fontsize="medium", y=1.0, pad=12)
     ax.legend(loc="lower right", fontsize="x-small", ncols=len(quantities), frameon=False, handletextpad=0.2)
 
 
@@ -537,7 +542,7 @@ def convergence_plot(history, final=None):
         for ax in axes.flat[max(n_panels - columns, 0): n_panels]:  # the lowest panel of each column
             ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel("step")
-        handles = [Patch(color=colours[phase], label=_phase_label(phase)) for phase in phases]
+        handles = [Patch(color=colours[phase], label=phase_label(phase)) for phase in phases]
         handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
         if written:
             handles.append(Line2D([], [], color="black", marker="*", linestyle="", markersize=9,

@@ -11,7 +11,7 @@ import numbers
 import re
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS, written_value
-from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
+from ILCDIRAC.CalibrationSystem.Procedure.plots import phase_label
 
 #: The file name of a step's plot (advance.plot_file_name): step, stage, phase and plot name.
 STEP_PLOT = re.compile(r"step(\d+)_stage(\d+)_phase(\d+)_(.+)\.png$")
@@ -69,10 +69,6 @@ def _constants_table(result):
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _phase_name(phase):
-    return f"phase {phase} ({PHASE_TABLE[phase].name})" if phase in PHASE_TABLE else f"phase {phase}"
-
-
 def summary_page(result, files):
     """The result's summary page: status, the table of constants (initial, final as written to the
     steering file, uncertainty where the result has one), the convergence plot and every step's
@@ -100,7 +96,7 @@ def summary_page(result, files):
     if steps:
         parts.append("<h2>Fits of each step</h2>")
     for (step, stage, phase), plots in sorted(steps.items()):
-        parts.append(f"<h3>Step {step}: stage {stage}, {html.escape(_phase_name(phase))}</h3>")
+        parts.append(f"<h3>Step {step}: stage {stage}, {html.escape(phase_label(phase))}</h3>")
         parts += [_image(name, files[name], plot) for name, plot in plots]
     if others:
         parts += ["<h2>Other plots</h2>"] + [_image(name, files[name], name) for name in others]
