@@ -20,7 +20,8 @@ _STYLE = (
     "body{font-family:sans-serif;margin:1.5em;max-width:1400px;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em}"
     "td.n{text-align:right;font-family:monospace}th{background:#eee}"
-    "figure{display:inline-block;margin:.4em;vertical-align:top}img{max-width:100%}"
+    "figure{display:inline-block;margin:.4em;vertical-align:top;width:46%;min-width:320px;max-width:640px}"
+    "figure.wide{width:auto;max-width:100%}img{width:100%}"
     "figcaption{font-size:small;color:#555}"
 )
 
@@ -46,9 +47,10 @@ def _relative(value, error):
     return f"{100.0 * error / abs(value):.2g} %"
 
 
-def _image(name, content, caption):
+def _image(name, content, caption, wide=False):
     data = base64.b64encode(content).decode("ascii")
-    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+    kind = ' class="wide"' if wide else ""
+    return (f'<figure{kind}><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
@@ -84,7 +86,7 @@ def summary_page(result, files):
              "<h2>Constants</h2>", _constants_table(result)]
     if CONVERGENCE_PLOT in files:
         parts += ["<h2>Convergence</h2>", _image(CONVERGENCE_PLOT, files[CONVERGENCE_PLOT],
-                                                 "deviation from target per phase; constants per step")]
+                                                 "deviation from target per phase; constants per step", True)]
     steps, others = {}, []
     for name in sorted(files):
         match = STEP_PLOT.match(name)
