@@ -1,9 +1,12 @@
-"""PNG images of a step's plots (outcome.Distribution / outcome.Scatter) and of a calibration's convergence.
+"""PNG images of a step's plots (outcome.Distribution / Scatter / PdfComparison) and of a
+calibration's convergence.
 
-Why: a physicist judges a calibration by the peaks it fitted and by how the constants moved.
-Drawing uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global figure or
-backend state), so the threaded service can render concurrently; the PNG carries no software
-version or time stamp, so the same plot always gives the same bytes.
+Why: a physicist judges a calibration by the peaks it fitted and by how the constants moved, and
+reads plots in the conventions of the field: mplhep's ROOT style, data as points with √N errors,
+μ ± δμ and χ²/ndf in the legend. Drawing uses matplotlib's object-oriented API on an Agg canvas
+(no pyplot, no global figure or backend state); the style is matplotlib's one global, so drawings
+in the threaded service take turns under a lock. The PNG carries no software version or time
+stamp, so the same plot always gives the same bytes.
 """
 import io
 import math
