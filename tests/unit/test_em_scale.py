@@ -73,7 +73,7 @@ def test_analyse_recovers_the_em_scale():
     largest = max(float(summary["ecalToEm"].max()) for summary in _summaries(1.2))
     assert outcome.metrics["emBins"] == float(int(largest / 0.1))
     assert outcome.plots[0].fit_bin_width == pytest.approx(largest / outcome.metrics["emBins"])
-    assert np.diff(outcome.plots[0].edges)[0] <= outcome.metrics["emSigma"] / 4
+    assert np.diff(outcome.plots[0].edges)[0] <= outcome.metrics["emSigma"] / 2.5
     assert outcome.metrics["emEntries"] == 4000.0
     assert outcome.metrics["emFitMethod"] == "gaussian"
     assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())

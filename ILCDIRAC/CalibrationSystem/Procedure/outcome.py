@@ -76,7 +76,7 @@ class Distribution:
 
 
 def nice_width(width, at_least=False):
-    """The largest of 1, 2, 2.5, 5 x 10^k not above ``width`` (the smallest not below it with
+    """The nearest of 1, 2, 2.5, 5 x 10^k to ``width`` (the smallest not below it with
     ``at_least``): bin widths a reader can add up.
 
     :param float width: a positive width
@@ -87,12 +87,13 @@ def nice_width(width, at_least=False):
     steps = [power * step for step in (1.0, 2.0, 2.5, 5.0, 10.0)]
     if at_least:
         return next(step for step in steps if step >= width * (1 - 1e-9))
-    return [step for step in steps if step <= width * (1 + 1e-9)][-1]
+    return min(steps, key=lambda step: abs(math.log(step / width)))
 
 
 def display_histogram(values, low, high, sigma):
     """Counts of ``values`` over [low, high] in bins of about a quarter of the peak width (wider
-    with few entries, so that bins are not mostly empty), and the entries below and above.
+    with few entries, so that bins are not mostly empty; at most MAX_DISPLAY_BINS), and the
+    entries below and above.
 
     :param values: finite values
     :param float low: lowest value to show
