@@ -69,8 +69,11 @@ def test_analyse_recovers_the_em_scale():
     assert constants["ECalToEMGeVCalibration"] == 1.2
     assert outcome.converged is False  # measured at 11.4 GeV
     assert outcome.metrics["emMean"] == pytest.approx(11.4, rel=0.005)
-    # bins of a_p x 10 GeV = 0.1 GeV over [0, max]
-    assert outcome.metrics["emBins"] == float(int(outcome.plots[0].edges[-1] / 0.1))
+    # bins of a_p x 10 GeV = 0.1 GeV over [0, max]; the plot shows finer ones around the peak
+    largest = max(float(summary["ecalToEm"].max()) for summary in _summaries(1.2))
+    assert outcome.metrics["emBins"] == float(int(largest / 0.1))
+    assert outcome.plots[0].fit_bin_width == pytest.approx(largest / outcome.metrics["emBins"])
+    assert np.diff(outcome.plots[0].edges)[0] <= outcome.metrics["emSigma"] / 2.5
     assert outcome.metrics["emEntries"] == 4000.0
     assert outcome.metrics["emFitMethod"] == "gaussian"
     assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())

@@ -104,6 +104,8 @@ def test_peak_of_gaussian_with_flat_tail():
     assert peak.entries == 22000
     assert peak.n_bins == int(values.max() / 0.5)
     assert peak.window_low < 10.0 < peak.window_high
+    assert peak.mean_error == pytest.approx(0.5 / np.sqrt(20000), rel=0.2)
+    assert peak.ndf > 0 and 0 < peak.chi2 / peak.ndf < 3
 
 
 def test_peak_falls_back_to_window_mean_and_says_so():
@@ -113,6 +115,9 @@ def test_peak_falls_back_to_window_mean_and_says_so():
     assert peak.method == "window-mean"
     assert "Gaussian fit rejected" in peak.message and "non-empty bins" in peak.message
     assert peak.mean == pytest.approx(9.5)  # centres 9.25 and 9.75, equal weights
+    # the window's RMS (0.25) over the square root of its 100 entries; no chi-square without a fit
+    assert peak.mean_error == pytest.approx(0.025)
+    assert peak.chi2 is None and peak.ndf is None
 
 
 def test_peak_reports_ignored_values():

@@ -105,7 +105,8 @@ def analyse(summaries, constants, settings):
         metrics.update(phase_tools.peak_metrics(region, peak, TRUTH_ENERGY))
     plots = tuple(
         Distribution.of_peak(
-            peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY
+            peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY,
+            phase_tools.gather(summaries, region, LABEL),
         )
         for region, peak in peaks.items()
     )

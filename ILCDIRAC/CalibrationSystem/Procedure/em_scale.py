@@ -81,6 +81,6 @@ def analyse(summaries, constants, settings):
         **phase_tools.peak_metrics("em", peak, TRUTH_ENERGY),
     }
     plot = Distribution.of_peak(
-        peak, "em_scale", "EM scale: 10 GeV photons", "ECal EM energy of the photon PFO [GeV]", TRUTH_ENERGY
+        peak, "em_scale", "EM scale: 10 GeV photons", "ECal EM energy of the photon PFO [GeV]", TRUTH_ENERGY, values
     )
     return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))

@@ -156,7 +156,8 @@ def analyse(summaries, constants, settings):
         metrics.update(phase_tools.peak_metrics(region, result, TARGET_ENERGY))
     plots = tuple(
         Distribution.of_peak(
-            result, f"hcal_{region}", f"HCal {region}: 50 GeV K0L", "HCal calorimeter hit energy [GeV]", TARGET_ENERGY
+            result, f"hcal_{region}", f"HCal {region}: 50 GeV K0L", "HCal calorimeter hit energy [GeV]", TARGET_ENERGY,
+            phase_tools.gather(summaries, region, LABEL),
         )
         for region, result in peaks.items()
     )

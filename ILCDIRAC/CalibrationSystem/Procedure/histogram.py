@@ -53,7 +53,9 @@ class PeakFit:
     """The peak of a distribution and how it was obtained.
 
     ``method`` is 'gaussian' for an accepted fit, or 'window-mean' when the fit was rejected;
-    ``message`` then says why, so that a fallback is never silent.
+    ``message`` then says why, so that a fallback is never silent. ``mean_error`` is the fit's
+    error on the mean, or RMS/sqrt(entries) of the window for 'window-mean', where ``chi2`` and
+    ``ndf`` are None.
     """
 
     mean: float
@@ -67,6 +69,9 @@ class PeakFit:
     counts: np.ndarray  # the histogram the peak was taken from
     edges: np.ndarray
     amplitude: float | None  # of the accepted Gaussian; None for 'window-mean'
+    mean_error: float
+    chi2: float | None
+    ndf: int | None
 
 
 def energy_histogram(values, accuracy, truth_energy):
@@ -252,9 +257,13 @@ def fit_peak(values, accuracy, truth_energy, fraction=0.9):
         fit = fit_gaussian(counts, edges, window)
     except FitError as error:
         notes.insert(0, f"Gaussian fit rejected ({error}); using the mean of the {fraction:.0%} window")
+        in_window = float(counts[window.start : window.stop + 1].sum())
         mean, sigma, method, amplitude = window.mean, window.rms, "window-mean", None
+        mean_error, chi2, ndf = window.rms / np.sqrt(in_window), None, None
     else:
         mean, sigma, method, amplitude = fit.mean, fit.sigma, "gaussian", fit.amplitude
+        mean_error, chi2, ndf = fit.mean_error, fit.chi2, fit.ndf
     return PeakFit(
-        mean, sigma, entries, counts.size, window.low, window.high, method, "; ".join(notes), counts, edges, amplitude
+        mean, sigma, entries, counts.size, window.low, window.high, method, "; ".join(notes), counts, edges, amplitude,
+        mean_error, chi2, ndf,
     )

@@ -20,7 +20,7 @@ import numpy as np
 from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation, phase_tools
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import BINNING_PARAMETERS, check_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 
@@ -339,16 +339,18 @@ def analyse(summaries, constants, settings, previous=None):
     plots = (
         *(
             Distribution(field, f"{CALORIMETERS[constant]} MIP peak: 10 GeV muons",
-                         "direction-corrected calorimeter hit energy [GeV]", *totals[field], peak=mip_peaks[constant])
+                         "direction-corrected calorimeter hit energy [GeV]", *totals[field], peak=mip_peaks[constant],
+                         method=FULLEST_BIN)
             for constant, (field, name) in MIP_SCALES.items()
         ),
         *(
             Distribution(field, f"HCal {region} MIP peak: 10 GeV muons", "direction-corrected sim hit energy [GeV]",
-                         *totals[field], peak=sim_peaks[region])
+                         *totals[field], peak=sim_peaks[region], method=PEAK_FINDER)
             for region, (field, name) in SIM_MIP.items()
         ),
     )
     if endcap_peak is not None:
         plots += (Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",
-                                       "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY),)
+                                       "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY,
+                                       phase_tools.gather(summaries, KAON_ENERGIES, LABEL)),)
     return PhaseOutcome(new_constants, metrics, True, plots)
