@@ -20,7 +20,7 @@ LABEL = "phase 9 (Test)"
 
 
 def _peak(mean):
-    return PeakFit(mean, 0.5, 100, 20, mean - 1.0, mean + 1.0, "gaussian", "", np.zeros(20), np.arange(21.0), 10.0)
+    return PeakFit(mean, 0.5, 100, 20, mean - 1.0, mean + 1.0, "gaussian", "", np.zeros(20), np.arange(21.0), 10.0, 0.05, 12.0, 9)
 
 
 def test_phase_modules_label_their_messages_like_the_registry():
