@@ -75,7 +75,9 @@ def analyse(summaries, constants, settings):
     """New CalibrECAL [barrel, thick-layer] and ECALEndcapCorrectionFactor from the workers' summaries.
 
     C_B' = 10·C_B/μ_B and C_E' = 10·C_E/μ_E with C_E = C_B·factor; converged when both peaks,
-    measured with the current constants, are within digitisationAccuracy of 10 GeV.
+    measured with the current constants, are within digitisationAccuracy of 10 GeV and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainties: δC_B'/C_B' = δμ_B/μ_B
+    (C_B cancels: μ_B is proportional to it), δfactor'/factor' = δμ_B/μ_B ⊕ δμ_E/μ_E.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
@@ -94,13 +96,23 @@ def analyse(summaries, constants, settings):
         )
         for region in REGION_SETTINGS
     }
+    relative = {region: peak.mean_error / peak.mean for region, peak in peaks.items()}
     new_barrel = TRUTH_ENERGY * barrel_constant / peaks["barrel"].mean
     new_endcap = TRUTH_ENERGY * barrel_constant * endcap_factor / peaks["endcap"].mean
     deviation = max(abs(peak.mean - TRUTH_ENERGY) for peak in peaks.values()) / TRUTH_ENERGY
     new_constants = phase_tools.copy_constants(constants)
     new_constants["CalibrECAL"] = [new_barrel, thick_layer_factor * new_barrel]
     new_constants["ECALEndcapCorrectionFactor"] = new_endcap / new_barrel
-    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy}
+    uncertainties = {
+        "CalibrECAL": phase_tools.scaled_uncertainty(new_constants["CalibrECAL"], relative["barrel"]),
+        "ECALEndcapCorrectionFactor": phase_tools.scaled_uncertainty(
+            new_constants["ECALEndcapCorrectionFactor"], phase_tools.relative_uncertainty(*relative.values())
+        ),
+    }
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, peaks, summaries, accuracy, TRUTH_ENERGY, TRUTH_ENERGY, "the ECal photon peak"
+    )
+    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, **statistics}
     for region, peak in peaks.items():
         metrics.update(phase_tools.peak_metrics(region, peak, TRUTH_ENERGY))
     plots = tuple(
@@ -109,4 +121,4 @@ def analyse(summaries, constants, settings):
         )
         for region, peak in peaks.items()
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), plots)
+    return PhaseOutcome(new_constants, metrics, within, plots, uncertainties=uncertainties, statistics_note=note)

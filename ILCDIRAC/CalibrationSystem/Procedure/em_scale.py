@@ -56,7 +56,8 @@ def analyse(summaries, constants, settings):
     """New ECalToEMGeVCalibration = HCalToEMGeVCalibration from the workers' summaries.
 
     ECalToEM' = 10·ECalToEM/μ_EM (bins of pandoraPFAAccuracy x 10 GeV); converged when μ_EM,
-    measured with the current constant, is within pandoraPFAAccuracy of 10 GeV.
+    measured with the current constant, is within pandoraPFAAccuracy of 10 GeV and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainty: δμ_EM/μ_EM, relative.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
@@ -75,12 +76,18 @@ def analyse(summaries, constants, settings):
     new_constants["ECalToEMGeVCalibration"] = new_value
     new_constants["HCalToEMGeVCalibration"] = new_value
     deviation = abs(peak.mean - TRUTH_ENERGY) / TRUTH_ENERGY
+    uncertainty = phase_tools.scaled_uncertainty(new_value, peak.mean_error / peak.mean)
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, {"ecalToEm": peak}, summaries, accuracy, TRUTH_ENERGY, TRUTH_ENERGY, "the photon EM energy peak"
+    )
     metrics = {
         "maxRelativeDeviation": deviation,
         "accuracy": accuracy,
+        **statistics,
         **phase_tools.peak_metrics("em", peak, TRUTH_ENERGY),
     }
     plot = Distribution.of_peak(
         peak, "em_scale", "EM scale: 10 GeV photons", "ECal EM energy of the photon PFO [GeV]", TRUTH_ENERGY
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))
+    return PhaseOutcome(new_constants, metrics, within, (plot,), statistics_note=note,
+                        uncertainties={name: uncertainty for name in CONSTANTS})

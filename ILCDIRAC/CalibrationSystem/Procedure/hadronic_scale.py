@@ -259,13 +259,79 @@ def fit_intercepts(hcal, ecal, accuracy):
     return InterceptFit(*refined[:3], grid_ecal, grid_hcal, grid_chi2, *refined[3:])
 
 
+def chi_square_terms(hcal, ecal, ecal_intercept, hcal_intercept):
+    """Per event q = (x·a + y·b − a·b)²/(x·a² + y·b²) (its χ² term times 0.55²) and the gradient
+    of q in (a, b) = (I_E, I_H).
+
+    :param hcal: the events' HCal hadronic energies x (GeV), float64
+    :param ecal: their ECal hadronic energies y (GeV), float64
+    :param float ecal_intercept: a (GeV)
+    :param float hcal_intercept: b (GeV)
+    :return: (q, gradient of shape (2, events))
+    """
+    x, y, a, b = hcal, ecal, ecal_intercept, hcal_intercept
+    n = x * a + y * b - a * b
+    d = x * a * a + y * b * b
+    q = n * n / d
+    grad_a = 2.0 * n * (x - b) / d - q * 2.0 * x * a / d
+    grad_b = 2.0 * n * (y - a) / d - q * 2.0 * y * b / d
+    return q, np.stack([grad_a, grad_b])
+
+
+def intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept, weights=None):
+    """Statistical covariance of the χ² minimum (I_E, I_H) from the events themselves (sandwich:
+    H⁻¹·Var(∇q)·H⁻¹/n with H the mean Hessian of q), right although the method's 0.55·√E is not the
+    detector's resolution, where the χ² curvature alone would be off by the ratio of the two.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param float ecal_intercept: the minimum's I_E (GeV)
+    :param float hcal_intercept: its I_H (GeV)
+    :param weights: the events' weights (an expected distribution's), None for events of a sample
+    :return: 2 x 2 covariance of (I_E, I_H) in GeV², for as many events as the weights add up to
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64), np.asarray(ecal, dtype=np.float64)
+    weights = np.ones_like(hcal) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = weights.sum()
+    theta = np.array([ecal_intercept, hcal_intercept], dtype=np.float64)
+
+    def mean_gradient(point):
+        return chi_square_terms(hcal, ecal, *point)[1] @ weights / total
+
+    step = 1e-4 * TARGET_ENERGY
+    hessian = np.column_stack([(mean_gradient(theta + step * unit) - mean_gradient(theta - step * unit)) / (2 * step)
+                               for unit in np.eye(2)])
+    inverse = np.linalg.inv(0.5 * (hessian + hessian.T))
+    gradient = chi_square_terms(hcal, ecal, *theta)[1]
+    spread = (gradient * weights) @ gradient.T / total
+    return inverse @ spread @ inverse / total
+
+
+def _worker_intercepts(summaries, accuracy):
+    """Each worker's fit_intercepts (I_E, I_H) of its kaons in the band, those with fewer than
+    MIN_EVENTS left out."""
+    intercepts = []
+    for summary in summaries:
+        hcal = np.asarray(summary["hcalToHad"], dtype=np.float64)
+        ecal = np.asarray(summary["ecalToHad"], dtype=np.float64)
+        if hcal.size != ecal.size:
+            continue
+        band = in_band(hcal, ecal)
+        if np.count_nonzero(band) >= MIN_EVENTS:
+            fit = fit_intercepts(hcal[band], ecal[band], accuracy)
+            intercepts.append((fit.ecal, fit.hcal))
+    return np.array(intercepts).reshape(-1, 2)
+
+
 def analyse(summaries, constants, settings):
     """New hadronic scales from the workers' summaries.
 
     HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E with the refined
     intercepts (fit_intercepts), and the EndCap value is set to the barrel one; converged when both
     intercepts, measured with the current constants, are within pandoraPFAAccuracy of T_K
-    (relative to T_K).
+    (relative to T_K) and measured precisely enough for it (phase_tools.statistics_verdict).
+    Uncertainties: δI/I of each intercept (intercept_covariance), cross-checked by the spread of
+    the workers' own intercepts.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
@@ -301,8 +367,27 @@ def analyse(summaries, constants, settings):
     new_constants["ECalToHadGeVCalibrationBarrel"] = TARGET_ENERGY * ecal_scale / ecal_intercept
     new_constants["ECalToHadGeVCalibrationEndCap"] = new_constants["ECalToHadGeVCalibrationBarrel"]
     deviation = max(abs(hcal_intercept - TARGET_ENERGY), abs(ecal_intercept - TARGET_ENERGY)) / TARGET_ENERGY
+    covariance = intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept)
+    ecal_error, hcal_error = (float(v) for v in np.sqrt(np.diag(covariance)))
+    uncertainties = {
+        "HCalToHadGeVCalibration": new_constants["HCalToHadGeVCalibration"] * hcal_error / hcal_intercept,
+        "ECalToHadGeVCalibrationBarrel": new_constants["ECalToHadGeVCalibrationBarrel"] * ecal_error / ecal_intercept,
+    }
+    uncertainties["ECalToHadGeVCalibrationEndCap"] = uncertainties["ECalToHadGeVCalibrationBarrel"]
+    uncertainty = max(ecal_error, hcal_error) / TARGET_ENERGY
+    within, note = phase_tools.statistics_verdict(deviation, uncertainty, accuracy, hcal.size, "the kaons' intercepts")
+    workers = _worker_intercepts(summaries, accuracy) if len(summaries) > 1 else np.zeros((0, 2))
+    spreads = {
+        f"{axis}InterceptWorkerSpread": phase_tools.worker_spread(workers[:, index])
+        for index, axis in enumerate(("ecal", "hcal"))
+    }
     edges = (float(grid[0]), float(grid[-1]))
     metrics = {
+        "maxRelativeDeviationUncertainty": uncertainty,
+        "ecalInterceptUncertainty": ecal_error,
+        "hcalInterceptUncertainty": hcal_error,
+        "interceptCorrelation": float(covariance[0, 1] / (ecal_error * hcal_error)),
+        **{name: value for name, value in spreads.items() if value is not None},
         "maxRelativeDeviation": deviation,
         "accuracy": accuracy,
         "target": TARGET_ENERGY,
@@ -337,4 +422,4 @@ def analyse(summaries, constants, settings):
         (hcal_intercept, ecal_intercept),
         TARGET_ENERGY,
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))
+    return PhaseOutcome(new_constants, metrics, within, (plot,), uncertainties=uncertainties, statistics_note=note)

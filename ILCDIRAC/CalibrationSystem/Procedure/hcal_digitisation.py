@@ -131,7 +131,8 @@ def analyse(summaries, constants, settings):
     """New CalibrHCALBarrel and CalibrHCALEndcap from the workers' summaries.
 
     C' = T_K·C/μ per region; converged when both peaks, measured with the current constants, are
-    within digitisationAccuracy of T_K (relative to T_K: upstream divided by 50, bug 4).
+    within digitisationAccuracy of T_K (relative to T_K: upstream divided by 50, bug 4) and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainty: δC'/C' = δμ/μ.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
@@ -150,8 +151,15 @@ def analyse(summaries, constants, settings):
     new_constants = phase_tools.copy_constants(constants)
     for region, name in REGION_CONSTANTS.items():
         new_constants[name] = TARGET_ENERGY * current[region] / peaks[region].mean
+    uncertainties = {
+        name: phase_tools.scaled_uncertainty(new_constants[name], peaks[region].mean_error / peaks[region].mean)
+        for region, name in REGION_CONSTANTS.items()
+    }
     deviation = max(abs(result.mean - TARGET_ENERGY) for result in peaks.values()) / TARGET_ENERGY
-    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, "target": TARGET_ENERGY}
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, peaks, summaries, accuracy, TRUTH_ENERGY, TARGET_ENERGY, "the HCal kaon peak"
+    )
+    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, "target": TARGET_ENERGY, **statistics}
     for region, result in peaks.items():
         metrics.update(phase_tools.peak_metrics(region, result, TARGET_ENERGY))
     plots = tuple(
@@ -160,4 +168,4 @@ def analyse(summaries, constants, settings):
         )
         for region, result in peaks.items()
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), plots)
+    return PhaseOutcome(new_constants, metrics, within, plots, uncertainties=uncertainties, statistics_note=note)

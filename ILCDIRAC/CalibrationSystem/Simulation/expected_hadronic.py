@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ILCDIRAC.CalibrationSystem.Procedure.hadronic_scale import chi_square_terms, intercept_covariance
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     KAON_ECAL_FRACTION, KAON_ECAL_START, KAON_SPLIT_FRACTION, ecal_scales, hadron_resolution, hcal_region, hcal_scales,
@@ -131,14 +132,8 @@ def kaon_points(truth, constants, stage):
 
 
 def _terms(points, ecal_intercept, hcal_intercept):
-    """Per node: q = (x·a + y·b − a·b)²/(x·a² + y·b²) (χ² × 0.55²) and its gradient in (a, b)."""
-    x, y, a, b = points.x, points.y, ecal_intercept, hcal_intercept
-    n = x * a + y * b - a * b
-    d = x * a * a + y * b * b
-    q = n * n / d
-    grad_a = 2.0 * n * (x - b) / d - q * 2.0 * x * a / d
-    grad_b = 2.0 * n * (y - a) / d - q * 2.0 * y * b / d
-    return q, np.stack([grad_a, grad_b])
+    """Per node: q (χ² × 0.55²) and its gradient in (a, b), as hadronic_scale.chi_square_terms."""
+    return chi_square_terms(points.x, points.y, ecal_intercept, hcal_intercept)
 
 
 def _mean_gradient(points, theta):
@@ -183,8 +178,6 @@ def intercept_estimate(points, events, start=(KAON_KINETIC_ENERGY, KAON_KINETIC_
     else:
         raise ArithmeticError(f"The expected chi-square minimum did not converge (at {theta})")
     total = points.weight.sum()
-    _, gradient = _terms(points, *theta)
-    spread = (gradient * points.weight) @ gradient.T / total
-    inverse = np.linalg.inv(_hessian(points, theta))
     count = events * total
-    return InterceptEstimate(float(theta[0]), float(theta[1]), inverse @ spread @ inverse / count, float(count))
+    covariance = intercept_covariance(points.x, points.y, *theta, weights=points.weight) * total / count
+    return InterceptEstimate(float(theta[0]), float(theta[1]), covariance, float(count))
