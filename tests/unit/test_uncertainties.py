@@ -1,4 +1,6 @@
 """The constants' uncertainties and the statistics-limited phases, as a result reads them from the history."""
+import pytest
+
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import (
     final_uncertainties,
@@ -30,12 +32,25 @@ def test_the_limitations_are_those_the_last_analysed_step_carries():
 
 def test_a_step_replaces_its_own_phases_note_and_keeps_the_others():
     previous = {"statisticsLimited": {"1/1": "HCalDigi (stage 1): a", "1/4": "HadronicEnergy (stage 1): b"}}
-    resolved = PhaseOutcome({}, {}, True, uncertainties={"HCalToHadGeVCalibration": 0.01})
-    assert step_statistics(previous, 1, "HadronicEnergy", 4, resolved) == {
-        "uncertainties": {"HCalToHadGeVCalibration": 0.01},
+    resolved = PhaseOutcome({"ECalToHadGeVCalibrationEndCap": 1.0}, {}, True,
+                            uncertainties={"ECalToHadGeVCalibrationEndCap": 0.01})
+    assert step_statistics(previous, 1, "HadronicEnergy", 4, resolved, {}) == {
+        "uncertainties": {"ECalToHadGeVCalibrationEndCap": 0.01},
         "statisticsLimited": {"1/1": "HCalDigi (stage 1): a"},
     }
     limited = PhaseOutcome({}, {}, True, statistics_note="statistics-limited: c")
-    assert step_statistics({}, 3, "HadronicEnergy", 4, limited)["statisticsLimited"] == {
+    assert step_statistics({}, 3, "HadronicEnergy", 4, limited, {})["statisticsLimited"] == {
         "3/4": "HadronicEnergy (stage 3): statistics-limited: c"
     }
+
+
+def test_the_uncertainties_so_far_are_carried_and_a_scale_adds_those_of_the_constants_under_it():
+    """HCalToHad is measured on HCal energies that CalibrHCALBarrel scales: 3 % ⊕ 4 % = 5 %."""
+    previous = {"uncertainties": {"CalibrHCALBarrel": 2.0, "CalibrECAL": [0.1, 0.2]}}
+    constants = {"CalibrHCALBarrel": 50.0, "CalibrECAL": [37.5, 75.0]}
+    outcome = PhaseOutcome({"HCalToHadGeVCalibration": 2.0, "ECalToEMGeVCalibration": 1.0}, {}, True,
+                           uncertainties={"HCalToHadGeVCalibration": 0.06, "ECalToEMGeVCalibration": 0.01})
+    uncertainties = step_statistics(previous, 1, "HadronicEnergy", 4, outcome, constants)["uncertainties"]
+    assert uncertainties["HCalToHadGeVCalibration"] == pytest.approx(0.1)
+    assert uncertainties["ECalToEMGeVCalibration"] == 0.01  # same photons as CalibrECAL: nothing added
+    assert uncertainties["CalibrECAL"] == [0.1, 0.2] and uncertainties["CalibrHCALBarrel"] == 2.0

@@ -123,7 +123,8 @@ def advance(state, contents, settings, max_bytes):
     artifacts = {ARTIFACT_FILES[name]: content for name, content in outcome.artifacts.items()}
     plots = {plot_file_name(state, plot.name): plot for plot in outcome.plots}
     previous_metrics = state.previous.metrics if state.previous is not None else {}
-    metrics = {**outcome.metrics, **step_statistics(previous_metrics, state.stage, phase.name, state.phase, outcome)}
+    metrics = {**outcome.metrics, **step_statistics(previous_metrics, state.stage, phase.name, state.phase, outcome,
+                                                          state.parameters)}
     ended = (metrics, artifacts, plots)
     # A statistics-limited phase moves on (the same events cannot do better) but is not converged.
     converged = outcome.converged and not outcome.statistics_note
