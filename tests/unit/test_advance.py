@@ -182,7 +182,15 @@ def test_phase2_is_given_the_last_phase1_step(monkeypatch, previous, given):
     assert calls == [{"previous": given}]
 
 
-def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
+def test_an_iterative_phase_is_given_its_own_step_before_for_its_response_slope(monkeypatch):
     calls, contents = _recording(monkeypatch, 3)
+    own = StepRecord(3, 3, 9, {"emMean": 11.0})
+    advance(StepState(3, 3, 10, 2, {}, own), contents, SETTINGS, LIMIT)
     advance(StepState(3, 3, 10, 1, {}, StepRecord(3, 2, 9, {})), contents, SETTINGS, LIMIT)
+    assert calls == [{"previous": own}, {"previous": None}]
+
+
+def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
+    calls, contents = _recording(monkeypatch, 5)
+    advance(StepState(2, 5, 10, 1, {}, StepRecord(1, 4, 9, {})), contents, SETTINGS, LIMIT)
     assert calls == [{}]

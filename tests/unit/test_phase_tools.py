@@ -12,6 +12,7 @@ from ILCDIRAC.CalibrationSystem.Procedure import (
     mip_calibration,
     phase_tools,
 )
+from ILCDIRAC.CalibrationSystem.Procedure.advance import StepRecord
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError, SummaryError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import PeakFit, fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.phases import phase_label
@@ -149,3 +150,15 @@ def test_copy_constants_shares_no_list():
     assert copy == constants
     copy["CalibrECAL"][0] = 1.0
     assert constants["CalibrECAL"] == [37.5, 75.0]
+
+
+def test_response_slope_from_two_steps_on_the_same_events():
+    # the step before measured 12.5 with C0 and set C = C0·10/12.5; a response μ ∝ C^0.6 gives
+    # 12.5·(10/12.5)^0.6 now
+    before = StepRecord(1, 0, 3, {"barrelMean": 12.5})
+    current = 12.5 * (10.0 / 12.5) ** 0.6
+    assert phase_tools.response_slope(before, "barrelMean", current, 10.0) == pytest.approx(0.6)
+    assert phase_tools.response_slope(None, "barrelMean", current, 10.0) == 1.0  # first step of the phase
+    assert phase_tools.response_slope(StepRecord(1, 0, 3, {}), "barrelMean", current, 10.0) == 1.0
+    assert phase_tools.response_slope(StepRecord(1, 0, 3, {"barrelMean": 10.01}), "barrelMean", 10.0, 10.0) == 1.0
+    assert phase_tools.response_slope(before, "barrelMean", 13.0, 10.0) == 0.25  # moved away: clipped

@@ -2,12 +2,10 @@
 independent samples of the built-in detector (Simulation), whose truth says where each run must
 end (the procedure replayed on the model's expected distributions, fixed_points.expected_run).
 
-The detector's responses are made linear here, as Marlin's digitisation and Pandora's scales are:
-the default model bends them on purpose (γ < 1), and a constant then moves 1/γ more than the
-measured peak it is derived from, which no single step can see (docs/physics.rst, "Statistical
-uncertainties"). The MIP peaks (bin centres, quoted to the bin width/sqrt(12)) and
-CalibrHCALOther (whose direction corrections need several workers for an uncertainty) are not
-Gaussian estimates and are left out.
+The default model bends its responses on purpose (μ ∝ C^γ, γ < 1), so that this checks the
+response slopes the phases measure from their own iterations too (phase_tools.response_slope).
+The MIP peaks (bin centres, quoted to the bin width/sqrt(12)) and CalibrHCALOther (whose direction
+corrections need several workers for an uncertainty) are not Gaussian estimates and are left out.
 """
 import dataclasses
 import math
@@ -21,10 +19,9 @@ from ILCDIRAC.CalibrationSystem.Simulation.direct_run import run_directly
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import expected_run
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import initial_constants
 
-LINEAR = DetectorTruth(ecal_nonlinearity=1.0, hcal_nonlinearity=1.0, em_scale_nonlinearity=1.0,
-                       had_scale_nonlinearity=1.0, photon_tail_fraction=0.0, hadron_tail_fraction=0.0)
+TRUTH = DetectorTruth()
 STAGE_1 = validate_settings({"stopStage": 1, "stopPhase": 4})
-START = initial_constants(LINEAR, 0.15)
+START = initial_constants(TRUTH, 0.15)
 EVENTS = 1000
 SEEDS = 60
 ONE_SIGMA = math.erf(1.0 / math.sqrt(2.0))  # 0.683
@@ -39,10 +36,10 @@ def _first(value):
 @pytest.fixture(scope="module")
 def pulls():
     """(final - expected)/uncertainty of every fitted constant, one row per independent sample."""
-    expected = expected_run(LINEAR, STAGE_1, START, EVENTS).final_constants
+    expected = expected_run(TRUTH, STAGE_1, START, EVENTS).final_constants
     rows = []
     for seed in range(SEEDS):
-        steps = run_directly(dataclasses.replace(LINEAR, seed=5000 + seed), STAGE_1, START, EVENTS)
+        steps = run_directly(dataclasses.replace(TRUTH, seed=5000 + seed), STAGE_1, START, EVENTS)
         final, quoted = steps[-1].new_constants, steps[-1].metrics["uncertainties"]
         rows.append([(_first(final[name]) - _first(expected[name])) / _first(quoted[name]) for name in FITTED])
     return np.array(rows)
@@ -56,6 +53,7 @@ def test_one_sigma_covers_the_truth_at_68_percent(pulls, column, name):
 
 
 def test_the_pulls_are_unbiased_with_unit_width(pulls):
-    # over all fitted constants: the mean of SEEDS pulls within 4/sqrt(SEEDS), their width within 25 %
+    # every fitted constant: the mean of SEEDS pulls within 4/sqrt(SEEDS), their width within 30 %
+    # (without the response slopes the digitisation constants' pulls have a width of 1.5)
     assert np.all(np.abs(pulls.mean(axis=0)) < 4.0 / math.sqrt(SEEDS)), pulls.mean(axis=0)
-    assert np.all((pulls.std(axis=0) > 0.75) & (pulls.std(axis=0) < 1.25)), pulls.std(axis=0)
+    assert np.all((pulls.std(axis=0) > 0.7) & (pulls.std(axis=0) < 1.3)), pulls.std(axis=0)

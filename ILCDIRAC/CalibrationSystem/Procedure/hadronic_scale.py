@@ -323,19 +323,20 @@ def _worker_intercepts(summaries, accuracy):
     return np.array(intercepts).reshape(-1, 2)
 
 
-def analyse(summaries, constants, settings):
+def analyse(summaries, constants, settings, previous=None):
     """New hadronic scales from the workers' summaries.
 
     HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E with the refined
     intercepts (fit_intercepts), and the EndCap value is set to the barrel one; converged when both
     intercepts, measured with the current constants, are within pandoraPFAAccuracy of T_K
     (relative to T_K) and measured precisely enough for it (phase_tools.statistics_verdict).
-    Uncertainties: δI/I of each intercept (intercept_covariance), cross-checked by the spread of
-    the workers' own intercepts.
+    Uncertainties: δI/I of each intercept (intercept_covariance) over its response slope
+    (phase_tools.response_slope), cross-checked by the spread of the workers' own intercepts.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the step before if it was of this phase (stage), else None
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         FitError if too few kaons are left in the band
     """
@@ -369,9 +370,13 @@ def analyse(summaries, constants, settings):
     deviation = max(abs(hcal_intercept - TARGET_ENERGY), abs(ecal_intercept - TARGET_ENERGY)) / TARGET_ENERGY
     covariance = intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept)
     ecal_error, hcal_error = (float(v) for v in np.sqrt(np.diag(covariance)))
+    slopes = {axis: phase_tools.response_slope(previous, f"{axis}Intercept", value, TARGET_ENERGY)
+              for axis, value in (("ecal", ecal_intercept), ("hcal", hcal_intercept))}
     uncertainties = {
-        "HCalToHadGeVCalibration": new_constants["HCalToHadGeVCalibration"] * hcal_error / hcal_intercept,
-        "ECalToHadGeVCalibrationBarrel": new_constants["ECalToHadGeVCalibrationBarrel"] * ecal_error / ecal_intercept,
+        "HCalToHadGeVCalibration":
+            new_constants["HCalToHadGeVCalibration"] * hcal_error / hcal_intercept / slopes["hcal"],
+        "ECalToHadGeVCalibrationBarrel":
+            new_constants["ECalToHadGeVCalibrationBarrel"] * ecal_error / ecal_intercept / slopes["ecal"],
     }
     uncertainties["ECalToHadGeVCalibrationEndCap"] = uncertainties["ECalToHadGeVCalibrationBarrel"]
     uncertainty = max(ecal_error, hcal_error) / TARGET_ENERGY
@@ -387,6 +392,8 @@ def analyse(summaries, constants, settings):
         "ecalInterceptUncertainty": ecal_error,
         "hcalInterceptUncertainty": hcal_error,
         "interceptCorrelation": float(covariance[0, 1] / (ecal_error * hcal_error)),
+        "ecalResponseSlope": slopes["ecal"],
+        "hcalResponseSlope": slopes["hcal"],
         **{name: value for name, value in spreads.items() if value is not None},
         "maxRelativeDeviation": deviation,
         "accuracy": accuracy,

@@ -282,3 +282,35 @@ def peak_statistics(fit, peaks, summaries, accuracy, truth_energy, target, what)
     uncertainty = coarsest.mean_error / target
     metrics["maxRelativeDeviationUncertainty"] = uncertainty
     return (metrics, *statistics_verdict(deviation, uncertainty, accuracy, coarsest.entries, what))
+
+
+#: Bounds of a measured response slope: beyond them two steps tell noise, not the response.
+SLOPE_RANGE = (0.25, 4.0)
+#: Below this change of log(constant) between two steps the slope is not measured.
+MIN_SLOPE_STEP = 0.005
+
+
+def response_slope(previous, metric, current, target):
+    """d log(measured)/d log(constant) from the phase's step before and this one, on the same events.
+
+    The step before measured ``previous.metrics[metric]`` = m₀ and set the constant to
+    C = C₀·target/m₀; this step measures ``current`` with C, so the slope is
+    log(current/m₀)/log(target/m₀). A constant's uncertainty is its peak's over the slope: with a
+    response μ ∝ C^γ the constant that puts the peak on target moves 1/γ as much as the peak.
+    1 (a response proportional to the constant, as Marlin's digitisation and Pandora's scales)
+    when there is no step before in this phase, or it changed the constant by less than
+    MIN_SLOPE_STEP; clipped to SLOPE_RANGE.
+
+    :param previous: advance.StepRecord of the step before when it is of the same stage and phase, or None
+    :param str metric: the metric of the measured quantity (e.g. 'barrelMean')
+    :param float current: its value in this step
+    :param float target: where the phase moves it
+    :return: float
+    """
+    before = previous.metrics.get(metric) if previous is not None else None
+    if isinstance(before, bool) or not isinstance(before, (int, float)) or not before > 0 or not current > 0:
+        return 1.0
+    step = np.log(target / before)
+    if abs(step) < MIN_SLOPE_STEP:
+        return 1.0
+    return float(np.clip(np.log(current / before) / step, *SLOPE_RANGE))
