@@ -380,7 +380,7 @@ def analyse(summaries, constants, settings, previous=None):
     }
     uncertainties["ECalToHadGeVCalibrationEndCap"] = uncertainties["ECalToHadGeVCalibrationBarrel"]
     uncertainty = max(ecal_error, hcal_error) / TARGET_ENERGY
-    within, note = phase_tools.statistics_verdict(deviation, uncertainty, accuracy, hcal.size, "the kaons' intercepts")
+    within, note = phase_tools.statistics_verdict(deviation, uncertainty, accuracy, hcal.size, "the kaons' intercept")
     workers = _worker_intercepts(summaries, accuracy) if len(summaries) > 1 else np.zeros((0, 2))
     spreads = {
         f"{axis}InterceptWorkerSpread": phase_tools.worker_spread(workers[:, index])
