@@ -23,7 +23,8 @@ def test_each_constant_takes_the_uncertainty_of_the_last_step_that_measured_it()
 def test_the_limitations_are_those_the_last_analysed_step_carries():
     history = [
         {"Metrics": {"statisticsLimited": {"1/4": "old"}}},
-        {"Metrics": {"statisticsLimited": {"1/4": "HadronicEnergy (stage 1): limited", "3/1": "HCalDigi (stage 3): x"}}},
+        {"Metrics": {"statisticsLimited": {"1/4": "HadronicEnergy (stage 1): limited",
+                                           "3/1": "HCalDigi (stage 3): x"}}},
         {"Metrics": None},
     ]
     assert statistics_limitations(history) == ["HadronicEnergy (stage 1): limited", "HCalDigi (stage 3): x"]

@@ -242,7 +242,8 @@ def fit_peak(values, accuracy, truth_energy, fraction=0.9):
     :param float accuracy: relative bin width
     :param float truth_energy: the sample's energy (GeV)
     :param float fraction: share of the entries in the min-RMS window
-    :return: PeakFit (mean and its error, width, method 'gaussian' or 'window-mean', chi2/ndf, the histograms and window)
+    :return: PeakFit (mean and its error, width, method 'gaussian' or 'window-mean', chi2/ndf, the
+        histograms and window)
     """
     values = np.asarray(values, dtype=float).ravel()
     finite = values[np.isfinite(values)]

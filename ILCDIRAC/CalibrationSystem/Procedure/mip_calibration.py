@@ -355,7 +355,8 @@ def analyse(summaries, constants, settings, previous=None):
     new_constants.update({constant: 1.0 / peak for constant, peak in mip_peaks.items()})
     new_constants["CalibrHCALOther"] = other
     relative = {
-        **{constant: bin_uncertainty(totals[field][1], mip_peaks[constant]) for constant, (field, _) in MIP_SCALES.items()},
+        **{constant: bin_uncertainty(totals[field][1], mip_peaks[constant])
+           for constant, (field, _) in MIP_SCALES.items()},
         **{region: bin_uncertainty(totals[field][1], sim_peaks[region]) for region, (field, _) in SIM_MIP.items()},
     }
     spreads = {
@@ -365,7 +366,8 @@ def analyse(summaries, constants, settings, previous=None):
     }
     direction_errors = {}
     for region, (field, name) in DIRECTION.items():
-        spread = _worker_spread(summaries, lambda summary, field=field, name=name: direction_correction(summary[field], name))
+        spread = _worker_spread(summaries,
+                                lambda summary, field=field, name=name: direction_correction(summary[field], name))
         spreads[f"{field}WorkerSpread"] = spread
         direction_errors[region] = (spread or 0.0) / directions[region]
     endcap_mean_error = _endcap_mean_uncertainty(previous, endcap_peak) if endcap_mean is not None else 0.0

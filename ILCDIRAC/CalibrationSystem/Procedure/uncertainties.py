@@ -34,7 +34,8 @@ def _first(value):
 
 def _with_inputs(name, uncertainty, value, known, constants):
     """``uncertainty`` of constant ``name`` (new value ``value``) with SCALED_BY's inputs added."""
-    inputs = [abs(_first(known[i]) / _first(constants[i])) for i in SCALED_BY.get(name, ()) if i in known and i in constants]
+    inputs = [abs(_first(known[i]) / _first(constants[i]))
+              for i in SCALED_BY.get(name, ()) if i in known and i in constants]
     if not inputs:
         return uncertainty
     relative = float(np.hypot(_first(uncertainty) / abs(_first(value)), max(inputs)))
