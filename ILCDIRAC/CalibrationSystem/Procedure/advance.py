@@ -143,18 +143,17 @@ def advance(state, contents, settings, max_bytes):
         return StepOutcome(FAILED, outcome.constants, False, None, None, message, *ended)
     message = (
         f"{where} analysed: {'repeating' if repeats else 'moving on to'} {phase_label(following.phase)}"
-        f" (stage {following.stage})"
+        f" (stage {following.stage})" + (f"; {outcome.statistics_note}" if outcome.statistics_note else "")
     )
     return StepOutcome(RUNNING, outcome.constants, converged, following,
                        state.iteration + 1 if repeats else 1, message, *ended)
 
 
 def _verdict(outcome):
-    """' (deviation d ± u, accuracy a[; statistics-limited: ...])' for a phase that measures a
-    deviation from its target, '' for one that does not."""
+    """' (deviation d ± u, accuracy a)' for a phase that measures a deviation from its target, ''
+    for one that does not."""
     metrics = outcome.metrics
     if "maxRelativeDeviation" not in metrics or "maxRelativeDeviationUncertainty" not in metrics:
         return ""
-    text = (f" (deviation {metrics['maxRelativeDeviation']:.2%} ± {metrics['maxRelativeDeviationUncertainty']:.2%},"
-            f" accuracy {metrics['accuracy']:.2%}")
-    return text + (f"; {outcome.statistics_note})" if outcome.statistics_note else ")")
+    return (f" (deviation {metrics['maxRelativeDeviation']:.2%} ± {metrics['maxRelativeDeviationUncertainty']:.2%},"
+            f" accuracy {metrics['accuracy']:.2%})")

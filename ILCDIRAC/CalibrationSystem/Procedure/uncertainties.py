@@ -1,5 +1,6 @@
 """Where the statistical uncertainties of the constants and the statistics-limited phases are kept
-in a step's metrics, and how the result of a calibration reads them back (physics.md §2.7).
+in a step's metrics, and how the result of a calibration reads them back (docs/physics.rst,
+"Statistical uncertainties").
 
 Each step's metrics hold UNCERTAINTIES, {constant: uncertainty} of every constant measured so
 far (this step's replacing the earlier ones), and STATISTICS_LIMITED, {'stage/phase': note} of
