@@ -355,3 +355,15 @@ def test_analyse_quotes_the_uncertainty_of_each_scale_and_the_workers_spread():
     assert metrics["maxRelativeDeviationUncertainty"] == pytest.approx(
         max(metrics["ecalInterceptUncertainty"], metrics["hcalInterceptUncertainty"]) / T_K)
     assert outcome.statistics_note == ""
+
+
+def test_newton_minimum_is_the_refined_scan_minimum():
+    summaries = _kaons(1.0, 1.0, n=2000, seed=9, noise=0.1)
+    hcal = np.concatenate([s["hcalToHad"] for s in summaries]).astype(np.float64)
+    ecal = np.concatenate([s["ecalToHad"] for s in summaries]).astype(np.float64)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    ecal_intercept, hcal_intercept = hadronic_scale.newton_minimum(hcal, ecal, (fit.ecal + 1.0, fit.hcal - 1.0))
+    # the refinement stops at 1e-3 of the 1.25 GeV grid step
+    assert ecal_intercept == pytest.approx(fit.ecal, abs=2e-3) and hcal_intercept == pytest.approx(fit.hcal, abs=2e-3)
+    with pytest.raises(FitError, match="did not converge within 1 Newton steps"):
+        hadronic_scale.newton_minimum(hcal, ecal, (fit.ecal + 1.0, fit.hcal - 1.0), max_steps=1)

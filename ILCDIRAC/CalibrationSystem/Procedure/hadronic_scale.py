@@ -294,32 +294,71 @@ def intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept, weights=Non
     weights = np.ones_like(hcal) if weights is None else np.asarray(weights, dtype=np.float64)
     total = weights.sum()
     theta = np.array([ecal_intercept, hcal_intercept], dtype=np.float64)
-
-    def mean_gradient(point):
-        return chi_square_terms(hcal, ecal, *point)[1] @ weights / total
-
-    step = 1e-4 * TARGET_ENERGY
-    hessian = np.column_stack([(mean_gradient(theta + step * unit) - mean_gradient(theta - step * unit)) / (2 * step)
-                               for unit in np.eye(2)])
-    inverse = np.linalg.inv(0.5 * (hessian + hessian.T))
+    inverse = np.linalg.inv(_mean_hessian(hcal, ecal, weights, theta))
     gradient = chi_square_terms(hcal, ecal, *theta)[1]
     spread = (gradient * weights) @ gradient.T / total
     return inverse @ spread @ inverse / total
 
 
-def _worker_intercepts(summaries, accuracy):
-    """Each worker's fit_intercepts (I_E, I_H) of its kaons in the band, those with fewer than
-    MIN_EVENTS left out."""
+def _mean_gradient(hcal, ecal, weights, theta):
+    return chi_square_terms(hcal, ecal, *theta)[1] @ weights / weights.sum()
+
+
+def _mean_hessian(hcal, ecal, weights, theta):
+    """The mean Hessian of q at theta = (I_E, I_H), by central differences of the gradient."""
+    step = 1e-4 * TARGET_ENERGY
+    hessian = np.column_stack([
+        (_mean_gradient(hcal, ecal, weights, theta + step * unit)
+         - _mean_gradient(hcal, ecal, weights, theta - step * unit)) / (2 * step)
+        for unit in np.eye(2)
+    ])
+    return 0.5 * (hessian + hessian.T)
+
+
+#: Newton's method stops when its step is below this fraction of T_K.
+NEWTON_TOLERANCE = 1e-9
+
+
+def newton_minimum(hcal, ecal, start, weights=None, max_steps=50):
+    """The χ² minimum (I_E, I_H) near ``start`` by Newton's method on the mean Hessian: cheap where
+    the grid scan is not, for events whose minimum lies near ``start`` (a worker's share of the
+    events around the minimum of all of them; an expected distribution's nodes).
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param start: (I_E, I_H) to start from (GeV)
+    :param weights: the events' weights, None for events of a sample
+    :param int max_steps: at most this many steps
+    :return: (I_E, I_H) as floats; FitError if the χ² has no curvature or the steps do not converge
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64), np.asarray(ecal, dtype=np.float64)
+    weights = np.ones_like(hcal) if weights is None else np.asarray(weights, dtype=np.float64)
+    theta = np.array(start, dtype=np.float64)
+    for _ in range(max_steps):
+        try:
+            step = np.linalg.solve(_mean_hessian(hcal, ecal, weights, theta),
+                                   _mean_gradient(hcal, ecal, weights, theta))
+        except np.linalg.LinAlgError:
+            raise FitError(f"{LABEL}: the chi-square has no curvature at {theta}") from None
+        theta = theta - step
+        if np.max(np.abs(step)) < NEWTON_TOLERANCE * TARGET_ENERGY:
+            return float(theta[0]), float(theta[1])
+    raise FitError(f"{LABEL}: the chi-square minimum did not converge within {max_steps} Newton steps (at {theta})")
+
+
+def _worker_intercepts(summaries, start):
+    """Each worker's χ² minimum (I_E, I_H) of its kaons in the band (newton_minimum from the
+    minimum of all, ``start``), those with fewer than MIN_EVENTS or no minimum left out."""
     intercepts = []
     for summary in summaries:
         hcal = np.asarray(summary["hcalToHad"], dtype=np.float64)
         ecal = np.asarray(summary["ecalToHad"], dtype=np.float64)
-        if hcal.size != ecal.size:
-            continue
-        band = in_band(hcal, ecal)
+        band = in_band(hcal, ecal) if hcal.size == ecal.size else np.zeros(0, dtype=bool)
         if np.count_nonzero(band) >= MIN_EVENTS:
-            fit = fit_intercepts(hcal[band], ecal[band], accuracy)
-            intercepts.append((fit.ecal, fit.hcal))
+            try:
+                intercepts.append(newton_minimum(hcal[band], ecal[band], start))
+            except FitError:
+                continue
     return np.array(intercepts).reshape(-1, 2)
 
 
@@ -381,7 +420,8 @@ def analyse(summaries, constants, settings, previous=None):
     uncertainties["ECalToHadGeVCalibrationEndCap"] = uncertainties["ECalToHadGeVCalibrationBarrel"]
     uncertainty = max(ecal_error, hcal_error) / TARGET_ENERGY
     within, note = phase_tools.statistics_verdict(deviation, uncertainty, accuracy, hcal.size, "the kaons' intercept")
-    workers = _worker_intercepts(summaries, accuracy) if len(summaries) > 1 else np.zeros((0, 2))
+    workers = _worker_intercepts(summaries, (ecal_intercept, hcal_intercept)) if len(summaries) > 1 \
+        else np.zeros((0, 2))
     spreads = {
         f"{axis}InterceptWorkerSpread": phase_tools.worker_spread(workers[:, index])
         for index, axis in enumerate(("ecal", "hcal"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ILCDIRAC.CalibrationSystem.Procedure.hadronic_scale import chi_square_terms, intercept_covariance
+from ILCDIRAC.CalibrationSystem.Procedure.hadronic_scale import intercept_covariance, newton_minimum
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     KAON_ECAL_FRACTION, KAON_ECAL_START, KAON_SPLIT_FRACTION, ecal_scales, hadron_resolution, hcal_region, hcal_scales,
@@ -131,24 +131,6 @@ def kaon_points(truth, constants, stage):
     return KaonPoints(x[keep], y[keep], w[keep])
 
 
-def _terms(points, ecal_intercept, hcal_intercept):
-    """Per node: q (χ² × 0.55²) and its gradient in (a, b), as hadronic_scale.chi_square_terms."""
-    return chi_square_terms(points.x, points.y, ecal_intercept, hcal_intercept)
-
-
-def _mean_gradient(points, theta):
-    _, gradient = _terms(points, *theta)
-    return gradient @ points.weight / points.weight.sum()
-
-
-def _hessian(points, theta):
-    step = 1e-4 * KAON_KINETIC_ENERGY
-    columns = [(_mean_gradient(points, theta + step * unit) - _mean_gradient(points, theta - step * unit)) / (2 * step)
-               for unit in np.eye(2)]
-    hessian = np.column_stack(columns)
-    return 0.5 * (hessian + hessian.T)
-
-
 @dataclass(frozen=True)
 class InterceptEstimate:
     """The χ² minimum (I_E, I_H) in GeV; ``covariance``: its statistical covariance for
@@ -162,21 +144,14 @@ class InterceptEstimate:
 
 
 def intercept_estimate(points, events, start=(KAON_KINETIC_ENERGY, KAON_KINETIC_ENERGY)):
-    """Minimum of the expected χ² of ``points`` (Newton's method from ``start``).
+    """Minimum of the expected χ² of ``points`` (hadronic_scale.newton_minimum from ``start``).
 
     :param KaonPoints points: kaon_points
     :param int events: generated kaons of the sample, for the covariance
     :param start: (I_E, I_H) to start from (GeV)
     :return: InterceptEstimate
     """
-    theta = np.array(start, dtype=np.float64)
-    for _ in range(_NEWTON_STEPS):
-        step = np.linalg.solve(_hessian(points, theta), _mean_gradient(points, theta))
-        theta = theta - step
-        if np.max(np.abs(step)) < 1e-9 * KAON_KINETIC_ENERGY:
-            break
-    else:
-        raise ArithmeticError(f"The expected chi-square minimum did not converge (at {theta})")
+    theta = newton_minimum(points.x, points.y, start, points.weight, _NEWTON_STEPS)
     total = points.weight.sum()
     count = events * total
     covariance = intercept_covariance(points.x, points.y, *theta, weights=points.weight) * total / count
