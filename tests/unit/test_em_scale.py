@@ -97,3 +97,15 @@ def test_analyse_errors_name_the_problem():
         em_scale.analyse(_summaries(1.0), {"HCalToEMGeVCalibration": 1.0}, SETTINGS)
     with pytest.raises(SummaryError, match="ecalToEm"):
         em_scale.analyse([{"energy": np.ones(10, np.float32)}], {"ECalToEMGeVCalibration": 1.0}, SETTINGS)
+
+
+def test_analyse_quotes_the_fit_error_as_the_scales_uncertainty():
+    constants = {"ECalToEMGeVCalibration": 1.0, "HCalToEMGeVCalibration": 1.0}
+    outcome = em_scale.analyse(_summaries(1.0), constants, SETTINGS)
+    relative = outcome.metrics["emMeanUncertainty"] / outcome.metrics["emMean"]
+    # 4000 photons of 5 % resolution: the mean to ~0.05/sqrt(4000), a truncated fit somewhat worse
+    assert 0.05 / np.sqrt(4000) < relative < 2 * 0.05 / np.sqrt(4000)
+    for name in ("ECalToEMGeVCalibration", "HCalToEMGeVCalibration"):
+        assert outcome.uncertainties[name] == pytest.approx(outcome.constants[name] * relative)
+    assert 0.3 < outcome.metrics["ecalToEmMeanWorkerSpread"] / outcome.metrics["emMeanUncertainty"] < 2.0
+    assert outcome.metrics["emNdf"] > 5 and outcome.metrics["emChi2"] > 0

@@ -189,3 +189,13 @@ def test_analyse_errors_name_the_problem():
         hcal_digitisation.analyse(_summaries(46.0, 46.9), {**constants, "CalibrHCALBarrel": -1.0}, SETTINGS)
     with pytest.raises(SummaryError, match="endcap"):
         hcal_digitisation.analyse([{"barrel": summaries[0]["barrel"]}], constants, SETTINGS)
+
+
+def test_analyse_quotes_each_constants_uncertainty_from_its_peak():
+    outcome = hcal_digitisation.analyse(_summaries(46.0, 46.9), {"CalibrHCALBarrel": 46.0, "CalibrHCALEndcap": 46.9},
+                                        SETTINGS)
+    metrics = outcome.metrics
+    for region, name in hcal_digitisation.REGION_CONSTANTS.items():
+        relative = metrics[f"{region}MeanUncertainty"] / metrics[f"{region}Mean"]
+        assert outcome.uncertainties[name] == pytest.approx(outcome.constants[name] * relative)
+        assert 0.3 < metrics[f"{region}MeanWorkerSpread"] / metrics[f"{region}MeanUncertainty"] < 2.0

@@ -31,7 +31,7 @@ def _result(**changes):
              "newPandoraLikelihoodData.xml": b"<NEnergyBins>1</NEnergyBins>"}
     result = {"calibrationID": 7, "status": "Finished", "statusMessage": "all phases converged", "parameters": FINAL,
               "steeringFile": "<marlin/>", "steeringFileInput": "<marlin/>", "settings": {}, "history": history,
-              "events": [], "files": files}
+              "events": [], "files": files, "uncertainties": {}, "statisticsLimited": []}
     result.update(changes)
     return result
 
@@ -86,3 +86,10 @@ def test_calibration_json_holds_the_constants_as_written():
                                      "MuonToMipCalibration": 20000.0}
     assert summary["history"][1]["Parameters"]["ECalToHadGeVCalibrationBarrel"] == 1.168
     assert summary["history"][0]["Metrics"] == {"accuracy": 0.05}
+
+
+def test_the_page_lists_the_statistics_limited_phases():
+    note = "HadronicEnergy: deviation 1.1% ± 1.3% cannot reach the accuracy 2.5%; about 900 events would"
+    text = " ".join(_Page(summary_page(_result(statisticsLimited=[note]), {})).text)
+    assert "Statistics-limited phases" in text and note in text
+    assert "Statistics-limited" not in " ".join(_Page(summary_page(_result(), {})).text)

@@ -148,7 +148,11 @@ class PhaseOutcome:
 
     ``constants``: the complete new constants; ``metrics``: flat name -> float or str;
     ``converged``: the phase's convergence verdict; ``plots``: Distribution/Scatter objects;
-    ``artifacts``: name -> bytes produced by the step (e.g. 'photonLikelihood').
+    ``artifacts``: name -> bytes produced by the step (e.g. 'photonLikelihood');
+    ``uncertainties``: the statistical uncertainty (1 standard deviation) of each new constant the
+    step measured, in the constant's shape (a list for a vector constant); ``statistics_note``: ''
+    or why the phase is statistics-limited (phase_tools.statistics_verdict), in which case
+    ``converged`` says only that the measured deviation is within the accuracy.
     """
 
     constants: dict
@@ -156,6 +160,8 @@ class PhaseOutcome:
     converged: bool
     plots: tuple = ()
     artifacts: dict = field(default_factory=dict)
+    uncertainties: dict = field(default_factory=dict)
+    statistics_note: str = ""
 
 
 _PLOT_KINDS = {kind.__name__: kind for kind in (Distribution, Scatter, PdfComparison)}

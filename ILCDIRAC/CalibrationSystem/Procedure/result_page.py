@@ -77,13 +77,18 @@ def summary_page(result, files):
     plots under their step, all embedded.
 
     :param dict result: 'calibrationID', 'status', 'statusMessage', 'parameters', 'history' and,
-        if known, 'uncertainties' ({constant: uncertainty}), as ``getResult`` gives them
+        if known, 'uncertainties' ({constant: uncertainty}) and 'statisticsLimited' (the notes of the
+        phases whose events could not reach their accuracy), as ``getResult`` gives them
     :param dict files: {file name: bytes} of the result directory; its PNG files are embedded
     :return: bytes, the page (UTF-8 HTML)
     """
     title = f"Calibration {result['calibrationID']}: {result['status']}"
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(str(result.get('statusMessage') or ''))}</p>",
              "<h2>Constants</h2>", _constants_table(result)]
+    limited = result.get("statisticsLimited") or []
+    if limited:
+        parts += ["<h2>Statistics-limited phases</h2>",
+                  "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in limited) + "</ul>"]
     if CONVERGENCE_PLOT in files:
         parts += ["<h2>Convergence</h2>", _image(CONVERGENCE_PLOT, files[CONVERGENCE_PLOT],
                                                  "deviation from target per phase; constants per step", True)]

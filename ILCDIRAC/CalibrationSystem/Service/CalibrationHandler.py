@@ -228,7 +228,9 @@ class CalibrationHandlerMixin:
         """The outcome of a finished calibration.
 
         :param int calibrationID: the calibration
-        :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
+        :return: S_OK({'calibrationID', 'status', 'parameters' (final constants), 'uncertainties'
+            (statistical uncertainty of each measured constant, in its shape), 'statisticsLimited'
+            (notes of the phases whose statistics could not reach their accuracy),
             'steeringFile' (the user's steering file with the final constants),
             'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
             every step), 'events' (the event log), 'files' ({name: content}: the plots of every

@@ -13,6 +13,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.outcome import decode_plots
 from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot, render_plots
 from ILCDIRAC.CalibrationSystem.Procedure.result_page import CONVERGENCE_PLOT, summary_page
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_final_steering
+from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import final_uncertainties, statistics_limitations
 
 STEERING_FILE = "steeringFile.xml"
 STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
@@ -56,6 +57,8 @@ def collectResult(calibrationDB, calibration):
             "status": calibration["Status"],
             "statusMessage": calibration["StatusMessage"],
             "parameters": calibration["Parameters"],
+            "uncertainties": final_uncertainties(history["Value"]),
+            "statisticsLimited": statistics_limitations(history["Value"]),
             "steeringFile": finalSteering.decode(errors="surrogateescape"),
             "steeringFileInput": steeringInput.decode(errors="surrogateescape"),
             "settings": calibration["Settings"],
@@ -77,14 +80,17 @@ def resultFiles(result):
 
     :param dict result: the value of ``getResult``
     :return: {file name: bytes}: steeringFile.xml (final constants), steeringFile.xml_INPUT,
-        calibration.json (constants, settings, history, event log), the plots, summary.html (a
-        self-contained page of the constants and plots) and any other files of the result
+        calibration.json (constants and their uncertainties, statistics-limited phases, settings,
+        history, event log), the plots, summary.html (a self-contained page of the constants and
+        plots) and any other files of the result
     """
     files = {name: _bytes(content) for name, content in result["files"].items()}
     files[STEERING_FILE] = _bytes(result["steeringFile"])
     files[STEERING_FILE_INPUT] = _bytes(result["steeringFileInput"])
     summary = {
-        key: result[key] for key in ("calibrationID", "status", "statusMessage", "parameters", "settings", "events")
+        key: result[key]
+        for key in ("calibrationID", "status", "statusMessage", "parameters", "uncertainties", "statisticsLimited",
+                    "settings", "events")
     }
     summary["history"] = [
         {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in step.items()}
