@@ -108,6 +108,7 @@ def test_peak_metrics():
         "emFitMethod": "window-mean",
         "emFitMessage": "m",
         "emRelativeDeviation": -0.05,
+        "emRelativeDeviationUncertainty": pytest.approx(0.005),
     }
 
 

@@ -150,7 +150,8 @@ def _with_metrics(history):
     for entry in history:
         if entry["Phase"] == 0:
             entry["Metrics"] = {"accuracy": 0.05, "barrelRelativeDeviation": 0.08 / (entry["Step"] + 1),
-                                "endcapRelativeDeviation": -0.03, "maxRelativeDeviation": 0.08, "barrelMean": 10.8}
+                                "endcapRelativeDeviation": -0.03, "maxRelativeDeviation": 0.08, "barrelMean": 10.8,
+                                "barrelRelativeDeviationUncertainty": 0.004}
         elif entry["Phase"] == 4:
             entry["Metrics"] = {"accuracy": 0.025, "ecalRelativeDeviation": 0.01, "hcalRelativeDeviation": -0.02}
         else:
@@ -168,8 +169,13 @@ def test_convergence_plot_shows_each_phase_deviation_against_its_accuracy(phase_
                                [e["Metrics"] or {} for e in history]])
     assert list(deviations) == [0, 4] and deviations[4][0] == 0.025
     assert set(deviations[0][1]) == {"barrel", "endcap"}
-    assert deviations[0][1]["barrel"][0] == pytest.approx(8.0)  # in %
-    assert np.isnan(deviations[0][1]["barrel"][5])  # a phase-1 step
+    assert deviations[0][1]["barrel"][0][0] == pytest.approx(8.0)  # in %
+    assert deviations[0][1]["barrel"][1][0] == pytest.approx(0.4)  # its error bar, in %
+    assert np.isnan(deviations[0][1]["endcap"][1][0])  # no uncertainty given: no error bar
+    assert np.isnan(deviations[0][1]["barrel"][0][5])  # a phase-1 step
+    before = convergence_plot(history)
+    history[0]["Metrics"]["barrelRelativeDeviationUncertainty"] = 0.02
+    assert convergence_plot(history) != before  # the error bar is drawn
 
 
 def test_convergence_plot_of_a_single_step():

@@ -442,6 +442,8 @@ def analyse(summaries, constants, settings, previous=None):
         "hcalIntercept": hcal_intercept,
         "ecalRelativeDeviation": (ecal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
         "hcalRelativeDeviation": (hcal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
+        "ecalRelativeDeviationUncertainty": ecal_error / TARGET_ENERGY,
+        "hcalRelativeDeviationUncertainty": hcal_error / TARGET_ENERGY,
         "ecalInterceptAtGridEdge": float(ecal_intercept in edges),
         "hcalInterceptAtGridEdge": float(hcal_intercept in edges),
         "ecalGridIntercept": fit.grid_ecal,

@@ -135,7 +135,7 @@ def positive_peak(fit, values, accuracy, truth_energy, where):
 def peak_metrics(prefix, peak, target):
     """The metrics of a histogram.PeakFit, keys starting with ``prefix`` (e.g. 'barrelMean',
     'barrelMeanUncertainty', 'barrelChi2' and 'barrelNdf' for a Gaussian fit); the relative
-    deviation is from ``target``.
+    deviation is from ``target``, with its statistical uncertainty.
 
     :param str prefix: e.g. 'barrel'
     :param peak: histogram.PeakFit
@@ -153,6 +153,7 @@ def peak_metrics(prefix, peak, target):
         f"{prefix}FitMethod": peak.method,
         f"{prefix}FitMessage": peak.message,
         f"{prefix}RelativeDeviation": (peak.mean - target) / target,
+        f"{prefix}RelativeDeviationUncertainty": peak.mean_error / target,
     }
     if peak.chi2 is not None:
         metrics.update({f"{prefix}Chi2": peak.chi2, f"{prefix}Ndf": float(peak.ndf)})

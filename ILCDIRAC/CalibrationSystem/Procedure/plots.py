@@ -374,8 +374,9 @@ def _history_table(history):
 
 
 def _deviations(steps, positions, metrics):
-    """phase -> (accuracy, {measured quantity: deviation per step in %, NaN in other phases' steps})
-    from the metrics '<quantity>RelativeDeviation' and 'accuracy' of the phases that converge."""
+    """phase -> (accuracy, {measured quantity: (deviation, its uncertainty) per step in %, NaN in
+    other phases' steps}) from the metrics '<quantity>RelativeDeviation', its 'Uncertainty' (NaN,
+    no error bar, where a step has none) and 'accuracy' of the phases that converge."""
     phases = {}
     for index, ((_, phase), step_metrics) in enumerate(zip(positions, metrics)):
         accuracy = step_metrics.get("accuracy")
@@ -385,7 +386,11 @@ def _deviations(steps, positions, metrics):
         for key, value in step_metrics.items():
             if key.endswith(DEVIATION_SUFFIX) and key != "max" + DEVIATION_SUFFIX and isinstance(value, (int, float)):
                 quantity = key[: -len(DEVIATION_SUFFIX)]
-                quantities.setdefault(quantity, np.full(len(steps), math.nan))[index] = 100.0 * float(value)
+                series = quantities.setdefault(quantity, np.full((2, len(steps)), math.nan))
+                series[0, index] = 100.0 * float(value)
+                error = step_metrics.get(key + "Uncertainty")
+                if isinstance(error, (int, float)) and not isinstance(error, bool):
+                    series[1, index] = 100.0 * float(error)
     return {phase: entry for phase, entry in sorted(phases.items()) if entry[1]}
 
 
@@ -461,11 +466,12 @@ def _deviation_panel(ax, steps, phase, accuracy, quantities):
     ax.axhspan(-limit, limit, color="tab:green", alpha=0.25, linewidth=0, zorder=1)
     ax.axhline(0.0, color="black", linewidth=0.6, zorder=1)
     reach = limit
-    for number, (quantity, series) in enumerate(quantities.items()):
+    for number, (quantity, (series, errors)) in enumerate(quantities.items()):
         # NaN outside the phase's steps: lines join the steps of one run of the phase only
-        ax.plot(steps, series, MARKERS[number % len(MARKERS)], color=ELEMENT_COLOURS[number % 3], markersize=4,
-                label=quantity)
-        reach = max(reach, float(np.max(np.abs(series[np.isfinite(series)]), initial=0.0)))
+        ax.errorbar(steps, series, yerr=np.nan_to_num(errors), fmt=MARKERS[number % len(MARKERS)],
+                    color=ELEMENT_COLOURS[number % 3], markersize=4, elinewidth=1.0, capsize=2, label=quantity)
+        measured = np.isfinite(series)
+        reach = max(reach, float(np.max(np.abs(series[measured]) + np.nan_to_num(errors[measured]), initial=0.0)))
     ax.set_ylim(-1.15 * reach, 1.15 * reach)
     ax.set_ylabel("peak/target − 1 [%]", fontsize="small")
     ax.set_title(f"{phase_label(phase)}, ±{limit:.3g} %", fontsize="medium", y=1.0, pad=12)
