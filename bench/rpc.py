@@ -18,8 +18,9 @@ from common import (ClientPool, argument_parser, bench_stack, cpu_seconds, creat
                     machine_line, percentile, print_table, progress, stack_process)
 
 OPTION = "/Systems/Calibration/Services/Calibration/TCPNoDelay"
-#: step argument -> reply: at step 0, a worker that processed step 0 gets None (keep waiting,
-#: the common polling reply); a worker at its start (-1) gets the full parameter set.
+#: step argument -> reply: at step 0, a worker that processed step 0 is told to keep waiting (the
+#: common polling reply, with the results the step misses); a worker at its start (-1) gets the
+#: full parameter set.
 STEPS = {"poll": 0, "full": -1}
 #: (reply, concurrent clients, calls per client), full run (about 2-3 min on 2 cores) and --quick.
 PLAN = [("poll", 1, 500), ("poll", 8, 200), ("poll", 32, 50), ("full", 8, 125)]
@@ -96,7 +97,7 @@ def _warm_up(calibration, proxy):
         result = client.getNewParameters(calibrationID, step, credential)
         if not result["OK"]:
             raise RuntimeError(f"getNewParameters fails on the restarted service: {result['Message']}")
-        if (result["Value"] is None) != (reply == "poll"):
+        if ("parameters" in result["Value"]) == (reply == "poll"):
             raise RuntimeError(f"getNewParameters({calibrationID}, {step}) returned {result['Value']!r}: "
                                "the calibration is no longer waiting at step 0 (is an agent running?)")
 
@@ -125,7 +126,7 @@ def main(argv=None):
                 [_row(nodelay, reply, n, *measured[reply, n, nodelay])
                  for reply, n, _ in plan for nodelay in (False, True)])
     print(f"{machine_line(load)}; clients are processes on the same cores, one TLS connection per call; "
-          f"poll = getNewParameters(id, 0) -> None, full = getNewParameters(id, -1) -> the parameter set")
+          f"poll = getNewParameters(id, 0) -> wait, full = getNewParameters(id, -1) -> the parameter set")
 
 
 if __name__ == "__main__":

@@ -42,21 +42,31 @@ def _parameterSet(step, constants=None, finished=False, status="Running"):
 class FakeService:
     """In-memory CalibrationService with the service's step semantics.
 
-    ``steps`` are the parameter sets of the successive steps; once a step has been reported the
-    service answers None ``pollsPerStep`` times before moving to the next one, and after the
-    last step it says that the calibration is finished.
+    ``steps`` are the parameter sets of the successive steps. Once a step has been reported,
+    submitResult answers that ``missing[0]`` results are still missing, and getNewParameters
+    answers that the worker must wait once for each of the following numbers of missing results
+    (0: the step is being analysed) before it serves the next step (``pollsPerStep`` waits for
+    an analysis alone is the same as ``missing=[0] * (pollsPerStep + 1)``); after the last step
+    it says that the calibration is finished. ``clock`` gets the time of every call.
     """
 
-    def __init__(self, steps, pollsPerStep=0, inputData=None):
+    def __init__(self, steps, pollsPerStep=0, inputData=None, missing=None, clock=None, numberOfJobs=2):
         self.steps = steps
-        self.pollsPerStep = pollsPerStep
+        self.missing = [0] * (pollsPerStep + 1) if missing is None else missing
         self.inputData = {"gamma": GAMMA_SLICE} if inputData is None else inputData
+        self.clock = clock
+        self.numberOfJobs = numberOfJobs
         self.current = 0
         self.reported = set()
         self.pollsSinceReport = 0
         self.calls = []
+        self.callTimes = []
         self.results = []
         self.failures = {}  # method -> list of results returned (in order) before the real answer
+
+    def _record(self, call):
+        self.calls.append(call)
+        self.callTimes.append((call[0], self.clock.now if self.clock else None))
 
     def _failure(self, method):
         queue = self.failures.get(method)
@@ -64,21 +74,22 @@ class FakeService:
 
     def getCalibrationSetup(self, calibrationID, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getCalibrationSetup", calibrationID))
+        self._record(("getCalibrationSetup", calibrationID))
         failure = self._failure("getCalibrationSetup")
         if failure:
             return failure
         settings = validate_settings({})
-        return S_OK({"settings": settings, "steeringFile": TEMPLATE, "softwareVersion": "v1", "numberOfJobs": 2})
+        return S_OK({"settings": settings, "steeringFile": TEMPLATE, "softwareVersion": "v1",
+                     "numberOfJobs": self.numberOfJobs})
 
     def getInputDataDict(self, calibrationID, workerID, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getInputDataDict", calibrationID, workerID))
+        self._record(("getInputDataDict", calibrationID, workerID))
         return self._failure("getInputDataDict") or S_OK(self.inputData)
 
     def getNewParameters(self, calibrationID, stepOnWorker, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getNewParameters", calibrationID, stepOnWorker))
+        self._record(("getNewParameters", calibrationID, stepOnWorker))
         failure = self._failure("getNewParameters")
         if failure:
             return failure
@@ -88,22 +99,24 @@ class FakeService:
             parameterSet = self.steps[self.current]
             if parameterSet["currentStep"] > stepOnWorker:
                 return S_OK(parameterSet)
-            if self.pollsSinceReport < self.pollsPerStep:
-                self.pollsSinceReport += 1
-                return S_OK(None)
+            self.pollsSinceReport += 1
+            if self.pollsSinceReport < len(self.missing):
+                return S_OK({"currentStep": parameterSet["currentStep"], "calibrationIsFinished": False,
+                             "resultsMissing": self.missing[self.pollsSinceReport]})
             self.current += 1
             self.pollsSinceReport = 0
 
     def submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("submitResult", calibrationID, stageID, phaseID, stepID, workerID))
+        self._record(("submitResult", calibrationID, stageID, phaseID, stepID, workerID))
         failure = self._failure("submitResult")
         if failure:
             return failure
         self.results.append((stepID, content))
         stored = (stepID, workerID) not in self.reported
         self.reported.add((stepID, workerID))
-        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}"})
+        self.pollsSinceReport = 0
+        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}", "ResultsMissing": self.missing[0]})
 
 
 class FakeReconstruction:
@@ -180,11 +193,76 @@ def test_processes_steps_until_finished(clock, tmp_path):
     assert len(reconstruction.steerings) == 2
     submits = _calls(service, "submitResult")
     assert submits == [("submitResult", CALIBRATION_ID, 1, 0, step, WORKER_ID) for step in (0, 1)]
-    # back-off 1, 2, 4, then capped at 5; reset to 1 after each new step
-    assert clock.waits == [1, 2, 4, 5, 5, 5] * 2
+    # step 0: its analysis is not known yet: 1 s, doubled up to 5; step 1: the analysis lasted
+    # 19.5 s last time (between the sixth poll and the seventh), so the first wait is the longest
+    assert clock.waits == [1, 2, 4, 5, 5, 5] + [5] * 6
     # the worker always tells the service the last step it processed
     polls = [call[2] for call in _calls(service, "getNewParameters")]
     assert polls == [-1] + [0] * 7 + [1] * 7
+
+
+class TimedReconstruction(FakeReconstruction):
+    """Reconstructions that take ``seconds`` each on the fake clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    def __call__(self, steering, settings):
+        self.clock.now += self.seconds
+        return super().__call__(steering, settings)
+
+
+def _pollTimes(service):
+    """The times of the getNewParameters calls made after the first report."""
+    reported = next(time for method, time in service.callTimes if method == "submitResult")
+    return [time for method, time in service.callTimes if method == "getNewParameters" and time >= reported]
+
+
+def test_a_worker_whose_result_completes_the_step_asks_for_the_next_at_once(clock, tmp_path):
+    service = FakeService([_parameterSet(0), _parameterSet(1)], missing=[0], clock=clock)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 3.0)).run()["OK"]
+
+    # the service analysed the step inside the completing submitResult: nothing to wait for
+    assert clock.waits == []
+    submitted = [time for method, time in service.callTimes if method == "submitResult"]
+    assert _pollTimes(service)[:2] == [submitted[0], submitted[1]]
+
+
+def test_while_results_are_missing_the_worker_waits_a_share_of_its_own_step_time(clock, tmp_path):
+    # 4 jobs; this worker's step took 8 s; 3 results were missing when it reported, then 3, then 1
+    service = FakeService([_parameterSet(0)], missing=[3, 3, 1, 0, 0], clock=clock, numberOfJobs=4)
+
+    result = _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()
+
+    assert result["OK"]
+    # 8 s x 3/4 missing; doubled while no news; the analysis (unknown yet): 1 s, then doubled
+    assert clock.waits == [6, 12, 24, 1, 2]
+
+
+def test_the_wait_for_the_analysis_is_learnt_from_the_step_before(clock, tmp_path):
+    # step 0: polls at +0, +1, +3 see the analysis, the one at +7 gets step 1: it ended at about +5;
+    # step 1: polls at +0, +5, +15 see it, the one at +35 gets step 2: it ended at about +25
+    service = FakeService([_parameterSet(0), _parameterSet(1), _parameterSet(2)], missing=[0, 0, 0, 0],
+                          clock=clock)
+
+    assert _worker(service, clock, tmp_path, maxPollingTime=30.0).run()["OK"]
+
+    assert clock.waits == [1, 2, 4] + [5, 10, 20] + [25, 30, 30]
+
+
+def test_the_worker_never_busy_waits(clock, tmp_path):
+    service = FakeService([_parameterSet(s) for s in range(4)], missing=[5, 4, 2, 1, 0, 0, 0], clock=clock,
+                          numberOfJobs=8)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 0.01)).run()["OK"]
+
+    # between two polls there is always a wait of at least pollingTime
+    assert clock.waits and min(clock.waits) >= 1.0
+    times = [time for method, time in service.callTimes if method == "getNewParameters"]
+    assert len(times) == len(set(times))
 
 
 def test_summary_is_a_valid_phase_0_summary_of_the_selected_events(clock, tmp_path):

@@ -396,15 +396,22 @@ class CalibrationHandler(RequestHandler):
         :param int stepOnWorker: the last step the worker processed (-1 at its start)
         :param str credential: the calibration's worker credential
         :return: S_OK(parameter set dict) when there is a newer step or the calibration has
-            ended (``calibrationIsFinished`` True), S_OK(None) while the worker must wait
+            ended (``calibrationIsFinished`` True); while the worker must wait,
+            S_OK({'currentStep', 'calibrationIsFinished': False, 'resultsMissing': how many more
+            results the step needs before it is analysed, 0 while it is being analysed}), which
+            tells the worker when to ask again
         """
         result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
-        if calibration["Status"] == RUNNING and calibration["Step"] <= stepOnWorker:
-            return S_OK(None)
-        return S_OK(self._parameterSet(calibration))
+        if calibration["Status"] != RUNNING or calibration["Step"] > stepOnWorker:
+            return S_OK(self._parameterSet(calibration))
+        missing = self._resultsMissing(calibration)
+        if not missing["OK"]:
+            return missing
+        return S_OK({"currentStep": calibration["Step"], "calibrationIsFinished": False,
+                     "resultsMissing": missing["Value"]})
 
     types_getInputDataDict = [_INT, _INT, str]
 
@@ -488,8 +495,10 @@ class CalibrationHandler(RequestHandler):
         :param int workerID: the worker
         :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
         :param str credential: the calibration's worker credential
-        :return: S_OK({'Stored': bool, 'Message': str}): not stored when the step is over or
-            the worker already reported it; S_ERROR for a malformed or oversized result
+        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing': int}): not stored when
+            the step is over or the worker already reported it; ResultsMissing is how many more
+            results the step needs before it is analysed (0 once it has enough, or is over);
+            S_ERROR for a malformed or oversized result
         """
         result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
@@ -512,18 +521,20 @@ class CalibrationHandler(RequestHandler):
             decode_summary(content, phaseID)
         except ProcedureError as error:
             return _refuse(f"Result refused: {error}")
-        result = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
-        if not result["OK"]:
-            return result
-        if result["Value"]:
-            if self.advanceOnLastResult:
-                self._advanceIfComplete(calibration)
-            return S_OK({"Stored": True, "Message": f"Result of worker {workerID} for step {stepID} stored"})
-        if stepID != calibration["Step"] or calibration["Status"] != RUNNING:
+        stored = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
+        if not stored["OK"]:
+            return stored
+        if stepID != calibration["Step"] or calibration["Status"] != RUNNING:  # then nothing was stored
             message = f"Step {stepID} is over (calibration at step {calibration['Step']}, {calibration['Status']})"
-        else:
-            message = f"Worker {workerID} had already reported step {stepID}"
-        return S_OK({"Stored": False, "Message": message})
+            return S_OK({"Stored": False, "Message": message, "ResultsMissing": 0})
+        missing = self._resultsMissing(calibration)
+        if not missing["OK"]:
+            return missing
+        if stored["Value"] and not missing["Value"] and self.advanceOnLastResult:
+            self._advanceStep(calibration)
+        message = (f"Result of worker {workerID} for step {stepID} stored" if stored["Value"]
+                   else f"Worker {workerID} had already reported step {stepID}")
+        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing["Value"]})
 
     # ------------------------------------------------------------------ agent (TrustedHost)
 
@@ -545,18 +556,28 @@ class CalibrationHandler(RequestHandler):
                 report[str(calibration["CalibrationID"])] = message
         return S_OK(report)
 
+    def _resultsMissing(self, calibration):
+        """S_OK(how many more results the current step needs before it is analysed; 0 once it has enough)."""
+        counted = self.calibrationDB.countResults(calibration["CalibrationID"], calibration["Step"])
+        if not counted["OK"]:
+            return counted
+        return S_OK(max(0, results_needed(calibration["NumberOfJobs"], calibration["Settings"]) - counted["Value"]))
+
     def _advanceIfComplete(self, calibration):
         """Analyse the calibration's current step if it has enough results: what happened, or None.
 
-        Called by the agent's cycle and, at once, when the result completing a step arrives;
-        the DB transaction makes sure a step is analysed only once whoever calls first.
+        Called by the agent's cycle; submitResult analyses the step the result completes at once.
         """
+        missing = self._resultsMissing(calibration)
+        if not missing["OK"]:
+            return f"Error: {missing['Message']}"
+        return None if missing["Value"] else self._advanceStep(calibration)
+
+    def _advanceStep(self, calibration):
+        """Analyse the calibration's current step, which has enough results: what happened, or None
+        if it had been analysed already (the DB transaction makes sure a step is analysed only once,
+        whoever calls first)."""
         calibrationID = calibration["CalibrationID"]
-        counted = self.calibrationDB.countResults(calibrationID, calibration["Step"])
-        if not counted["OK"]:
-            return f"Error: {counted['Message']}"
-        if counted["Value"] < results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
-            return None
         advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
         if not advanced["OK"]:
             self.log.error("Step advancement failed", advanced["Message"])
