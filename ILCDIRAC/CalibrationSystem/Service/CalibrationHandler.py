@@ -9,12 +9,10 @@ hosts on all; worker methods also need the calibration's worker credential; the 
 methods need TrustedHost (Authorization section of ConfigTemplate.cfg).
 """
 import datetime
-import socket
 
 from DIRAC import S_ERROR, S_OK, gConfig, gLogger
 from DIRAC.ConfigurationSystem.Client.PathFinder import getAgentSection
 from DIRAC.Core.DISET.RequestHandler import RequestHandler
-from DIRAC.Core.DISET.private.TransportPool import getGlobalTransportPool
 from DIRAC.Core.Security import Locations, Properties
 
 from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import ENDED_STATUSES, FINISHED, KILLED, RUNNING, CalibrationDB
@@ -67,7 +65,7 @@ class CalibrationHandler(RequestHandler):
     @classmethod
     def initializeHandler(cls, serviceInfoDict):
         """Once, when the service starts: connect to the CalibrationDB (creating missing tables) and read
-        the service options (MaxResultSize, TCPNoDelay, AdvanceOnLastResult, WorkerCredentialKeyFile).
+        the service options (MaxResultSize, AdvanceOnLastResult, WorkerCredentialKeyFile).
 
         :param dict serviceInfoDict: DIRAC's description of the service
         :return: S_OK, or S_ERROR if the DB or the worker credential secret cannot be used
@@ -78,7 +76,6 @@ class CalibrationHandler(RequestHandler):
         except RuntimeError as error:
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
         cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
-        cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
         cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
         keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
         try:
@@ -86,16 +83,6 @@ class CalibrationHandler(RequestHandler):
         except (OSError, ValueError, TypeError) as error:
             return S_ERROR(f"Cannot read the worker credential secret (WorkerCredentialKeyFile {keyFile}): {error}")
         return S_OK()
-
-    def initialize(self):
-        """Per request: send replies at once instead of letting Nagle hold them ~40 ms."""
-        if self.tcpNoDelay:
-            transport = getGlobalTransportPool().get(self.srv_getTransportID())
-            if transport is not None:
-                try:
-                    transport.getSocket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError as error:
-                    self.log.debug("Cannot set TCP_NODELAY", str(error))
 
     # ------------------------------------------------------------------ helpers
 
