@@ -15,19 +15,29 @@ def test_a_report_that_completes_the_step_is_followed_by_a_poll_at_once():
 
 
 @pytest.mark.parametrize("missing, jobs, stepSeconds, wait", [
-    (3, 4, 8.0, 6.0),     # three quarters of its own step time
-    (1, 8, 8.0, 1.0),     # the last missing result: an eighth of it
-    (12, 8, 8.0, 8.0),    # never more than its own step time
-    (1, 100, 8.0, 0.5),   # never less than the shortest wait
-    (50, 100, 3600, 10),  # nor more than the longest
+    (3, 4, 8.0, 6.5),     # three quarters of its own step time, and the analysis (0.5 s until learnt)
+    (1, 8, 8.0, 1.5),     # the last missing result: an eighth of it
+    (12, 8, 8.0, 8.5),    # the others' share is never more than its own step time
+    (1, 100, 8.0, 0.58),  # a hundredth
+    (50, 100, 3600, 10),  # never more than the longest wait
 ])
 def test_missing_results_are_expected_within_a_share_of_the_workers_own_step_time(missing, jobs, stepSeconds, wait):
     assert NextStepWait(0.5, 10).afterReport(missing, jobs, stepSeconds) == pytest.approx(wait)
 
 
+def test_the_wait_for_missing_results_includes_the_analysis_learnt_before():
+    waits = NextStepWait(0.1, 30)
+    waits.afterReport(0, 4, 1.0)
+    waits.afterPoll(0, 10.0)
+    waits.afterPoll(0, 10.1)
+    waits.nextStep(12.1)  # the analysis ended between 10.1 and 12.1: 1.1 s after it was seen
+
+    assert waits.afterReport(2, 4, 1.0) == pytest.approx(0.5 + 1.1)
+
+
 def test_answers_without_news_double_the_wait_up_to_the_longest():
     waits = NextStepWait(0.5, 10)
-    waits.afterReport(2, 4, 2.0)
+    assert waits.afterReport(2, 4, 1.0) == 1
 
     assert [waits.afterPoll(missing, now) for now, missing in enumerate([2, 1, 1, 1, None, 1])] == [2, 4, 8, 10, 10, 10]
 
@@ -36,7 +46,7 @@ def test_the_analysis_is_first_waited_for_with_the_shortest_wait_then_doubling()
     waits = NextStepWait(0.5, 10)
     waits.afterReport(2, 4, 16.0)
 
-    assert waits.afterPoll(1, 8.0) == 10
+    assert waits.afterPoll(1, 8.5) == 10
     assert [waits.afterPoll(0, now) for now in (18.0, 18.5, 19.5)] == [0.5, 1, 2]
 
 

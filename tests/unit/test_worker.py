@@ -238,8 +238,9 @@ def test_while_results_are_missing_the_worker_waits_a_share_of_its_own_step_time
     result = _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()
 
     assert result["OK"]
-    # 8 s x 3/4 missing; doubled while no news; the analysis (unknown yet): 1 s, then doubled
-    assert clock.waits == [6, 12, 24, 1, 2]
+    # 8 s x 3/4 missing and the analysis (1 s until learnt); doubled while no news; once no
+    # result is missing, the analysis: 1 s, doubled
+    assert clock.waits == [7, 14, 28, 1, 2]
 
 
 def test_the_wait_for_the_analysis_is_learnt_from_the_step_before(clock, tmp_path):

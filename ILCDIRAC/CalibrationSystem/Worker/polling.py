@@ -7,12 +7,12 @@ reported step and the next: the results the step still misses from the other wor
 service's analysis of the step. The service says how many results are missing in its answers
 (``ResultsMissing`` of submitResult, ``resultsMissing`` of a waiting getNewParameters):
 
-- while results are missing, the others are still reconstructing slices like this worker's,
-  which they started about when it did: their results are expected within a share of its own
-  step time, the larger the more of them are missing;
 - once none is missing, the next constants come when the analysis ends. How long analyses take
   is learnt from the steps before: the analysis of a step ended between the last poll that saw
-  it running and the poll that got the next step.
+  it running and the poll that got the next step;
+- while results are missing, the others are still reconstructing slices like this worker's,
+  which they started about when it did: their results are expected within a share of its own
+  step time, the larger the more of them are missing, and the analysis comes after them.
 
 An answer without news doubles the wait, up to the longest wait: a long wait costs a number of
 polls that grows only with its logarithm, and the worker never busy-waits.
@@ -50,7 +50,8 @@ class NextStepWait:
             already have been analysed)
         """
         self.analysisSeen = self.analysisLastSeen = None
-        self.wait = 0.0 if missing == 0 else self._bounded(stepSeconds * min(missing, jobs) / jobs)
+        others = stepSeconds * min(missing, jobs) / jobs
+        self.wait = 0.0 if missing == 0 else self._bounded(others + self.analysisWait)
         return self.wait
 
     def afterPoll(self, missing, now):
