@@ -43,16 +43,20 @@ class FakeService:
     """In-memory CalibrationService with the service's step semantics.
 
     ``steps`` are the parameter sets of the successive steps. Once a step has been reported,
-    submitResult answers that ``missing[0]`` results are still missing, and getNewParameters
-    answers that the worker must wait once for each of the following numbers of missing results
-    (0: the step is being analysed) before it serves the next step (``pollsPerStep`` waits for
-    an analysis alone is the same as ``missing=[0] * (pollsPerStep + 1)``); after the last step
-    it says that the calibration is finished. ``clock`` gets the time of every call.
+    submitResult answers that ``missing[0]`` results are still missing and that the analysis
+    takes ``analysisSeconds``, and getNewParameters answers that the worker must wait once for
+    each of the following numbers of missing results (0: the step is being analysed; with the
+    seconds of ``nextStepIn`` at the same place) before it serves the next step (``pollsPerStep``
+    waits for an analysis alone is the same as ``missing=[0] * (pollsPerStep + 1)``); after the
+    last step it says that the calibration is finished. ``clock`` gets the time of every call.
     """
 
-    def __init__(self, steps, pollsPerStep=0, inputData=None, missing=None, clock=None, numberOfJobs=2):
+    def __init__(self, steps, pollsPerStep=0, inputData=None, missing=None, clock=None, numberOfJobs=2,
+                 nextStepIn=None, analysisSeconds=None):
         self.steps = steps
         self.missing = [0] * (pollsPerStep + 1) if missing is None else missing
+        self.nextStepIn = nextStepIn or [None] * len(self.missing)
+        self.analysisSeconds = analysisSeconds
         self.inputData = {"gamma": GAMMA_SLICE} if inputData is None else inputData
         self.clock = clock
         self.numberOfJobs = numberOfJobs
@@ -102,7 +106,8 @@ class FakeService:
             self.pollsSinceReport += 1
             if self.pollsSinceReport < len(self.missing):
                 return S_OK({"currentStep": parameterSet["currentStep"], "calibrationIsFinished": False,
-                             "resultsMissing": self.missing[self.pollsSinceReport]})
+                             "resultsMissing": self.missing[self.pollsSinceReport],
+                             "nextStepIn": self.nextStepIn[self.pollsSinceReport]})
             self.current += 1
             self.pollsSinceReport = 0
 
@@ -116,7 +121,8 @@ class FakeService:
         stored = (stepID, workerID) not in self.reported
         self.reported.add((stepID, workerID))
         self.pollsSinceReport = 0
-        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}", "ResultsMissing": self.missing[0]})
+        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}", "ResultsMissing": self.missing[0],
+                     "AnalysisSeconds": self.analysisSeconds})
 
 
 class FakeReconstruction:
@@ -193,9 +199,8 @@ def test_processes_steps_until_finished(clock, tmp_path):
     assert len(reconstruction.steerings) == 2
     submits = _calls(service, "submitResult")
     assert submits == [("submitResult", CALIBRATION_ID, 1, 0, step, WORKER_ID) for step in (0, 1)]
-    # step 0: its analysis is not known yet: 1 s, doubled up to 5; step 1: the analysis lasted
-    # 19.5 s last time (between the sixth poll and the seventh), so the first wait is the longest
-    assert clock.waits == [1, 2, 4, 5, 5, 5] + [5] * 6
+    # an analysis of unknown length: 1 s, doubled up to 5
+    assert clock.waits == [1, 2, 4, 5, 5, 5] * 2
     # the worker always tells the service the last step it processed
     polls = [call[2] for call in _calls(service, "getNewParameters")]
     assert polls == [-1] + [0] * 7 + [1] * 7
@@ -238,20 +243,21 @@ def test_while_results_are_missing_the_worker_waits_a_share_of_its_own_step_time
     result = _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()
 
     assert result["OK"]
-    # 8 s x 3/4 missing and the analysis (1 s until learnt); doubled while no news; once no
-    # result is missing, the analysis: 1 s, doubled
-    assert clock.waits == [7, 14, 28, 1, 2]
+    # 8 s x 3/4 missing, doubled while no news; once none is missing, the analysis (of unknown
+    # length): 1 s, then doubled
+    assert clock.waits == [6, 12, 24, 1, 2]
 
 
-def test_the_wait_for_the_analysis_is_learnt_from_the_step_before(clock, tmp_path):
-    # step 0: polls at +0, +1, +3 see the analysis, the one at +7 gets step 1: it ended at about +5;
-    # step 1: polls at +0, +5, +15 see it, the one at +35 gets step 2: it ended at about +25
-    service = FakeService([_parameterSet(0), _parameterSet(1), _parameterSet(2)], missing=[0, 0, 0, 0],
-                          clock=clock)
+def test_the_worker_waits_as_long_as_the_service_expects_the_analysis_to_take(clock, tmp_path):
+    # the service knows its analyses take 3 s: after the report, the 6 s of the others' results and
+    # those 3 s; then, the step being analysed, as long as the service expects it to go on
+    service = FakeService([_parameterSet(0)], missing=[3, 0, 0, 0, 0], nextStepIn=[None, 2.5, 0.4, 0.0, 0.0],
+                          analysisSeconds=3.0, clock=clock, numberOfJobs=4)
 
-    assert _worker(service, clock, tmp_path, maxPollingTime=30.0).run()["OK"]
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()["OK"]
 
-    assert clock.waits == [1, 2, 4] + [5, 10, 20] + [25, 30, 30]
+    # past the time it expected, the analysis should end soon: 1 s, then doubled
+    assert clock.waits == [9, 2.5, 1, 1, 2]
 
 
 def test_the_worker_never_busy_waits(clock, tmp_path):

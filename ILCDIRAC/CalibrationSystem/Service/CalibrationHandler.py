@@ -28,6 +28,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+from ILCDIRAC.CalibrationSystem.Service.AnalysisClock import AnalysisClock
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
     DEFAULT_RETENTION_MINUTES,
     STEERING_FILE_INPUT,
@@ -75,6 +76,7 @@ class CalibrationHandler(RequestHandler):
             cls.calibrationDB = CalibrationDB(parentLogger=cls.log)
         except RuntimeError as error:
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
+        cls.analysisClock = AnalysisClock()
         cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
         cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
         keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
@@ -385,8 +387,9 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK(parameter set dict) when there is a newer step or the calibration has
             ended (``calibrationIsFinished`` True); while the worker must wait,
             S_OK({'currentStep', 'calibrationIsFinished': False, 'resultsMissing': how many more
-            results the step needs before it is analysed, 0 while it is being analysed}), which
-            tells the worker when to ask again
+            results the step needs before it is analysed (0 while it is being analysed),
+            'nextStepIn': in how many seconds its analysis is expected to end, None if unknown}),
+            which tells the worker when to ask again
         """
         result = self._workerCalibration(calibrationID, credential)
         if not result["OK"]:
@@ -398,7 +401,9 @@ class CalibrationHandler(RequestHandler):
         if not missing["OK"]:
             return missing
         return S_OK({"currentStep": calibration["Step"], "calibrationIsFinished": False,
-                     "resultsMissing": missing["Value"]})
+                     "resultsMissing": missing["Value"],
+                     "nextStepIn": self.analysisClock.expectedIn(calibrationID, calibration["Step"],
+                                                                 calibration["Phase"])})
 
     types_getInputDataDict = [_INT, _INT, str]
 
@@ -482,9 +487,11 @@ class CalibrationHandler(RequestHandler):
         :param int workerID: the worker
         :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
         :param str credential: the calibration's worker credential
-        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing': int}): not stored when
-            the step is over or the worker already reported it; ResultsMissing is how many more
-            results the step needs before it is analysed (0 once it has enough, or is over);
+        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing': int, 'AnalysisSeconds'}):
+            not stored when the step is over or the worker already reported it; ResultsMissing is
+            how many more results the step needs before it is analysed (0 once it has enough, or
+            is over); AnalysisSeconds how long this service's last analysis of the phase took
+            (None if it has not analysed it; absent when the step is over);
             S_ERROR for a malformed or oversized result
         """
         result = self._workerCalibration(calibrationID, credential)
@@ -521,7 +528,8 @@ class CalibrationHandler(RequestHandler):
             self._advanceStep(calibration)
         message = (f"Result of worker {workerID} for step {stepID} stored" if stored["Value"]
                    else f"Worker {workerID} had already reported step {stepID}")
-        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing["Value"]})
+        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing["Value"],
+                     "AnalysisSeconds": self.analysisClock.lastDuration(calibrationID, phaseID)})
 
     # ------------------------------------------------------------------ agent (TrustedHost)
 
@@ -565,7 +573,8 @@ class CalibrationHandler(RequestHandler):
         if it had been analysed already (the DB transaction makes sure a step is analysed only once,
         whoever calls first)."""
         calibrationID = calibration["CalibrationID"]
-        advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
+        with self.analysisClock.timing(calibrationID, calibration["Step"], calibration["Phase"]):
+            advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
         if not advanced["OK"]:
             self.log.error("Step advancement failed", advanced["Message"])
             return f"Error: {advanced['Message']}"

@@ -90,16 +90,16 @@ class CalibrationWorker:
                 self.log.notice("Calibration ended", f"{parameterSet['calibrationStatus']} after {processed} steps")
                 return S_OK(processed)
             if parameterSet["currentStep"] <= step:
-                self.sleep(waits.afterPoll(parameterSet.get("resultsMissing"), time.monotonic()))
+                self.sleep(waits.afterPoll(parameterSet.get("resultsMissing"), parameterSet.get("nextStepIn")))
                 continue
             started = time.monotonic()
-            waits.nextStep(started)
             result = self._processStep(parameterSet, setup["Value"], inputData["Value"])
             if not result["OK"]:
                 return result
             step = parameterSet["currentStep"]
             processed += 1
-            wait = waits.afterReport(result["Value"]["ResultsMissing"], jobs, time.monotonic() - started)
+            wait = waits.afterReport(result["Value"]["ResultsMissing"], jobs, time.monotonic() - started,
+                                     result["Value"].get("AnalysisSeconds"))
             if wait:
                 self.sleep(wait)
 
