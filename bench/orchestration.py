@@ -76,7 +76,8 @@ def _wait_for_jobs(stack, calibrationID):
     """Wait until every local job of the calibration has ended (the workers leave by themselves
     once they see the end), so that their last calls count for this row and no worker of it
     competes with the next row; then (when the last ended, when the first was started)."""
-    from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JOB_NAME_PREFIX, RUNNING
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import ATTEMPT_RUNNING
+    from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JOB_NAME_PREFIX
     from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 
     directory = stack.workdir / "jobs"
@@ -86,7 +87,7 @@ def _wait_for_jobs(stack, calibrationID):
     while time.monotonic() < deadline:
         jobs = [name for name in os.listdir(directory) if name.startswith(prefix)]
         statuses = backend.getStatus(jobs)["Value"]
-        if all(status != RUNNING for status, _ in statuses.values()):
+        if all(status != ATTEMPT_RUNNING for status, _ in statuses.values()):
             # the backend records each job's process creation time (epoch s) in its pid.json
             started = min(json.loads((directory / job / "pid.json").read_text())["created"] for job in jobs)
             return time.time(), started

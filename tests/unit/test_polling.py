@@ -10,8 +10,20 @@ def test_polling_times_must_be_positive_and_ordered(shortest, longest):
         NextStepWait(shortest, longest)
 
 
-def test_a_report_that_completes_the_step_is_followed_by_a_poll_at_once():
-    assert NextStepWait(0.5, 10).afterReport(0, 8, 30.0, 2.0) == 0
+def test_a_report_that_completes_the_step_is_followed_by_the_analysis_it_starts():
+    assert NextStepWait(0.5, 10).afterReport(0, 8, 30.0, 2.0) == 2
+    assert NextStepWait(0.5, 10).afterReport(0, 8, 30.0, 0.01) == 0.5  # never less than the shortest wait
+
+
+def test_a_report_that_completes_the_step_or_comes_too_late_without_known_analysis_is_followed_by_a_poll_at_once():
+    assert NextStepWait(0.5, 10).afterReport(0, 8, 30.0) == 0
+
+
+def test_results_the_service_could_not_count_are_asked_about_after_the_shortest_wait():
+    waits = NextStepWait(0.5, 10)
+
+    assert waits.afterReport(None, 8, 30.0, 2.0) == 0.5
+    assert waits.afterPoll(3) == 1
 
 
 @pytest.mark.parametrize("missing, jobs, stepSeconds, analysisSeconds, wait", [

@@ -13,6 +13,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.steering import global_parameter, read
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 from ILCDIRAC.CalibrationSystem.Worker import worker as worker_module
 from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
+from ILCDIRAC.Core.Utilities.DErrno import ECALNOTFOUND
 
 TEMPLATE = (Path(__file__).parent / "calibration_steering.xml").read_text()
 CALIBRATION_ID, WORKER_ID = 7, 1
@@ -225,12 +226,23 @@ def _pollTimes(service):
     return [time for method, time in service.callTimes if method == "getNewParameters" and time >= reported]
 
 
-def test_a_worker_whose_result_completes_the_step_asks_for_the_next_at_once(clock, tmp_path):
+def test_a_worker_whose_result_completes_the_step_waits_for_the_analysis_it_starts(clock, tmp_path):
+    service = FakeService([_parameterSet(0), _parameterSet(1)], missing=[0], analysisSeconds=2.5, clock=clock)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 3.0)).run()["OK"]
+
+    # the service analyses the step in the background and said the phase's analyses take 2.5 s
+    assert clock.waits == [2.5, 2.5]
+    submitted = [time for method, time in service.callTimes if method == "submitResult"]
+    assert _pollTimes(service)[:2] == [submitted[0] + 2.5, submitted[1] + 2.5]
+
+
+def test_a_worker_whose_result_completes_the_step_asks_at_once_when_the_analysis_time_is_unknown(clock, tmp_path):
     service = FakeService([_parameterSet(0), _parameterSet(1)], missing=[0], clock=clock)
 
     assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 3.0)).run()["OK"]
 
-    # the service analysed the step inside the completing submitResult: nothing to wait for
+    # the step may be analysed already (e.g. by the agent): asking costs one call
     assert clock.waits == []
     submitted = [time for method, time in service.callTimes if method == "submitResult"]
     assert _pollTimes(service)[:2] == [submitted[0], submitted[1]]
@@ -278,7 +290,7 @@ def test_summary_is_a_valid_phase_0_summary_of_the_selected_events(clock, tmp_pa
     assert _worker(service, clock, tmp_path).run()["OK"]
 
     (step, content), = service.results
-    summary = decode_summary(content, 0)
+    summary = decode_summary(content, 0, len(content))
     np.testing.assert_array_equal(summary["barrel"], np.array(BARREL, np.float32))
     np.testing.assert_array_equal(summary["endcap"], np.array(ENDCAP, np.float32))
 
@@ -343,8 +355,7 @@ def test_transient_error_is_given_up_after_service_timeout(clock, tmp_path):
 
 @pytest.mark.parametrize("method", ["getCalibrationSetup", "getInputDataDict", "getNewParameters", "submitResult"])
 def test_refused_error_ends_the_worker_at_once(clock, tmp_path, method):
-    refusal = S_ERROR(f"{method}: Calibration 7 does not exist")
-    refusal["Refused"] = True
+    refusal = S_ERROR(ECALNOTFOUND, f"{method}: Calibration 7 does not exist")
     service = FakeService([_parameterSet(0), _parameterSet(1)])
     service.failures[method] = [refusal]
 

@@ -2,10 +2,12 @@
 
 A worker that is told "not yet, the step is being analysed" would otherwise guess when to ask
 again, and every guess either costs a poll too many or leaves it idle after the next step is
-there, which delays the whole next step (it needs the workers' results). The process that runs
-an analysis knows when it began, and how long the last analysis of the same phase of that
-calibration took. That knowledge is only a hint: it lives in the process's memory, so another
-service instance, the agent's analyses and a restart simply leave the worker to its own waits.
+there, which delays the whole next step (it needs the workers' results). The service's
+background analysis (``private/StepAdvancement.StepAdvancer``, which passes this clock to
+``advanceStep``) knows when an analysis began, and how long the last analysis of the same phase
+of that calibration took. That knowledge is only a hint: it lives in the process's memory, so
+another service instance, the agent's analyses and a restart simply leave the worker to its own
+waits.
 """
 import threading
 import time

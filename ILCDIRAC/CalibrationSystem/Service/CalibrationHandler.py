@@ -1,12 +1,16 @@
 """CalibrationService (Calibration/Calibration): the DISET front of the CalibrationSystem.
 
-Each method checks its arguments and the caller, then makes one call into the pure procedure
-code and the CalibrationDB. The handler keeps no state of its own: everything is in the DB,
-so a restart of the service loses nothing.
+As DIRAC's own services, the handler is a mixin with the ``export_`` methods
+(``CalibrationHandlerMixin``) and the DISET handler on it (``CalibrationHandler``); where DIRAC's
+Tornado (its own tornado fork) is installed, an HTTPS handler is one class away, in a module of
+its own as DIRAC does it: ``class TornadoCalibrationHandler(CalibrationHandlerMixin, TornadoService)``.
 
-Who may call what: users act on their own calibrations (same username and group), trusted
-hosts on all; worker methods also need the calibration's worker credential; the agent's
-methods need TrustedHost (Authorization section of ConfigTemplate.cfg).
+Each method checks its arguments and the caller (``CalibrationPolicy``), then makes one call into
+the pure procedure code and the CalibrationDB. The handler keeps no state of its own: everything
+is in the DB, so a restart of the service loses nothing. A result that completes a step is stored
+and answered at once; the step is analysed in the background (``private/StepAdvancement``), and
+the agent's cycle analyses any complete step left over. Refusals carry the CalibrationSystem's
+error codes (``ILCDIRAC.Core.Utilities.DErrno``), which a worker reads with ``isRefusal``.
 """
 import datetime
 
@@ -15,26 +19,22 @@ from DIRAC.ConfigurationSystem.Client.PathFinder import getAgentSection
 from DIRAC.Core.DISET.RequestHandler import RequestHandler
 from DIRAC.Core.Security import Locations, Properties
 
-from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import ENDED_STATUSES, FINISHED, KILLED, RUNNING, CalibrationDB
-from ILCDIRAC.CalibrationSystem.Procedure.advance import (
-    ARTIFACT_FILES,
-    FAILED,
-    StepOutcome,
-    StepRecord,
-    StepState,
-    advance,
-    results_needed,
-)
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED, KILLED, RUNNING
+from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
+from ILCDIRAC.CalibrationSystem.Procedure.advance import ARTIFACT_FILES, results_needed
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 from ILCDIRAC.CalibrationSystem.Service.AnalysisClock import AnalysisClock
+from ILCDIRAC.CalibrationSystem.Service.CalibrationPolicy import CalibrationPolicy, isInteger
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
     DEFAULT_RETENTION_MINUTES,
     STEERING_FILE_INPUT,
     collectResult,
 )
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash, loadKey, matches, workerCredential
+from ILCDIRAC.CalibrationSystem.private.StepAdvancement import StepAdvancer, maxResultSize
+from ILCDIRAC.Core.Utilities.DErrno import ECALNOTREADY, ECALREQUEST, ECALSTATE
 
 _INT = (int,)
 AGENT = "Calibration/CalibrationAgent"
@@ -42,31 +42,20 @@ AGENT = "Calibration/CalibrationAgent"
 _FILE_JOB_KEYS = ("steeringFile", "photonTrainingSettings")
 
 
-def _refuse(message):
-    """An error that retrying cannot cure: workers stop at once instead of retrying it."""
-    result = S_ERROR(message)
-    result["Refused"] = True
-    return result
-
-
-def _isInt(*values):
-    """DISET's type check lets booleans through as ints; identifiers must be real integers."""
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-
-
 def _idList(calibrationIDs):
-    if not isinstance(calibrationIDs, (list, tuple)) or not all(_isInt(c) for c in calibrationIDs):
+    if not isinstance(calibrationIDs, (list, tuple)) or not all(isInteger(c) for c in calibrationIDs):
         return None
     return list(dict.fromkeys(calibrationIDs))
 
 
-class CalibrationHandler(RequestHandler):
+class CalibrationHandlerMixin:
     """Creates calibrations, serves constants and event slices to workers, collects results."""
 
     @classmethod
     def initializeHandler(cls, serviceInfoDict):
-        """Once, when the service starts: connect to the CalibrationDB (creating missing tables) and read
-        the service options (MaxResultSize, AdvanceOnLastResult, WorkerCredentialKeyFile).
+        """Once, when the service starts: connect to the CalibrationDB (creating missing tables), read
+        the service options (MaxResultSize, AdvanceOnLastResult, WorkerCredentialKeyFile) and start
+        the background step analysis, which first looks at every running calibration once.
 
         :param dict serviceInfoDict: DIRAC's description of the service
         :return: S_OK, or S_ERROR if the DB or the worker credential secret cannot be used
@@ -76,53 +65,23 @@ class CalibrationHandler(RequestHandler):
             cls.calibrationDB = CalibrationDB(parentLogger=cls.log)
         except RuntimeError as error:
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
+        cls.maxResultSize = maxResultSize()
         cls.analysisClock = AnalysisClock()
-        cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
-        cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
         keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
         try:
             cls.credentialKey = loadKey(keyFile)
         except (OSError, ValueError, TypeError) as error:
             return S_ERROR(f"Cannot read the worker credential secret (WorkerCredentialKeyFile {keyFile}): {error}")
+        cls.stepAdvancer = None
+        if cls.srv_getCSOption("AdvanceOnLastResult", True):
+            cls.stepAdvancer = StepAdvancer(cls.calibrationDB, cls.maxResultSize, cls.log, cls.analysisClock)
+            running = cls.calibrationDB.getCalibrations(statuses=[RUNNING])
+            for calibration in running["Value"] if running["OK"] else []:
+                cls.stepAdvancer.trigger(calibration["CalibrationID"])
         return S_OK()
 
-    # ------------------------------------------------------------------ helpers
-
-    def _caller(self):
-        credentials = self.getRemoteCredentials()
-        return {
-            "Owner": credentials.get("username", ""),
-            "OwnerGroup": credentials.get("group", ""),
-            "OwnerDN": credentials.get("DN", ""),
-            "Properties": credentials.get("properties", []),
-        }
-
-    def _ownCalibration(self, calibrationID):
-        """The calibration, if the caller owns it (same user and group) or is a trusted host;
-        another user's calibration is answered as if it did not exist."""
-        if not _isInt(calibrationID):
-            return _refuse(f"A calibration ID is an integer, not {calibrationID!r}")
-        result = self.calibrationDB.getCalibration(calibrationID)
-        if not result["OK"]:
-            return _refuse(result["Message"]) if result.get("Missing") else result
-        calibration = result["Value"]
-        caller = self._caller()
-        if Properties.TRUSTED_HOST in caller["Properties"]:
-            return result
-        if (caller["Owner"], caller["OwnerGroup"]) != (calibration["Owner"], calibration["OwnerGroup"]):
-            return _refuse(f"Calibration {calibrationID} does not exist")
-        return result
-
-    def _workerCalibration(self, calibrationID, credential):
-        """The calibration, for a caller that may act as one of its workers: owner or trusted
-        host, holding the calibration's worker credential."""
-        result = self._ownCalibration(calibrationID)
-        if result["OK"] and not matches(credential, result["Value"]["WorkerCredentialHash"]):
-            return _refuse(f"Not a worker of calibration {calibrationID}: wrong or missing worker credential")
-        return result
-
-    def _credential(self, calibration):
-        return workerCredential(self.credentialKey, calibration["CalibrationID"], calibration["CreationTime"])
+    def _policy(self):
+        return CalibrationPolicy(self.getRemoteCredentials())
 
     @staticmethod
     def _parameterSet(calibration):
@@ -143,7 +102,7 @@ class CalibrationHandler(RequestHandler):
         """
         ids = _idList(calibrationIDs)
         if ids is None:
-            return _refuse(f"Expected a list of calibration IDs, not {calibrationIDs!r}")
+            return S_ERROR(ECALREQUEST, f"Expected a list of calibration IDs, not {calibrationIDs!r}")
         report = {}
         for calibrationID in ids:
             result = action(calibrationID)
@@ -168,18 +127,19 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK(calibrationID), with key 'Notes': what was done to the steering file (e.g.
             the PfoAnalysis processor added), also kept in the calibration's event log
         """
-        caller = self._caller()
-        if Properties.TRUSTED_HOST in caller["Properties"]:
-            return _refuse("A calibration belongs to a user: create it with a user proxy, not a host certificate")
+        policy = self._policy()
+        allowed = policy.mayCreate()
+        if not allowed["OK"]:
+            return allowed
         if isinstance(job, dict):
             job = {key: value.encode(errors="surrogateescape") if key in _FILE_JOB_KEYS and isinstance(value, str)
                    else value for key, value in job.items()}
         try:
             plan = plan_calibration(inputFiles, numberOfEventsPerFile, settings, job)
         except ProcedureError as error:
-            return S_ERROR(f"Calibration not created: {error}")
+            return S_ERROR(ECALREQUEST, f"Calibration not created: {error}")
         result = self.calibrationDB.createCalibration(
-            caller,
+            policy.owner,
             {
                 "Settings": plan.settings,
                 "InputFiles": plan.input_files,
@@ -201,7 +161,8 @@ class CalibrationHandler(RequestHandler):
             lambda calibrationID, created: credentialHash(workerCredential(self.credentialKey, calibrationID, created)),
         )
         if result["OK"]:
-            self.log.info("Calibration created", f"{result['Value']} by {caller['Owner']} ({plan.number_of_jobs} jobs)")
+            self.log.info("Calibration created",
+                          f"{result['Value']} by {policy.owner['Owner']} ({plan.number_of_jobs} jobs)")
             result["Notes"] = list(plan.notes)
         return result
 
@@ -214,8 +175,8 @@ class CalibrationHandler(RequestHandler):
             'percentageOfFinishedJobs' the share of the jobs that reported the current step and
             'fractionOfFinishedJobsNeededToStartNextStep' the share it needs (both in %)
         """
-        caller = self._caller()
-        result = self.calibrationDB.getCalibrations(owner=caller["Owner"], ownerGroup=caller["OwnerGroup"])
+        owner = self._policy().owner
+        result = self.calibrationDB.getCalibrations(owner=owner["Owner"], ownerGroup=owner["OwnerGroup"])
         if not result["OK"]:
             return result
         retention = datetime.timedelta(minutes=self._retentionMinutes())
@@ -276,7 +237,7 @@ class CalibrationHandler(RequestHandler):
             finished, or if it failed or was killed, saying why: then its key 'Result' holds the
             same dict with the constants it had reached
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -285,6 +246,7 @@ class CalibrationHandler(RequestHandler):
             return collected
         where = f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
         refusal = S_ERROR(
+            ECALSTATE,
             f"Calibration {calibrationID} has no result: it is {calibration['Status']} ({where})"
             + (f": {calibration['StatusMessage']}" if calibration["StatusMessage"] else "")
         )
@@ -301,16 +263,16 @@ class CalibrationHandler(RequestHandler):
         :param str reason: why, kept as the calibration's status message
         :return: S_OK(message) or S_ERROR if it does not exist or has already ended
         """
-        result = self._ownCalibration(calibrationID)
+        policy = self._policy()
+        result = policy.calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
-        caller = self._caller()
-        message = f"Killed by {caller['Owner'] or caller['OwnerDN']}: {reason or 'no reason given'}"
+        message = f"Killed by {policy.owner['Owner'] or policy.owner['OwnerDN']}: {reason or 'no reason given'}"
         changed = self.calibrationDB.setStatus(calibrationID, KILLED, message, "service")
         if not changed["OK"]:
             return changed
         if not changed["Value"]:
-            return _refuse(f"Calibration {calibrationID} has already ended ({result['Value']['Status']})")
+            return S_ERROR(ECALSTATE, f"Calibration {calibrationID} has already ended ({result['Value']['Status']})")
         return S_OK(f"Calibration {calibrationID} killed; its jobs are being killed")
 
     types_killCalibrations = [list, str]
@@ -332,14 +294,14 @@ class CalibrationHandler(RequestHandler):
         :param int calibrationID: the calibration
         :return: S_OK(message) or S_ERROR if it does not exist or is still running
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         deleted = self.calibrationDB.deleteCalibration(calibrationID)
         if not deleted["OK"]:
             return deleted
         if not deleted["Value"]:
-            return _refuse(f"Calibration {calibrationID} is still running: kill it before cleaning it")
+            return S_ERROR(ECALSTATE, f"Calibration {calibrationID} is still running: kill it before cleaning it")
         return S_OK(f"Calibration {calibrationID} deleted")
 
     types_cleanCalibrations = [list]
@@ -362,13 +324,13 @@ class CalibrationHandler(RequestHandler):
         :param str newSE: storage element for the grid ('' locally)
         :return: S_OK(message saying where the results will go), or S_ERROR for a path that cannot be used
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         try:
             check_output(newPath, newSE)
         except ProcedureError as error:
-            return _refuse(str(error))
+            return S_ERROR(ECALREQUEST, str(error))
         changed = self.calibrationDB.setOutput(calibrationID, newPath, newSE)
         if not changed["OK"]:
             return changed
@@ -391,7 +353,7 @@ class CalibrationHandler(RequestHandler):
             'nextStepIn': in how many seconds its analysis is expected to end, None if unknown}),
             which tells the worker when to ask again
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -415,11 +377,11 @@ class CalibrationHandler(RequestHandler):
         :param str credential: the calibration's worker credential
         :return: S_OK({sample type: [[file, ...], events to skip, number of events]})
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
-        if not _isInt(workerID) or not 0 <= workerID < result["Value"]["NumberOfJobs"]:
-            return _refuse(f"Calibration {calibrationID} has no worker {workerID!r}")
+        if not isInteger(workerID) or not 0 <= workerID < result["Value"]["NumberOfJobs"]:
+            return S_ERROR(ECALREQUEST, f"Calibration {calibrationID} has no worker {workerID!r}")
         return self.calibrationDB.getWorkerInputData(calibrationID, workerID)
 
     types_getCalibrationSetup = [_INT, str]
@@ -433,7 +395,7 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK({'settings': dict, 'steeringFile': str, 'photonTrainingSettings': str or None
             (None for a calibration without stage 2), 'softwareVersion': str, 'numberOfJobs': int})
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -463,7 +425,7 @@ class CalibrationHandler(RequestHandler):
         :param str credential: the calibration's worker credential
         :return: S_OK(bytes of the merged likelihood XML), or S_ERROR while it does not exist yet
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         name = ARTIFACT_FILES["photonLikelihood"]
@@ -471,14 +433,14 @@ class CalibrationHandler(RequestHandler):
         if not files["OK"]:
             return files
         if name not in files["Value"]:
-            return S_ERROR(f"Calibration {calibrationID} has no merged photon likelihood yet")
+            return S_ERROR(ECALNOTREADY, f"Calibration {calibrationID} has no merged photon likelihood yet")
         return S_OK(files["Value"][name])
 
     types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes), str]
 
     def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
-        """Store a worker's result (summary) for a step; if it completes the step and
-        AdvanceOnLastResult is set, the step is analysed at once.
+        """Store a worker's result (summary) for a step and answer at once; if it completes the step
+        (and AdvanceOnLastResult is set), the service analyses the step in the background.
 
         :param int calibrationID: the calibration
         :param int stageID: stage of the step the result is for
@@ -487,34 +449,36 @@ class CalibrationHandler(RequestHandler):
         :param int workerID: the worker
         :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
         :param str credential: the calibration's worker credential
-        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing': int, 'AnalysisSeconds'}):
-            not stored when the step is over or the worker already reported it; ResultsMissing is
-            how many more results the step needs before it is analysed (0 once it has enough, or
-            is over); AnalysisSeconds how long this service's last analysis of the phase took
-            (None if it has not analysed it; absent when the step is over);
-            S_ERROR for a malformed or oversized result
+        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing', 'AnalysisSeconds'}): not
+            stored when the step is over or the worker already reported it; ResultsMissing is how many
+            more results the step needs before it is analysed (0 once it has enough, or is over; None
+            if they could not be counted); AnalysisSeconds how long this service's last analysis of
+            the phase took (None if it has not analysed it; absent when the step is over);
+            S_ERROR(ECALREQUEST) for a malformed or oversized result
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
-        if not _isInt(stageID, phaseID, stepID, workerID):
-            return _refuse("stageID, phaseID, stepID and workerID must be integers")
+        if not isInteger(stageID, phaseID, stepID, workerID):
+            return S_ERROR(ECALREQUEST, "stageID, phaseID, stepID and workerID must be integers")
         if not 0 <= workerID < calibration["NumberOfJobs"]:
-            return _refuse(f"Calibration {calibrationID} has no worker {workerID}")
+            return S_ERROR(ECALREQUEST, f"Calibration {calibrationID} has no worker {workerID}")
         if isinstance(content, str):
             content = content.encode(errors="surrogateescape")
         if len(content) > self.maxResultSize:
-            return _refuse(f"Result of {len(content)} bytes refused: the limit is {self.maxResultSize} bytes")
+            return S_ERROR(ECALREQUEST,
+                           f"Result of {len(content)} bytes refused: the limit is {self.maxResultSize} bytes")
         if stepID == calibration["Step"] and (stageID, phaseID) != (calibration["Stage"], calibration["Phase"]):
-            return _refuse(
+            return S_ERROR(
+                ECALREQUEST,
                 f"Step {stepID} is stage {calibration['Stage']} phase {calibration['Phase']}, "
                 f"not stage {stageID} phase {phaseID}"
             )
         try:
-            decode_summary(content, phaseID)
+            decode_summary(content, phaseID, self.maxResultSize)
         except ProcedureError as error:
-            return _refuse(f"Result refused: {error}")
+            return S_ERROR(ECALREQUEST, f"Result refused: {error}")
         stored = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
         if not stored["OK"]:
             return stored
@@ -522,34 +486,14 @@ class CalibrationHandler(RequestHandler):
             message = f"Step {stepID} is over (calibration at step {calibration['Step']}, {calibration['Status']})"
             return S_OK({"Stored": False, "Message": message, "ResultsMissing": 0})
         missing = self._resultsMissing(calibration)
-        if not missing["OK"]:
-            return missing
-        if stored["Value"] and not missing["Value"] and self.advanceOnLastResult:
-            self._advanceStep(calibration)
+        if not missing["OK"]:  # no reason to fail the upload: the agent's cycle finds a complete step
+            self.log.warn("Cannot count the step's results; the agent's cycle will see the step", missing["Message"])
+        elif stored["Value"] and missing["Value"] == 0 and self.stepAdvancer is not None:
+            self.stepAdvancer.trigger(calibrationID)
         message = (f"Result of worker {workerID} for step {stepID} stored" if stored["Value"]
                    else f"Worker {workerID} had already reported step {stepID}")
-        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing["Value"],
+        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing.get("Value"),
                      "AnalysisSeconds": self.analysisClock.lastDuration(calibrationID, phaseID)})
-
-    # ------------------------------------------------------------------ agent (TrustedHost)
-
-    auth_checkForStepIncrement = [Properties.TRUSTED_HOST]
-    types_checkForStepIncrement = []
-
-    def export_checkForStepIncrement(self):
-        """Analyse every running calibration whose current step has enough results.
-
-        :return: S_OK({str(calibrationID): what happened}) for the calibrations that moved
-        """
-        result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
-        if not result["OK"]:
-            return result
-        report = {}
-        for calibration in result["Value"]:
-            message = self._advanceIfComplete(calibration)
-            if message:
-                report[str(calibration["CalibrationID"])] = message
-        return S_OK(report)
 
     def _resultsMissing(self, calibration):
         """S_OK(how many more results the current step needs before it is analysed; 0 once it has enough)."""
@@ -558,30 +502,7 @@ class CalibrationHandler(RequestHandler):
             return counted
         return S_OK(max(0, results_needed(calibration["NumberOfJobs"], calibration["Settings"]) - counted["Value"]))
 
-    def _advanceIfComplete(self, calibration):
-        """Analyse the calibration's current step if it has enough results: what happened, or None.
-
-        Called by the agent's cycle; submitResult analyses the step the result completes at once.
-        """
-        missing = self._resultsMissing(calibration)
-        if not missing["OK"]:
-            return f"Error: {missing['Message']}"
-        return None if missing["Value"] else self._advanceStep(calibration)
-
-    def _advanceStep(self, calibration):
-        """Analyse the calibration's current step, which has enough results: what happened, or None
-        if it had been analysed already (the DB transaction makes sure a step is analysed only once,
-        whoever calls first)."""
-        calibrationID = calibration["CalibrationID"]
-        with self.analysisClock.timing(calibrationID, calibration["Step"], calibration["Phase"]):
-            advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
-        if not advanced["OK"]:
-            self.log.error("Step advancement failed", advanced["Message"])
-            return f"Error: {advanced['Message']}"
-        if advanced["Value"] is None:
-            return None
-        self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
-        return advanced["Value"].message
+    # ------------------------------------------------------------------ agent (TrustedHost)
 
     auth_getWorkerCredential = [Properties.TRUSTED_HOST]
     types_getWorkerCredential = [_INT]
@@ -592,10 +513,10 @@ class CalibrationHandler(RequestHandler):
         :param int calibrationID: the calibration
         :return: S_OK(str)
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
-        credential = self._credential(result["Value"])
+        credential = workerCredential(self.credentialKey, calibrationID, result["Value"]["CreationTime"])
         if not matches(credential, result["Value"]["WorkerCredentialHash"]):
             return S_ERROR(
                 f"The worker credential of calibration {calibrationID} cannot be derived any more: "
@@ -603,89 +524,11 @@ class CalibrationHandler(RequestHandler):
             )
         return S_OK(credential)
 
-    auth_resubmitJobs = [Properties.TRUSTED_HOST]
-    types_resubmitJobs = [list]
 
-    def export_resubmitJobs(self, workers):
-        """Ask the agent to resubmit workers at its next cycle (once their job has ended).
+class CalibrationHandler(CalibrationHandlerMixin, RequestHandler):
+    """The DISET handler of the CalibrationService.
 
-        :param list workers: [calibrationID, workerID] pairs
-        :return: S_OK({str(calibrationID): number of workers marked})
-        """
-        if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 and _isInt(*pair) for pair in workers):
-            return _refuse("resubmitJobs takes a list of [calibrationID, workerID] pairs")
-        byCalibration = {}
-        for calibrationID, workerID in workers:
-            byCalibration.setdefault(calibrationID, []).append(workerID)
-        return self._forEach(
-            list(byCalibration),
-            lambda calibrationID: self.calibrationDB.requestResubmission(calibrationID, byCalibration[calibrationID]),
-        )
-
-    auth_getCalibrationsToBeKilled = [Properties.TRUSTED_HOST]
-    types_getCalibrationsToBeKilled = []
-
-    def export_getCalibrationsToBeKilled(self):
-        """The killed or failed calibrations whose jobs the agent still has to kill.
-
-        :return: S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])
-        """
-        return self.calibrationDB.getEndedCalibrationsWithLiveJobs([KILLED, FAILED])
-
-    auth_getNumberOfJobsPerCalibration = [Properties.TRUSTED_HOST]
-    types_getNumberOfJobsPerCalibration = []
-
-    def export_getNumberOfJobsPerCalibration(self):
-        """How many jobs each running calibration has.
-
-        :return: S_OK({str(calibrationID): numberOfJobs}) of the running calibrations
-        """
-        result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
-        if not result["OK"]:
-            return result
-        return S_OK({str(c["CalibrationID"]): c["NumberOfJobs"] for c in result["Value"]})
-
-    auth_getRunningCalibrations = [Properties.TRUSTED_HOST]
-    types_getRunningCalibrations = []
-
-    def export_getRunningCalibrations(self):
-        """The calibrations still running.
-
-        :return: S_OK([IDs of the running calibrations])
-        """
-        return self._idsWithStatus([RUNNING])
-
-    auth_getActiveCalibrations = [Properties.TRUSTED_HOST]
-    types_getActiveCalibrations = []
-
-    def export_getActiveCalibrations(self):
-        """Every calibration the DB keeps.
-
-        :return: S_OK([IDs of the running calibrations and of the ended ones not yet removed])
-        """
-        return self._idsWithStatus([RUNNING, *ENDED_STATUSES])
-
-    def _idsWithStatus(self, statuses):
-        result = self.calibrationDB.getCalibrations(statuses=statuses)
-        if not result["OK"]:
-            return result
-        return S_OK([c["CalibrationID"] for c in result["Value"]])
-
-
-def _decideStep(calibration, contents, previous):
-    """Run the procedure on a step's results (and the step before, from the DB's snapshot); a
-    procedure error ends the calibration as failed."""
-    state = StepState(
-        calibration["Stage"],
-        calibration["Phase"],
-        calibration["Step"],
-        calibration["PhaseIteration"],
-        calibration["Parameters"],
-        None if previous is None else StepRecord(
-            previous["Stage"], previous["Phase"], previous["Step"], previous["Metrics"]
-        ),
-    )
-    try:
-        return advance(state, contents, calibration["Settings"])
-    except ProcedureError as error:
-        return StepOutcome(FAILED, calibration["Parameters"], False, None, f"Step {state.step} failed: {error}")
+    Its replies do not wait ~40 ms for the client's delayed ACK as long as OpenSSL sends one TLS
+    session ticket per connection (``NumTickets = 1`` in the OPENSSL_CONF the local stack starts it
+    with; see the admin guide): DIRAC offers no TCP_NODELAY option for its sockets.
+    """

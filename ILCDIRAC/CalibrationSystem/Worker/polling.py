@@ -5,10 +5,13 @@ service, time under the GIL that the step's analysis also needs; and a worker th
 delays the whole next step, which needs its result. So a worker asks when the next constants are
 likely to be there, not at a fixed rhythm. Two things stand between a reported step and the
 next: the results the step still misses from the other workers, and the service's analysis of
-the step. The service's answers say how many results are missing (``ResultsMissing`` of
+the step, which the service runs in the background once the result completing the step is
+stored. The service's answers say how many results are missing (``ResultsMissing`` of
 submitResult, ``resultsMissing`` of a getNewParameters that says "not yet") and, when the
 process answering has analysed steps of the calibration before, how long the analysis takes:
 
+- when the worker's own result completed the step, the analysis has just begun: it waits as long
+  as the phase's last analysis took (``AnalysisSeconds``), or asks at once when that is unknown;
 - while results are missing, the others are still reconstructing slices like this worker's,
   which they started about when it did: their results are expected within a share of its own
   step time, the larger the more of them are missing, and the analysis follows
@@ -44,17 +47,22 @@ class NextStepWait:
     def afterReport(self, missing, jobs, stepSeconds, analysisSeconds=None):
         """The wait after reporting a step.
 
-        :param int missing: results the step still needs, as submitResult answered (0: complete or over)
+        :param missing: results the step still needs, as submitResult answered (0: complete or
+            over; None: the service could not count them)
         :param int jobs: the calibration's number of jobs
         :param float stepSeconds: how long this worker took to process the step
         :param analysisSeconds: how long the service expects the step's analysis to take, as
             submitResult answered (None: not known)
-        :return: seconds to wait before asking for the next step; 0 to ask at once (the step may
-            already have been analysed)
+        :return: seconds to wait before asking for the next step; 0 to ask at once (a complete
+            step whose analysis time is unknown, or a step already over)
         """
         self.overdue = False
-        self.wait = 0.0 if missing == 0 else self._bounded(stepSeconds * min(missing, jobs) / jobs
-                                                           + (analysisSeconds or 0.0))
+        if missing == 0:
+            self.wait = self._bounded(analysisSeconds) if analysisSeconds else 0.0
+        elif missing is None:
+            self.wait = self.shortest
+        else:
+            self.wait = self._bounded(stepSeconds * min(missing, jobs) / jobs + (analysisSeconds or 0.0))
         return self.wait
 
     def afterPoll(self, missing, nextStepIn=None):

@@ -25,6 +25,7 @@ from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
     write_training_settings,
 )
 from ILCDIRAC.CalibrationSystem.Worker.polling import NextStepWait
+from ILCDIRAC.Core.Utilities.DErrno import isRefusal
 
 
 class CalibrationWorker:
@@ -197,7 +198,7 @@ class CalibrationWorker:
         wait = self.pollingTime
         while True:
             result = getattr(self.client, method)(*args, self.credential)
-            if result["OK"] or result.get("Refused") or time.monotonic() + wait > deadline:
+            if result["OK"] or isRefusal(result) or time.monotonic() + wait > deadline:
                 if not result["OK"]:
                     self.log.error(f"{method} failed", result["Message"])
                 return result
