@@ -12,9 +12,10 @@ Real DISET/TLS on loopback against a throw-away local stack (MariaDB, service; t
 stopped, so no real worker job runs). One calibration of alice per row, numberOfJobs = workers,
 settings stopStage 1, stopPhase 0: phase 0 only. The simulated workers follow the protocol of
 Worker/worker.py without reconstructing anything: getNewParameters(id, last step, credential)
-with back-off (doubling from --poll-start to --poll-max; the real worker uses 2 -> 10 s, the
-benchmark shortens it to 0.5 -> 2 s by default to make more steps per minute), and on a new
-step at once submitResult with a valid phase-0 summary, then poll again at once. The summaries
+with back-off (doubling from --poll-start to --poll-max, 0.5 -> 2 s by default to make more
+steps per minute; the real worker waits by what the service answers, Worker/polling.py, which
+costs fewer polls per step than this plain back-off), and on a new step at once submitResult with
+a valid phase-0 summary, then poll again at once. The summaries
 peak 10 % below the photon energy, so phase 0 never converges and the step repeats until the
 row's time is up (real workers would move the peak with the new constants). Workers are spread
 over --processes client processes, each running its workers in order of their next due time;
@@ -122,7 +123,7 @@ def _simulate(client, task):
         if result["OK"]:
             submits.append((newStep, start, lastEnd, result["Value"]["Stored"]))
             step[workerID], wait[workerID] = newStep, pollStart
-            heapq.heappush(queue, (lastEnd, workerID))  # the real worker polls again at once
+            heapq.heappush(queue, (lastEnd, workerID))  # at once: the harder case for the service
         elif not isRefusal(result):
             later(workerID)  # it gets the same step again and re-submits
     return {"latencies": latencies, "submits": submits, "firstServed": firstServed, "lags": lags,
@@ -294,7 +295,7 @@ def _report(measured, args, load):
         for message, count in errors.most_common(5):
             print(f"error x{count} ({row['workers']} workers): {message}")
     print(f"{machine_line(load)}; {args.processes} client processes on the same cores, one TLS connection per "
-          f"call; back-off {args.poll_start:g} -> {args.poll_max:g} s (real worker: 2 -> 10 s); {VALUES_PER_REGION} "
+          f"call; back-off {args.poll_start:g} -> {args.poll_max:g} s (real workers: Worker/polling.py); {VALUES_PER_REGION} "
           "photons per region per summary. Step transition = start of the submitResult carrying the last needed "
           "result -> first reply serving the next step (median over the steps); completing submit = that call (the "
           "needed-th stored result of the step, by end time); analysed->served = from the analysis being written "
