@@ -12,7 +12,7 @@ request on plain data before anything is written.
 """
 from dataclasses import dataclass
 
-from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FAILED, FINISHED, KILLED, RUNNING
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED, RESUMABLE_STATUSES, RUNNING
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_number_of_jobs, check_output, split_workers
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError, StateError
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
@@ -24,8 +24,6 @@ from ILCDIRAC.CalibrationSystem.Procedure.procedure import (
 )
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 
-#: The statuses a calibration may be resumed from.
-RESUMABLE_STATUSES = (FAILED, KILLED)
 #: Settings a resume may change: how precisely, how long and how far the procedure goes on.
 CHANGEABLE_SETTINGS = (
     "digitisationAccuracy",
