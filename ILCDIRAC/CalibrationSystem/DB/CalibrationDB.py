@@ -159,6 +159,18 @@ class CalibrationDB(DB):
             conn,
         )
 
+    def _addWorkers(self, conn, calibrationID, created, workerInputData, credentialHash):
+        """Store a new calibration's workers and the hash of their credential."""
+        self._run(
+            "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
+            (credentialHash(calibrationID, created), calibrationID),
+            conn,
+        )
+        rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
+        cursor = conn.cursor()
+        cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
+        cursor.close()
+
     def _replaceFiles(self, conn, calibrationID, step, files):
         if files:
             cursor = conn.cursor()
@@ -216,15 +228,7 @@ class CalibrationDB(DB):
                 conn,
             )
             calibrationID = result["lastRowId"]
-            self._run(
-                "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
-                (credentialHash(calibrationID, now), calibrationID),
-                conn,
-            )
-            rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
-            cursor = conn.cursor()
-            cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
-            cursor.close()
+            self._addWorkers(conn, calibrationID, now, workerInputData, credentialHash)
             self._insertStep(conn, calibrationID, 0, stage, phase, 1, parameters, now)
             self._replaceFiles(conn, calibrationID, 0, calibration.get("Files", {}))
             self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
@@ -272,15 +276,7 @@ class CalibrationDB(DB):
                 conn.rollback()
                 return S_ERROR(ECALNOTFOUND, f"Calibration {originID} no longer exists, or cannot be resumed")
             calibrationID = result["lastRowId"]
-            self._run(
-                "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
-                (credentialHash(calibrationID, now), calibrationID),
-                conn,
-            )
-            rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
-            cursor = conn.cursor()
-            cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
-            cursor.close()
+            self._addWorkers(conn, calibrationID, now, workerInputData, credentialHash)
             self._run(
                 "INSERT INTO Steps (CalibrationID, Step, Stage, Phase, PhaseIteration, Parameters, StartTime, EndTime, "
                 "NumberOfResults, Converged, Metrics, PendingPlots) SELECT %s, Step, Stage, Phase, PhaseIteration, "
