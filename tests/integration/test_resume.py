@@ -2,6 +2,7 @@
 step through the ordinary step advancement and ends where the built-in detector model says, while
 the calibration it resumes keeps its history; a refused resume stores nothing."""
 import json
+import subprocess
 
 import pytest
 from DIRAC.Core.Utilities.DErrno import cmpError
@@ -161,6 +162,31 @@ def test_only_the_owner_resumes_and_a_finished_calibration_has_nothing_to_resume
     answer = clients["alice"]().resumeCalibration(finished, None, {})
     assert cmpError(answer, ECALSTATE) and "nothing to resume" in answer["Message"]
     assert _count_calibrations(db) == count + 1
+
+
+def test_the_command_resumes_and_refuses_with_a_message_and_an_exit_code(stack, failed, clients, db):
+    count = _count_calibrations(db)
+    commands = [
+        ["dirac-calibration-resume", str(failed), "--from-step", "x"],
+        ["dirac-calibration-resume", str(failed), "--set", "nHcalLayers"],
+        ["dirac-calibration-resume", str(failed), "--set", "nHcalLayers=44"],
+        ["dirac-calibration-resume", "abc"],
+        ["dirac-calibration-resume", str(failed), "--from-step", "0", "--set", "nMaxIterationsPerPhase=4",
+         "--set", "numberOfJobs=3"],
+    ]
+    step, assignment, frozen, notAnID, resumed = [
+        subprocess.run(command, env=stack.user_env("alice"), capture_output=True, text=True, timeout=120)
+        for command in commands
+    ]
+    assert step.returncode == 2 and "--from-step x: a step is a number" in step.stderr
+    assert assignment.returncode == 2 and "--set expects" in assignment.stderr
+    assert frozen.returncode == 1 and "nHcalLayers cannot change" in frozen.stderr
+    assert notAnID.returncode == 2 and "'abc' is not a calibration ID" in notAnID.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    calibrationID = int(resumed.stdout.strip().splitlines()[-1])
+    assert _count_calibrations(db) == count + 1
+    status = _status(clients["alice"](), calibrationID)
+    assert (status["resumedFrom"], status["numberOfJobs"]) == (failed, 3)
 
 
 def test_a_database_of_an_earlier_version_gets_the_resumed_from_column(stack, clients, db):
