@@ -24,7 +24,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import SOFTWARE_VERSION
+from conftest import SOFTWARE_VERSION, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +83,7 @@ MATRIX = {
     "cleanCalibration": OWNER_OR_HOST,
     "cleanCalibrations": OWNER_OR_HOST,
     "changeDirectoryToCopyTo": OWNER_OR_HOST,
+    "resumeCalibration": {ALICE: ALLOWED, BOB: NOT_OWNER, HOST: USERS_ONLY, STRANGER: UNAUTHORIZED},
     # workers
     "getNewParameters": WORKER,
     "getInputDataDict": WORKER,
@@ -359,6 +360,32 @@ def _row_changeDirectoryToCopyTo(w):
             == (f"/calibration-output/{caller}", 0))
 
 
+def _resumable(w):
+    """A calibration of alice failed at its analysed step 0: two results of step 0 without a positive
+    energy (the service analyses the step at once, and no peak can be fitted)."""
+    from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+
+    target = w.create(ALICE)
+    credential = w._credential(target)
+    empty = encode_summary(0, {"barrel": np.zeros(10, np.float32), "endcap": np.zeros(10, np.float32)})
+    for workerID in (0, 1):
+        stored = w.clients[ALICE].submitResult(target, 1, 0, 0, workerID, empty, credential)
+        assert stored["OK"] and stored["Value"]["Stored"], stored
+    wait_for(lambda: w.calibration(target)[0] == "Failed", 60, interval=0.2, what=f"calibration {target} to fail")
+    return target
+
+
+def _row_resumeCalibration(w):
+    target = _resumable(w)
+
+    def check(caller, result):
+        w.created.append(result["Value"])
+        return w.calibration(result["Value"], "Owner, ResumedFrom, Status, NumberOfJobs") == \
+            (USERNAMES[caller], target, "Running", 1)
+
+    return lambda caller: w.clients[caller].resumeCalibration(target, None, {"numberOfJobs": 1}), check
+
+
 def _worker_row(method, arguments, check):
     """A worker method called on calibration A with ``arguments(caller)`` then the credential."""
 
@@ -402,6 +429,7 @@ ROWS = {
     "cleanCalibration": _row_cleanCalibration,
     "cleanCalibrations": _row_cleanCalibrations,
     "changeDirectoryToCopyTo": _row_changeDirectoryToCopyTo,
+    "resumeCalibration": _row_resumeCalibration,
     "getNewParameters": _worker_row(
         "getNewParameters", lambda w, caller: (w.A, -1),
         lambda w, caller, result: result["OK"] and result["Value"]["currentStep"] == 0

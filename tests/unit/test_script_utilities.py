@@ -162,3 +162,27 @@ def test_options_collect_repeated_switches_and_check_them(tmp_path):
         create._options(switches + [("events-per-file", "gamma=many")], [])
     with pytest.raises(ValueError, match="gives the muon sample twice"):
         create._options(switches + [("input-files", "muon=other.txt")], [])
+
+
+def test_resume_options_read_the_step_and_the_settings_as_json():
+    from ILCDIRAC.CalibrationSystem.scripts.dirac_calibration_resume import resumeOptions
+
+    fromStep, changes = resumeOptions([("from-step", "4"), ("set", "nMaxIterationsPerPhase=50"),
+                                       ("set", "digitisationAccuracy=0.02"), ("set", "outputPath=/data/calib"),
+                                       ("set", "stopStage = 2")])
+    assert fromStep == 4
+    assert changes == {"nMaxIterationsPerPhase": 50, "digitisationAccuracy": 0.02, "outputPath": "/data/calib",
+                       "stopStage": 2}
+    assert resumeOptions([]) == (None, {})
+
+
+@pytest.mark.parametrize("switches, message", [
+    ([("from-step", "last")], "--from-step last: a step is a number"),
+    ([("set", "numberOfJobs")], "--set expects TYPE=VALUE"),
+    ([("set", "numberOfJobs=2"), ("set", "numberOfJobs=3")], "--set gives numberOfJobs twice"),
+])
+def test_resume_options_refuse_what_they_cannot_read(switches, message):
+    from ILCDIRAC.CalibrationSystem.scripts.dirac_calibration_resume import resumeOptions
+
+    with pytest.raises(ValueError, match=message):
+        resumeOptions(switches)

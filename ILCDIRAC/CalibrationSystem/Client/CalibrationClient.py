@@ -6,7 +6,9 @@ A physicist starts a calibration with the three lines of the user guide::
     setConfig(digitisationAccuracy=0.02)          # optional: settings the call has no room for
     result = createCalibration('steering_file.xml', 'software_version', [gammaDir, muonDir], 100)
 
-and later reads ``RPCClient('Calibration/Calibration').getResult(calibrationID)``.
+and later reads ``RPCClient('Calibration/Calibration').getResult(calibrationID)``. A calibration
+that failed or was killed goes on from a completed step with ``resumeCalibration(calibrationID,
+nMaxIterationsPerPhase=50)``.
 """
 import os
 
@@ -161,6 +163,24 @@ def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
     settings = dict(_config["settings"], steeringFile=steeringFile, softwareVersion=softwareVersion,
                     numberOfJobs=numberOfJobs, photonTrainingSettingsFile=_config["photonTrainingSettingsFile"])
     return CalibrationClient().createCalibration(files, counts, settings)
+
+
+def resumeCalibration(calibrationID, fromStep=None, **changedSettings):
+    """Resume a failed or killed calibration from one of its completed steps, as a new calibration
+    that keeps the origin's history and input files; the origin stays as it was.
+
+    :param int calibrationID: the failed or killed calibration
+    :param int fromStep: the completed step to run again first (default: the last completed one)
+    :param changedSettings: settings to change, e.g. ``nMaxIterationsPerPhase=50``,
+        ``digitisationAccuracy=0.02``, ``numberOfJobs=20``, ``outputPath='/data/calib'``; the
+        detector and steering settings cannot change
+    :return: S_OK(ID of the new calibration) or S_ERROR saying why it was not resumed
+    """
+    initializeDIRAC()
+    result = CalibrationClient().resumeCalibration(calibrationID, fromStep, changedSettings)
+    for note in result.get("Notes", []) if result["OK"] else []:
+        gLogger.notice(f"Calibration {result['Value']}:", note)
+    return result
 
 
 def initializeDIRAC():

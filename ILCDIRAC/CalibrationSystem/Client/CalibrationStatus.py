@@ -19,6 +19,8 @@ KILLED = "Killed"
 
 CALIBRATION_STATUSES = (RUNNING, FINISHED, FAILED, KILLED)
 ENDED_STATUSES = (FINISHED, FAILED, KILLED)
+#: The ended statuses from which a new calibration may resume (``Procedure.resumption``).
+RESUMABLE_STATUSES = (FAILED, KILLED)
 #: {status: the statuses a calibration in it may move to}; an ended calibration never moves again.
 CALIBRATION_TRANSITIONS = {RUNNING: ENDED_STATUSES, FINISHED: (), FAILED: (), KILLED: ()}
 

@@ -24,6 +24,7 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
     ENDED_STATUSES,
     FINAL_ATTEMPT_STATUSES,
     FAILED_ATTEMPT_STATUSES,
+    RESUMABLE_STATUSES,
     RUNNING,
     sourcesOf,
 )
@@ -32,7 +33,7 @@ from ILCDIRAC.Core.Utilities.DErrno import ECALNOTFOUND, ECALREQUEST, ECALSTEPMO
 _CALIBRATION_COLUMNS = (
     "CalibrationID, Owner, OwnerGroup, OwnerDN, Status, StatusMessage, SoftwareVersion, NumberOfJobs, "
     "Settings, Stage, Phase, Step, PhaseIteration, Parameters, "
-    "OutputPath, OutputSE, ResultsCopied, WorkerCredentialHash, CreationTime, LastUpdate, EndTime"
+    "OutputPath, OutputSE, ResultsCopied, WorkerCredentialHash, CreationTime, LastUpdate, EndTime, ResumedFrom"
 )
 _JSON_COLUMNS = ("Settings", "Parameters")
 
@@ -59,6 +60,7 @@ def _schema_statements():
 _ADDED_COLUMNS = (
     ("Calibrations", "PhotonTrainingSettings", "MEDIUMBLOB NULL AFTER SteeringFile"),
     ("Steps", "PendingPlots", "MEDIUMBLOB NULL AFTER Metrics"),
+    ("Calibrations", "ResumedFrom", "INT UNSIGNED NULL AFTER EndTime"),
 )
 
 
@@ -157,6 +159,18 @@ class CalibrationDB(DB):
             conn,
         )
 
+    def _addWorkers(self, conn, calibrationID, created, workerInputData, credentialHash):
+        """Store a new calibration's workers and the hash of their credential."""
+        self._run(
+            "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
+            (credentialHash(calibrationID, created), calibrationID),
+            conn,
+        )
+        rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
+        cursor = conn.cursor()
+        cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
+        cursor.close()
+
     def _replaceFiles(self, conn, calibrationID, step, files):
         if files:
             cursor = conn.cursor()
@@ -214,21 +228,96 @@ class CalibrationDB(DB):
                 conn,
             )
             calibrationID = result["lastRowId"]
-            self._run(
-                "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
-                (credentialHash(calibrationID, now), calibrationID),
-                conn,
-            )
-            rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
-            cursor = conn.cursor()
-            cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
-            cursor.close()
+            self._addWorkers(conn, calibrationID, now, workerInputData, credentialHash)
             self._insertStep(conn, calibrationID, 0, stage, phase, 1, parameters, now)
             self._replaceFiles(conn, calibrationID, 0, calibration.get("Files", {}))
             self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
             for note in calibration.get("Notes", ()):
                 self._logEvent(conn, calibrationID, "service", note)
         return S_OK(calibrationID)
+
+    @_stored("Could not store the resumed calibration")
+    def resumeCalibration(self, originID, owner, calibration, workerInputData, fromStep, credentialHash):
+        """Store a new calibration that resumes ``originID`` at its step ``fromStep``, in one transaction.
+
+        The new calibration takes the origin's input files, steering file, photon-training settings and
+        release, a copy of its steps before ``fromStep`` (their constants and metrics) and of the files
+        stored with them, and starts at step ``fromStep``; the origin is left as it was, but for a line
+        in its event log.
+
+        :param int originID: the calibration resumed, which must be Failed or Killed
+        :param dict owner: Owner, OwnerGroup, OwnerDN
+        :param dict calibration: Settings, NumberOfJobs, OutputPath, OutputSE, Stage, Phase,
+            PhaseIteration and Parameters of the first step, Note (for both event logs), and
+            KeptFiles (names of the origin's files copied whatever their step)
+        :param list workerInputData: per worker, the JSON-able input data dict
+        :param int fromStep: the number of the first step; the steps before it are copied
+        :param credentialHash: callable(calibrationID, creationTime) -> hash of the workers' credential
+        :return: S_OK(calibrationID), or S_ERROR(ECALNOTFOUND) if the origin is gone or not resumable
+        """
+        now = _now()
+        with self._transaction() as conn:
+            result = self._run(
+                "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
+                "Settings, InputFiles, EventsPerFile, SteeringFile, PhotonTrainingSettings, Stage, Phase, Step, "
+                "PhaseIteration, Parameters, OutputPath, OutputSE, CreationTime, LastUpdate, ResumedFrom) "
+                "SELECT %s, %s, %s, %s, SoftwareVersion, %s, %s, InputFiles, EventsPerFile, SteeringFile, "
+                "PhotonTrainingSettings, %s, %s, %s, %s, %s, %s, %s, %s, %s, CalibrationID FROM Calibrations "
+                f"WHERE CalibrationID = %s AND Status IN ({_marks(RESUMABLE_STATUSES)})",
+                (
+                    owner["Owner"], owner["OwnerGroup"], owner["OwnerDN"], RUNNING, calibration["NumberOfJobs"],
+                    json.dumps(calibration["Settings"]), calibration["Stage"], calibration["Phase"], fromStep,
+                    calibration["PhaseIteration"], json.dumps(calibration["Parameters"]), calibration["OutputPath"],
+                    calibration["OutputSE"], now, now, originID, *RESUMABLE_STATUSES,
+                ),
+                conn,
+            )
+            if result["Value"] != 1:
+                conn.rollback()
+                return S_ERROR(ECALNOTFOUND, f"Calibration {originID} no longer exists, or cannot be resumed")
+            calibrationID = result["lastRowId"]
+            self._addWorkers(conn, calibrationID, now, workerInputData, credentialHash)
+            self._run(
+                "INSERT INTO Steps (CalibrationID, Step, Stage, Phase, PhaseIteration, Parameters, StartTime, EndTime, "
+                "NumberOfResults, Converged, Metrics, PendingPlots) SELECT %s, Step, Stage, Phase, PhaseIteration, "
+                "Parameters, StartTime, EndTime, NumberOfResults, Converged, Metrics, PendingPlots FROM Steps "
+                "WHERE CalibrationID = %s AND Step < %s",
+                (calibrationID, originID, fromStep),
+                conn,
+            )
+            self._insertStep(conn, calibrationID, fromStep, calibration["Stage"], calibration["Phase"],
+                             calibration["PhaseIteration"], calibration["Parameters"], now)
+            kept = list(calibration["KeptFiles"])
+            self._run(
+                "INSERT INTO CalibrationFiles (CalibrationID, Name, Step, Content) SELECT %s, Name, Step, Content "
+                "FROM CalibrationFiles WHERE CalibrationID = %s AND (Step < %s"
+                + (f" OR Name IN ({_marks(kept)}))" if kept else ")"),
+                (calibrationID, originID, fromStep, *kept),
+                conn,
+            )
+            self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
+            self._logEvent(conn, calibrationID, "service", calibration["Note"])
+            self._logEvent(conn, originID, "service", f"Resumed as calibration {calibrationID}: {calibration['Note']}")
+        return S_OK(calibrationID)
+
+    @_stored("Could not read the calibration's inputs")
+    def getInputs(self, calibrationID):
+        """What a calibration was created with besides its settings (what a resume reuses).
+
+        :param int calibrationID: the calibration
+        :return: S_OK({'InputFiles': {sample: [file, ...]}, 'EventsPerFile': {sample: int},
+            'HasPhotonTrainingSettings': bool}), or S_ERROR(ECALNOTFOUND)
+        """
+        rows = self._fetch(
+            "SELECT InputFiles, EventsPerFile, PhotonTrainingSettings IS NOT NULL FROM Calibrations "
+            "WHERE CalibrationID = %s",
+            (calibrationID,),
+        )
+        if not rows:
+            return S_ERROR(ECALNOTFOUND, f"Calibration {calibrationID} does not exist")
+        files, counts, training = rows[0]
+        return S_OK({"InputFiles": json.loads(files), "EventsPerFile": json.loads(counts),
+                     "HasPhotonTrainingSettings": bool(training)})
 
     # ------------------------------------------------------------------ reading
 

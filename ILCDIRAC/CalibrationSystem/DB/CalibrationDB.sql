@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS Calibrations (
   CreationTime DATETIME NOT NULL,
   LastUpdate DATETIME NOT NULL,
   EndTime DATETIME NULL,
+  ResumedFrom INT UNSIGNED NULL,  -- the failed or killed calibration this one resumes (may since be cleaned)
   PRIMARY KEY (CalibrationID),
   INDEX (Owner, OwnerGroup),
   INDEX (Status)

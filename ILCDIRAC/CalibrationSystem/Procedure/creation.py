@@ -71,7 +71,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
         raise SettingsError("the steering file's content must be given as steeringFile")
     number_of_jobs, software_version = job.get("numberOfJobs"), job.get("softwareVersion")
     output_path, output_se = job.get("outputPath", ""), job.get("outputSE", "")
-    _check_number_of_jobs(number_of_jobs)
+    check_number_of_jobs(number_of_jobs)
     _check_software_version(software_version)
     check_output(output_path, output_se)
     full_settings = validate_settings(settings if settings is not None else {})
@@ -89,11 +89,7 @@ def plan_calibration(input_files, events_per_file, settings, job):
             f"Missing input samples {sorted(missing)}: the phases to run need {sorted(required_samples(full_settings))}"
         )
     training_settings = _photon_training_settings(job.get("photonTrainingSettings"), full_settings)
-    slices = {sample: split_events(files[sample], counts[sample], number_of_jobs) for sample in sorted(files)}
-    worker_input_data = [
-        {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
-        for worker in range(number_of_jobs)
-    ]
+    worker_input_data = split_workers(files, counts, number_of_jobs)
     prepared = prepare_pfoanalysis(steering_file, full_settings)
     parameters = read_constants(prepared.steering_file, sorted(required_constants(full_settings)), full_settings)
     return CalibrationPlan(
@@ -101,6 +97,22 @@ def plan_calibration(input_files, events_per_file, settings, job):
         prepared.steering_file, steering_file, (prepared.note,), training_settings, software_version,
         number_of_jobs, output_path, output_se,
     )
+
+
+def split_workers(files, counts, number_of_jobs):
+    """The events each worker reprocesses at every step: every sample split over the workers.
+
+    :param dict files: {sample type: [file, ...]}
+    :param dict counts: {sample type: events in each file}
+    :param int number_of_jobs: the number of workers
+    :return: list, per worker, of {sample type: [[file, ...], events to skip, number of events]};
+        SettingsError if a sample has fewer events than workers
+    """
+    slices = {sample: split_events(files[sample], counts[sample], number_of_jobs) for sample in sorted(files)}
+    return [
+        {sample: [list(sl[worker].files), sl[worker].skip, sl[worker].n_events] for sample, sl in slices.items()}
+        for worker in range(number_of_jobs)
+    ]
 
 
 def _photon_training_settings(content, settings):
@@ -120,7 +132,11 @@ def _photon_training_settings(content, settings):
     return content
 
 
-def _check_number_of_jobs(number_of_jobs):
+def check_number_of_jobs(number_of_jobs):
+    """SettingsError unless ``number_of_jobs`` is an integer from 1 to MAX_NUMBER_OF_JOBS.
+
+    :param int number_of_jobs: the requested number of worker jobs
+    """
     if isinstance(number_of_jobs, bool) or not isinstance(number_of_jobs, int):
         raise SettingsError(f"numberOfJobs must be an integer, not {type(number_of_jobs).__name__}")
     if not 1 <= number_of_jobs <= MAX_NUMBER_OF_JOBS:

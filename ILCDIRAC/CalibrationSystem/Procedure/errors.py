@@ -23,3 +23,7 @@ class SummaryError(ProcedureError):
 
 class FitError(ProcedureError):
     """A distribution from which no trustworthy peak could be extracted."""
+
+
+class StateError(ProcedureError):
+    """A request that the calibration's status does not allow (e.g. resuming a running one)."""

@@ -23,7 +23,8 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED, KILLED
 from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
 from ILCDIRAC.CalibrationSystem.Procedure.advance import ARTIFACT_FILES, results_needed
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
-from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, StateError
+from ILCDIRAC.CalibrationSystem.Procedure.resumption import plan_resumption
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 from ILCDIRAC.CalibrationSystem.Service.AnalysisClock import AnalysisClock
 from ILCDIRAC.CalibrationSystem.Service.CalibrationPolicy import CalibrationPolicy, isInteger
@@ -166,6 +167,65 @@ class CalibrationHandlerMixin:
             result["Notes"] = list(plan.notes)
         return result
 
+    types_resumeCalibration = [_INT, None, dict]
+
+    def export_resumeCalibration(self, calibrationID, fromStep, changes):
+        """Resume a failed or killed calibration from one of its completed steps, as a new calibration
+        (see ``Procedure.resumption``): it keeps the origin's history before that step, runs that step
+        again with the constants it ran with, and goes on; the origin stays as it was.
+
+        :param int calibrationID: the failed or killed calibration
+        :param fromStep: the completed step to run again first (int), or None for the last completed one
+        :param dict changes: settings and job keys to change, among ``resumption.CHANGEABLE_SETTINGS``
+            and ``CHANGEABLE_JOB_KEYS`` (e.g. nMaxIterationsPerPhase, digitisationAccuracy, numberOfJobs)
+        :return: S_OK(ID of the new calibration), with key 'Notes' (what was resumed, also in both event
+            logs); S_ERROR(ECALSTATE) for a calibration that is running or finished, S_ERROR(ECALREQUEST)
+            for a step or a change that is not allowed: then nothing is stored
+        """
+        policy = self._policy()
+        allowed = policy.mayCreate()
+        if not allowed["OK"]:
+            return allowed
+        result = policy.calibration(self.calibrationDB, calibrationID)
+        if not result["OK"]:
+            return result
+        steps = self.calibrationDB.getSteps(calibrationID)
+        inputs = self.calibrationDB.getInputs(calibrationID)
+        for answer in (steps, inputs):
+            if not answer["OK"]:
+                return answer
+        try:
+            plan = plan_resumption(result["Value"], steps["Value"], inputs["Value"]["InputFiles"],
+                                   inputs["Value"]["EventsPerFile"], inputs["Value"]["HasPhotonTrainingSettings"],
+                                   fromStep, changes)
+        except StateError as error:
+            return S_ERROR(ECALSTATE, f"Calibration not resumed: {error}")
+        except ProcedureError as error:
+            return S_ERROR(ECALREQUEST, f"Calibration not resumed: {error}")
+        result = self.calibrationDB.resumeCalibration(
+            calibrationID,
+            policy.owner,
+            {
+                "Settings": plan.settings,
+                "NumberOfJobs": plan.number_of_jobs,
+                "OutputPath": plan.output_path,
+                "OutputSE": plan.output_se,
+                "Stage": plan.position.stage,
+                "Phase": plan.position.phase,
+                "PhaseIteration": plan.iteration,
+                "Parameters": plan.parameters,
+                "Note": plan.note,
+                "KeptFiles": [STEERING_FILE_INPUT],
+            },
+            plan.worker_input_data,
+            plan.from_step,
+            lambda newID, created: credentialHash(workerCredential(self.credentialKey, newID, created)),
+        )
+        if result["OK"]:
+            self.log.info("Calibration resumed", f"{result['Value']}: {plan.note}")
+            result["Notes"] = [plan.note]
+        return result
+
     types_getUserCalibrationStatuses = []
 
     def export_getUserCalibrationStatuses(self):
@@ -209,6 +269,7 @@ class CalibrationHandlerMixin:
                 "outputPath": calibration["OutputPath"],
                 "outputSE": calibration["OutputSE"],
                 "resultsCopied": bool(calibration["ResultsCopied"]),
+                "resumedFrom": calibration["ResumedFrom"],
             }
             if calibration["EndTime"] and calibration["ResultsCopied"]:
                 left = calibration["EndTime"] + retention - now
