@@ -163,3 +163,26 @@ def test_response_slope_from_two_steps_on_the_same_events():
     assert phase_tools.response_slope(StepRecord(1, 0, 3, {}), "barrelMean", current, 10.0) == 1.0
     assert phase_tools.response_slope(StepRecord(1, 0, 3, {"barrelMean": 10.01}), "barrelMean", 10.0, 10.0) == 1.0
     assert phase_tools.response_slope(before, "barrelMean", 13.0, 10.0) == 0.25  # moved away: clipped
+
+
+def test_worker_groups_pool_the_workers_round_robin_into_at_most_the_given_number():
+    summaries = [{"e": np.full(3, float(worker)), "h": np.full(3, -float(worker))} for worker in range(25)]
+    groups = phase_tools.worker_groups(summaries, ("e", "h"), groups=10)
+    assert len(groups) == 10
+    assert sorted(set(groups[3][0])) == [3.0, 13.0, 23.0] and sorted(set(groups[9][1])) == [-19.0, -9.0]
+    assert sum(group[0].size for group in groups) == 75  # every event once
+    assert len(phase_tools.worker_groups(summaries[:4], ("e",), groups=10)) == 4  # one worker a group
+
+
+def test_worker_peak_spread_fits_a_bounded_number_of_groups():
+    calls = []
+
+    def fit(values, accuracy, truth_energy):
+        calls.append(values.size)
+        return _peak(float(np.mean(values)))
+
+    rng = np.random.default_rng(3)
+    summaries = [{"e": rng.normal(10.0, 0.5, 40)} for _ in range(200)]
+    spread = phase_tools.worker_peak_spread(fit, summaries, "e", 0.05, 10.0)
+    assert len(calls) == phase_tools.SPREAD_GROUPS and set(calls) == {800}
+    assert spread == pytest.approx(0.5 / np.sqrt(8000), rel=0.5)  # the error of the mean of all events

@@ -347,12 +347,11 @@ def newton_minimum(hcal, ecal, start, weights=None, max_steps=50):
 
 
 def _worker_intercepts(summaries, start):
-    """Each worker's χ² minimum (I_E, I_H) of its kaons in the band (newton_minimum from the
-    minimum of all, ``start``), those with fewer than MIN_EVENTS or no minimum left out."""
+    """The χ² minimum (I_E, I_H) of each group of workers' kaons in the band
+    (phase_tools.worker_groups; newton_minimum from the minimum of all, ``start``), groups with
+    fewer than MIN_EVENTS or no minimum left out."""
     intercepts = []
-    for summary in summaries:
-        hcal = np.asarray(summary["hcalToHad"], dtype=np.float64)
-        ecal = np.asarray(summary["ecalToHad"], dtype=np.float64)
+    for hcal, ecal in phase_tools.worker_groups(summaries, ("hcalToHad", "ecalToHad")):
         band = in_band(hcal, ecal) if hcal.size == ecal.size else np.zeros(0, dtype=bool)
         if np.count_nonzero(band) >= MIN_EVENTS:
             try:

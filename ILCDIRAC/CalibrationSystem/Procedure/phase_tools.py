@@ -188,9 +188,33 @@ def worker_spread(estimates):
     return float(estimates.std(ddof=1) / np.sqrt(estimates.size))
 
 
+#: The per-worker cross-checks pool the workers into at most this many groups: enough for a
+#: spread, and a bounded number of fits on the step's critical path however many workers there are.
+SPREAD_GROUPS = 10
+
+
+def worker_groups(summaries, fields, groups=SPREAD_GROUPS):
+    """The workers' values of ``fields`` pooled into at most ``groups`` independent samples
+    (worker i in group i mod groups): each worker's events are its own, so each group is an
+    independent sample of about 1/groups of the step's events.
+
+    :param list summaries: the decoded summaries of the step's workers
+    :param tuple fields: summary fields holding one value per event
+    :param int groups: the largest number of groups
+    :return: list of tuples of float64 arrays, one array per field
+    """
+    count = min(groups, len(summaries))
+    return [
+        tuple(np.concatenate([np.asarray(summary[field], dtype=np.float64).ravel()
+                              for summary in summaries[group::count]]) for field in fields)
+        for group in range(count)
+    ]
+
+
 def worker_peak_spread(fit, summaries, field, accuracy, truth_energy):
-    """worker_spread of the peaks ``fit`` finds in each worker's values of ``field``, those with
-    too few values for a peak left out: a cross-check of the fit error of the combined peak.
+    """worker_spread of the peaks ``fit`` finds in each group of workers' values of ``field``
+    (worker_groups), groups with too few values for a peak left out: a cross-check of the fit
+    error of the combined peak.
 
     :param fit: histogram.fit_peak, or a function with its signature
     :param list summaries: the decoded summaries of the step's workers
@@ -200,9 +224,9 @@ def worker_peak_spread(fit, summaries, field, accuracy, truth_energy):
     :return: float or None
     """
     means = []
-    for summary in summaries:
+    for (values,) in worker_groups(summaries, (field,)):
         try:
-            means.append(fit(np.asarray(summary[field], dtype=np.float64), accuracy, truth_energy).mean)
+            means.append(fit(values, accuracy, truth_energy).mean)
         except FitError:
             continue
     return worker_spread(means)
