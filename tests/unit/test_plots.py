@@ -228,8 +228,9 @@ def test_a_fitted_peak_is_shown_around_it_in_bins_of_its_width():
     assert width <= peak.sigma / 2.5 and width == pytest.approx(0.1)
     assert plot.edges[0] >= peak.mean - 6 * peak.sigma and plot.edges[-1] <= peak.mean + 6 * peak.sigma
     assert plot.below > 100 and plot.below + plot.above + plot.counts.sum() == values.size
-    assert plot.fit_bin_width == pytest.approx(np.diff(peak.edges)[0])
-    assert plot.gaussian[0] / width == pytest.approx(peak.amplitude / plot.fit_bin_width)
+    assert plot.fit_bin_width == pytest.approx(np.diff(peak.fit_edges)[0])  # the bins MINUIT fitted
+    assert plot.fit_bin_width < np.diff(peak.edges)[0] / 2
+    assert plot.gaussian[0] / width == pytest.approx(peak.amplitude / np.diff(peak.edges)[0])
     assert (plot.mean_error, plot.chi2, plot.ndf, plot.method) == (peak.mean_error, peak.chi2, peak.ndf, "gaussian")
     _image(render_plot(plot))
     # without the values, the fit's own histogram

@@ -69,7 +69,9 @@ class Distribution:
             shown = [peak.mean - DISPLAY_SIGMAS * sigma, peak.mean + DISPLAY_SIGMAS * sigma,
                      peak.window_low, peak.window_high] + ([target] if target is not None else [])
             counts, edges, below, above = display_histogram(finite, min(shown), max(shown), sigma)
-            scale, fit_bin_width = float(edges[1] - edges[0]) / fit_width, fit_width
+            scale = float(edges[1] - edges[0]) / fit_width  # the amplitude is per bin of peak.edges
+            fitted = peak.fit_edges if peak.fit_edges is not None else peak.edges
+            fit_bin_width = float(fitted[1] - fitted[0])
         gaussian = (peak.amplitude * scale, peak.mean, peak.sigma) if peak.method == "gaussian" else None
         return cls(name, title, xlabel, counts, edges, (peak.window_low, peak.window_high), gaussian, peak.mean,
                    target, below, above, peak.mean_error, peak.chi2, peak.ndf, fit_bin_width, peak.method)
