@@ -60,7 +60,8 @@ def run_demo(workdir, jobs=8, events_per_file=400, files_per_sample=10, timeout=
             say(f"The calibration has no result: {result['Message']}")
             return 1
         directory = _writeResult(result["Value"], stack.workdir / f"result_calib{calibrationID}")
-        say(f"The final steering file, calibration.json, the plots of every step, convergence.png and summary.html (all of it on one page) are in {directory}")
+        say(f"The final steering file, calibration.json, the plots of every step, convergence.png and"
+            f" summary.html (all of it on one page) are in {directory}")
         return _report(result["Value"], samples["truthFile"], say)
     finally:
         if keep_running:
