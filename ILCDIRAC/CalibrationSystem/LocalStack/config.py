@@ -106,7 +106,10 @@ def build_config(
     _set(cfg, f"{service}/Port", service_port)
     _set(cfg, f"{service}/Protocol", "dips")
     _set(cfg, f"{agent}/PollingTime", AGENT_POLLING_TIME)
+    # The local deployment: workers as processes of this host, results into its directories
+    _set(cfg, f"{agent}/JobBackend", "Local")
     _set(cfg, f"{agent}/LocalJobDirectory", str(workdir / "jobs"))
+    _set(cfg, f"{agent}/ResultStorage", "Local")
     _set(cfg, f"{database}/DBName", db_params["dbname"])
     _set(cfg, f"{database}/Host", db_params["host"])
     _set(cfg, f"{database}/Port", db_params["port"])

@@ -424,7 +424,7 @@ class LocalStack:
         backend needs DIRAC, which the rest of the stack does not load)."""
         from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 
-        result = LocalJobBackend(str(self.workdir / "jobs")).killAll()
+        result = LocalJobBackend({"LocalJobDirectory": str(self.workdir / "jobs")}).killAll()
         if not result["OK"]:
             raise StackError(f"Cannot stop the local worker jobs: {result['Message']}")
 
