@@ -34,6 +34,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from ILCDIRAC.CalibrationSystem.LocalStack import config as stack_config
 from ILCDIRAC.CalibrationSystem.LocalStack import production_config as prod
 from ILCDIRAC.CalibrationSystem.LocalStack.config import write_config
@@ -249,6 +251,26 @@ class ProductionStack(ProcessStack):
         with self._locked():
             for name in reversed(PROCESSES):
                 self._terminate(name)
+                if name == "jobagent":
+                    self._kill_jobs()
+
+    def _kill_jobs(self) -> None:
+        """End the jobs the pilot started: DIRAC's pool CE detaches every job wrapper into a
+        process group of its own, and the wrapper its payload into a session of its own. They are
+        the processes working in the worker node's directory."""
+        jobs = []
+        for process in psutil.process_iter():
+            try:
+                if Path(process.cwd()).is_relative_to(self.worker_node):
+                    jobs.append(process)
+            except (psutil.Error, OSError):
+                continue
+        for process in jobs:
+            try:
+                process.kill()
+            except psutil.Error:
+                continue
+        psutil.wait_procs(jobs, timeout=5)
 
     def status(self) -> dict:
         """Per process started here: its pid and whether it runs."""

@@ -66,7 +66,9 @@ DATABASES = (
 #: replaces it): DIRAC's JobAgent waits longer after every failed match.
 JOB_AGENT_OPTIONS = {"PollingTime": 1, "SubmissionDelay": 0, "StopAfterFailedMatches": 4,
                      "StopOnApplicationFailure": False, "FillingModeFlag": True}
-WORKER_NODE_SLOTS = 4
+WORKER_NODE_SLOTS = 6
+#: How often a job's watchdog reports to the WMS and hears of a kill (DIRAC: 30 min, at least 20)
+WATCHDOG_CHECKING_TIME = 5
 CS_REFRESH_TIME = 15
 #: Much more CPU time than any test job asks for (the JobAgent counts it down with wall time)
 CPU_TIME_LEFT = 10**9
@@ -263,6 +265,8 @@ def worker_node_cfg(layout: Layout) -> CFG:
     set_option(cfg, "LocalSite/CPUTimeLeft", CPU_TIME_LEFT)
     set_option(cfg, "LocalSite/NumberOfProcessors", WORKER_NODE_SLOTS)
     set_option(cfg, "Resources/Computing/CEDefaults/NumberOfProcessors", WORKER_NODE_SLOTS)
+    for option in ("CheckingTime", "MinCheckingTime"):
+        set_option(cfg, f"Systems/WorkloadManagement/JobWrapper/{option}", WATCHDOG_CHECKING_TIME)
     return cfg
 
 
