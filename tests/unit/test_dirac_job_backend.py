@@ -12,6 +12,7 @@ import pytest
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Interfaces.API.Job import Job as RealDiracJob
 
+from fake_user_proxy import FakeProxy
 from ILCDIRAC.CalibrationSystem.JobBackends import DIRACJobBackend as module
 from ILCDIRAC.CalibrationSystem.JobBackends.DIRACJobBackend import DIRACJobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
@@ -23,30 +24,6 @@ def _job(command=None, owner="alice", group="ilc_user", environment=None):
         command = ["/opt/venv/bin/dirac-calibration-worker", "--calibration-id", "7", "--worker-id", "3",
                    "--polling-time", "2", "--max-polling-time", "10"]
     return JobDescription(7, 3, 11, owner, group, "/CN=alice", command, environment or {})
-
-
-class FakeProxy:
-    """Stands in for executeWithUserProxy: records the proxy kwargs, then runs the function
-    'under the proxy' (``active``) or fails like a proxy download that did not work."""
-
-    def __init__(self):
-        self.calls = []
-        self.error = None
-        self.active = False
-
-    def __call__(self, function):
-        def wrapped(*args, **kwargs):
-            proxy = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("proxy") or key == "executionLock"}
-            self.calls.append(proxy)
-            if self.error:
-                return S_ERROR(self.error)
-            self.active = True
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.active = False
-
-        return wrapped
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 
 from DIRAC import S_ERROR, S_OK
 
+from fake_user_proxy import FakeProxy
 from ILCDIRAC.CalibrationSystem.Utilities import ResultCopy as module
 from ILCDIRAC.CalibrationSystem.Utilities.ResultCopy import copyResults
 
@@ -56,30 +57,6 @@ def test_an_unknown_result_storage_is_refused():
 
 
 # ---------------------------------------------------------------------- storage element
-
-
-class FakeProxy:
-    """Stands in for executeWithUserProxy: records the proxy kwargs, then runs the function 'under
-    the proxy' (``active``) or fails like a proxy download that did not work."""
-
-    def __init__(self):
-        self.calls = []
-        self.error = None
-        self.active = False
-
-    def __call__(self, function):
-        def wrapped(*args, **kwargs):
-            self.calls.append({key: kwargs.pop(key) for key in list(kwargs)
-                               if key.startswith("proxy") or key == "executionLock"})
-            if self.error:
-                return S_ERROR(self.error)
-            self.active = True
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.active = False
-
-        return wrapped
 
 
 @pytest.fixture
