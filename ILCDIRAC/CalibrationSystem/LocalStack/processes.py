@@ -13,10 +13,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 _LOG_TAIL_LINES = 40
+#: Variables that would make a DIRAC process pick other credentials or another configuration.
+FOREIGN_VARS = ("GRID_PROXY_FILE", "X509_USER_PROXY", "DIRACSYSCONFIG", "DIRAC_ROOT_PATH",
+                "DIRAC_X509_HOST_CERT", "DIRAC_X509_HOST_KEY")
 
 
 class StackError(RuntimeError):
@@ -79,6 +85,44 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def dirac_env(root: Path, ca_dir: Path, path: list[Path]) -> dict[str, str]:
+    """This process's environment for a DIRAC process of the installation rooted at ``root``
+    (its etc/dirac.cfg), trusting the CAs in ``ca_dir``, with ``path`` first on the PATH."""
+    env = {key: value for key, value in os.environ.items() if key not in FOREIGN_VARS}
+    env["PATH"] = os.pathsep.join([*map(str, path), env.get("PATH", os.defpath)])
+    env["DIRAC_ROOT_PATH"] = str(root)
+    env["X509_CERT_DIR"] = str(ca_dir)
+    return env
+
+
+def kill_processes_in(directory: Path, timeout: float = 10.0) -> None:
+    """SIGKILL every process working in ``directory`` or below it, until none is left (a dying
+    parent may still start one). For processes that left the stack's process groups (DIRAC's
+    pool CE detaches each job wrapper, the wrapper its payload); this process and its parents
+    are spared. StackError if some survive ``timeout`` seconds."""
+    spared = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.pid not in spared and Path(process.cwd()).is_relative_to(directory):
+                    found.append(process)
+            except (psutil.Error, OSError):
+                continue
+        if not found:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"processes working in {directory} survive SIGKILL: "
+                             f"{', '.join(str(process.pid) for process in found)}")
+        for process in found:
+            try:
+                process.kill()
+            except psutil.Error:
+                continue
+        psutil.wait_procs(found, timeout=max(0.0, deadline - time.monotonic()))
 
 
 def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -201,6 +245,19 @@ class ProcessStack:
         self._children.pop(name, None)
         del self._state["processes"][name]
         self._save_state()
+
+    def _stop_all(self, steps: list[Callable[[], None]]) -> None:
+        """Run every stop step under the lock, also after one failed, so that a failure leaves
+        nothing else running; StackError with every failure at the end."""
+        failures = []
+        with self._locked():
+            for step in steps:
+                try:
+                    step()
+                except (StackError, OSError) as error:
+                    failures.append(str(error))
+        if failures:
+            raise StackError("the stack did not stop cleanly:\n" + "\n".join(failures))
 
     def _wait_for_port(self, name: str, port: int) -> None:
         """Wait until the process ``name`` accepts connections on ``port``; StackError with the

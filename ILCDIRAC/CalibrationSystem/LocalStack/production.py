@@ -34,15 +34,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
 from ILCDIRAC.CalibrationSystem.LocalStack import config as stack_config
 from ILCDIRAC.CalibrationSystem.LocalStack import production_config as prod
 from ILCDIRAC.CalibrationSystem.LocalStack.config import write_config
 from ILCDIRAC.CalibrationSystem.LocalStack.mariadb import MariaDB
 from ILCDIRAC.CalibrationSystem.LocalStack.pki import PKIPaths, ensure_certificates, host_dn
-from ILCDIRAC.CalibrationSystem.LocalStack.processes import ProcessStack, StackError, port_open, tail
-from ILCDIRAC.CalibrationSystem.LocalStack.stack import FOREIGN_VARS
+from ILCDIRAC.CalibrationSystem.LocalStack.processes import (
+    ProcessStack,
+    StackError,
+    dirac_env,
+    kill_processes_in,
+    port_open,
+    tail,
+)
 
 DB_ADMIN = "dirac_admin"
 DB_USER = "Dirac"
@@ -97,11 +101,7 @@ class ProductionStack(ProcessStack):
     # ------------------------------------------------------------------ environments
 
     def _env(self, root: Path, extra_path: tuple[Path, ...] = ()) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_VARS}
-        env["PATH"] = os.pathsep.join([*map(str, extra_path), str(self.bin_dir), env.get("PATH", os.defpath)])
-        env["DIRAC_ROOT_PATH"] = str(root)
-        env["X509_CERT_DIR"] = str(self.pki.ca_dir)
-        return env
+        return dirac_env(root, self.pki.ca_dir, [*extra_path, self.bin_dir])
 
     def _server_env(self) -> dict[str, str]:
         """The central server's processes: its DIRAC root, the host certificate (its dirac.cfg says so)."""
@@ -247,30 +247,16 @@ class ProductionStack(ProcessStack):
     # ------------------------------------------------------------------ stop and status
 
     def stop(self) -> None:
-        """Stop the worker node and its jobs, the runit components, the services and MariaDB."""
-        with self._locked():
-            for name in reversed(PROCESSES):
-                self._terminate(name)
-                if name == "jobagent":
-                    self._kill_jobs()
-
-    def _kill_jobs(self) -> None:
-        """End the jobs the pilot started: DIRAC's pool CE detaches every job wrapper into a
-        process group of its own, and the wrapper its payload into a session of its own. They are
-        the processes working in the worker node's directory."""
-        jobs = []
-        for process in psutil.process_iter():
-            try:
-                if Path(process.cwd()).is_relative_to(self.worker_node):
-                    jobs.append(process)
-            except (psutil.Error, OSError):
-                continue
-        for process in jobs:
-            try:
-                process.kill()
-            except psutil.Error:
-                continue
-        psutil.wait_procs(jobs, timeout=5)
+        """Stop everything started here, also what left its process group: the worker node, then
+        every job it started (the processes working in its directory), runit and whatever still
+        works in the components' runit directories, the services and MariaDB."""
+        left_behind = {"jobagent": self.worker_node, "runsvdir": self.calibration_host / "runit"}
+        steps = []
+        for name in reversed(PROCESSES):
+            steps.append(lambda name=name: self._terminate(name))
+            if name in left_behind:
+                steps.append(lambda directory=left_behind[name]: kill_processes_in(directory))
+        self._stop_all(steps)
 
     def status(self) -> dict:
         """Per process started here: its pid and whether it runs."""

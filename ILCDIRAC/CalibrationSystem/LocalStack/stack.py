@@ -22,14 +22,18 @@ from pathlib import Path
 from ILCDIRAC.CalibrationSystem.LocalStack import config as stack_config
 from ILCDIRAC.CalibrationSystem.LocalStack.mariadb import MariaDB
 from ILCDIRAC.CalibrationSystem.LocalStack.pki import PKIPaths, ensure_certificates, ensure_proxies
-from ILCDIRAC.CalibrationSystem.LocalStack.processes import ProcessStack, StackError, port_open, tail
+from ILCDIRAC.CalibrationSystem.LocalStack.processes import (
+    FOREIGN_VARS,
+    ProcessStack,
+    StackError,
+    dirac_env,
+    port_open,
+    tail,
+)
 
 SERVICE_COMPONENT = f"{stack_config.SYSTEM}/{stack_config.SERVICE}"
 AGENT_COMPONENT = f"{stack_config.SYSTEM}/{stack_config.AGENT}"
 DB_USER = "calibration"
-#: Variables that would make a DIRAC process pick other credentials or another configuration.
-FOREIGN_VARS = ("GRID_PROXY_FILE", "X509_USER_PROXY", "DIRACSYSCONFIG", "DIRAC_ROOT_PATH",
-                "DIRAC_X509_HOST_CERT", "DIRAC_X509_HOST_KEY")
 
 
 class LocalStack(ProcessStack):
@@ -76,10 +80,7 @@ class LocalStack(ProcessStack):
     # ------------------------------------------------------------------ environments
 
     def _env(self, root: Path, proxy: Path | None) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_VARS}
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", os.defpath)])
-        env["DIRAC_ROOT_PATH"] = str(root)
-        env["X509_CERT_DIR"] = str(self.pki.ca_dir)
+        env = dirac_env(root, self.pki.ca_dir, [self.bin_dir])
         if proxy is not None:
             env["X509_USER_PROXY"] = str(proxy)
         return env
@@ -225,11 +226,8 @@ class LocalStack(ProcessStack):
 
     def stop(self) -> None:
         """Stop the agent, the worker jobs it started, the service and MariaDB."""
-        with self._locked():
-            self._terminate("agent")
-            self._kill_jobs()
-            for name in ("service", "mariadb"):
-                self._terminate(name)
+        self._stop_all([lambda: self._terminate("agent"), self._kill_jobs, lambda: self._terminate("service"),
+                        lambda: self._terminate("mariadb")])
 
     def _kill_jobs(self) -> None:
         """End the local worker jobs, which run in sessions of their own (imported here: the
