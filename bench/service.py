@@ -3,8 +3,10 @@
 Why: every worker of a calibration polls getNewParameters with back-off and uploads a summary
 at every step, all against one service. This script measures what that costs the service
 (requests/s it sustains, latency, CPU per request) and how long workers wait for a new step
-once its last needed result is in (the service analyses the step inside the submitResult that
-completes the quorum, see AdvanceOnLastResult).
+once its last needed result is in (the service stores that result, answers, and analyses the
+step in a background thread; see AdvanceOnLastResult). A calibration that ends (it can only
+fail: the summaries never converge) or stops moving (its step complete but not analysed for
+STALL seconds) counts as an error of its row.
 
 Real DISET/TLS on loopback against a throw-away local stack (MariaDB, service; the agent is
 stopped, so no real worker job runs). One calibration of alice per row, numberOfJobs = workers,
@@ -43,8 +45,9 @@ POLL_START, POLL_MAX = 0.5, 2.0  # s
 SETTINGS = {"stopStage": 1, "stopPhase": 0, "nMaxIterationsPerPhase": 10000}
 VALUES_PER_REGION = 50  # selected photons per worker and ECal region in a summary
 SUMMARY_PEAK, SUMMARY_WIDTH = 9.0, 0.3  # GeV: 10 % off 10 GeV, beyond digitisationAccuracy
-#: the event the service writes with a step's analysis (DB/CalibrationDB.advanceStep, Procedure/advance.py)
+#: the event written with a step's analysis (private/StepAdvancement, Procedure/advance.py)
 ANALYSED = re.compile(r"\bstep (\d+) analysed")
+STALL = 10.0  # s: a complete step not analysed for that long means the calibration stopped moving
 CALL_TIMEOUT = 60  # s, per DISET call
 ROW_GRACE = 180.0  # s after a row's duration; a row that takes longer means a hung service
 
@@ -70,6 +73,8 @@ def _simulate(client, task):
     submitResult, the earliest reply that served each step, how late calls started against
     their due time (this process being busy with its other workers), and the errors.
     """
+    from ILCDIRAC.Core.Utilities.DErrno import isRefusal
+
     calibrationID, credential = task["calibrationID"], task["credential"]
     pollStart, pollMax = task["pollStart"], task["pollMax"]
     step = {workerID: -1 for workerID, _ in task["workers"]}
@@ -100,7 +105,7 @@ def _simulate(client, task):
         start, result = call("getNewParameters", calibrationID, step[workerID])
         lags.append(start - due)
         if not result["OK"]:
-            if not result.get("Refused"):  # a refusal ends a real worker; anything else is retried
+            if not isRefusal(result):  # a refusal ends a real worker; anything else is retried
                 later(workerID)
             continue
         parameters = result["Value"]
@@ -118,7 +123,7 @@ def _simulate(client, task):
             submits.append((newStep, start, lastEnd, result["Value"]["Stored"]))
             step[workerID], wait[workerID] = newStep, pollStart
             heapq.heappush(queue, (lastEnd, workerID))  # the real worker polls again at once
-        elif not result.get("Refused"):
+        elif not isRefusal(result):
             later(workerID)  # it gets the same step again and re-submits
     return {"latencies": latencies, "submits": submits, "firstServed": firstServed, "lags": lags,
             "errors": errors, "finished": finished, "lastEnd": lastEnd}
@@ -138,8 +143,8 @@ def _run_workers(pool, calibration, n_workers, duration, poll_start, poll_max):
 
 def _warm_up(stack, samples):
     """A one-job calibration run to its end: the fresh service connects to the DB and imports the
-    analysis and plotting code on its first step, which no row should pay for. Also checks the
-    protocol the simulated workers use before minutes are spent on it."""
+    analysis code on its first step, which no row should pay for. Also checks the protocol the
+    simulated workers use before minutes are spent on it."""
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
 
     calibrationID, credential = create_calibration(stack, samples, {"numberOfJobs": 1, **SETTINGS})
@@ -150,15 +155,20 @@ def _warm_up(stack, samples):
     stored = client.submitResult(calibrationID, 1, 0, 0, 0, _summary(0, 0, peak=10.0), credential)
     if not stored["OK"] or not stored["Value"]["Stored"]:
         raise RuntimeError(f"submitResult did not store the warm-up result: {stored}")
-    last = client.getNewParameters(calibrationID, 0, credential)
-    if not last["OK"] or not last["Value"] or not last["Value"]["calibrationIsFinished"]:
-        raise RuntimeError(f"the warm-up step was not analysed on its last result: {last}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        last = client.getNewParameters(calibrationID, 0, credential)
+        if last["OK"] and last["Value"] and last["Value"]["calibrationIsFinished"]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the warm-up step was not analysed within 30 s of its last result: {last}")
 
 
 def _service_state(stack, calibrationID):
     """What the service and its DB say about the calibration after a row: results needed per
     step, current step and status, results stored (the check that the simulated results really
-    arrived), and when each step's analysis was written (its event, ms resolution, epoch s)."""
+    arrived), when each step's analysis was written (its event, ms resolution, epoch s), and
+    whether it stopped moving (its current step complete for more than STALL s, not analysed)."""
     import MySQLdb
 
     from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
@@ -174,42 +184,48 @@ def _service_state(stack, calibrationID):
         cursor = db.cursor()
         cursor.execute("SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s", (calibrationID,))
         stored = int(cursor.fetchone()[0])
-        cursor.execute("SELECT EventTime, Message FROM CalibrationEvents WHERE CalibrationID = %s AND "
-                       "Source = 'service' ORDER BY EventID", (calibrationID,))
+        cursor.execute("SELECT EventTime, Message FROM CalibrationEvents WHERE CalibrationID = %s ORDER BY EventID",
+                       (calibrationID,))
         analysed = {int(match[1]): when.replace(tzinfo=datetime.timezone.utc).timestamp()
                     for when, message in cursor.fetchall() if (match := ANALYSED.search(message))}
+        cursor.execute("SELECT ReceivedTime FROM StepResults WHERE CalibrationID = %s AND Step = %s "
+                       "ORDER BY ReceivedTime LIMIT 1 OFFSET %s", (calibrationID, status["currentStep"],
+                                                                   status["resultsNeeded"] - 1))
+        complete = cursor.fetchone()
+        cursor.execute("SELECT UTC_TIMESTAMP()")
+        now = cursor.fetchone()[0]
     finally:
         db.close()
     if len(analysed) != status["currentStep"]:
         raise RuntimeError(f"calibration {calibrationID} is at step {status['currentStep']} but has "
                            f"{len(analysed)} 'step N analysed' events: has the event message changed?")
+    stalled = complete is not None and (now - complete[0]).total_seconds() > STALL
     return {"needed": status["resultsNeeded"], "step": status["currentStep"], "status": status["status"],
-            "storedInDB": stored, "analysed": analysed}
+            "statusMessage": status["statusMessage"], "stalled": stalled, "storedInDB": stored,
+            "analysed": analysed}
 
 
-def _transitions(reports, analysed):
+def _transitions(reports, analysed, needed):
     """Per step that moved on: (ms from the start of the submitResult that completed the step to
     the end of the first reply serving the next step, ms of that submitResult call, ms from the
     analysis being written to that reply).
 
     ``analysed``: {step: when its analysis was written, on the clients' clock}. The completing
-    call is the stored result of the step that was still running then and started first: results
-    arriving while the step is analysed wait for it and are then refused as late, so only the
-    completing call and the few stored just before the analysis began span that moment.
+    call is the ``needed``-th stored result of the step, in the order the calls ended.
     """
     firstServed = {}
     for report in reports:
         for step, end in report["firstServed"].items():
             firstServed[step] = min(firstServed.get(step, math.inf), end)
-    spanning = collections.defaultdict(list)
+    stored = collections.defaultdict(list)
     for report in reports:
-        for step, start, end, stored in report["submits"]:
-            if stored and step in analysed and end >= analysed[step]:
-                spanning[step].append((start, end))
+        for step, start, end, kept in report["submits"]:
+            if kept:
+                stored[step].append((end, start))
     found = []
-    for step, calls in spanning.items():
-        if step + 1 in firstServed:
-            start, end = min(calls)
+    for step, calls in stored.items():
+        if step + 1 in firstServed and step in analysed and len(calls) >= needed:
+            end, start = sorted(calls)[needed - 1]
             served = firstServed[step + 1]
             found.append(((served - start) * 1000, (end - start) * 1000, (served - analysed[step]) * 1000))
     return found
@@ -233,7 +249,7 @@ def _measure_row(stack, pool, samples, n_workers, duration, poll_start, poll_max
     offset = time.time() - time.perf_counter()  # the events' wall clock -> the clients' perf_counter
     analysed = {step: when - offset for step, when in state.pop("analysed").items()}
     return {"workers": n_workers, "wall": max(r["lastEnd"] for r in reports) - start, "cpu": cpu,
-            "reports": reports, "transitions": _transitions(reports, analysed), **state}
+            "reports": reports, "transitions": _transitions(reports, analysed, state["needed"]), **state}
 
 
 def _rows(row):
@@ -242,8 +258,14 @@ def _rows(row):
     by_method = {method: [x * 1000 for r in reports for x in r["latencies"][method]]
                  for method in ("getNewParameters", "submitResult")}
     ms = sorted(by_method["getNewParameters"] + by_method["submitResult"])
-    errors = sum((r["errors"] for r in reports), collections.Counter())
     transitions = row["transitions"]
+    errors = sum((r["errors"] for r in reports), collections.Counter())
+    if row["status"] != "Running":
+        errors[f"calibration ended {row['status']} at step {row['step']}: {row['statusMessage'][:200]}"] += 1
+    elif row["stalled"]:
+        errors[f"calibration stopped moving: step {row['step']} complete for more than {STALL:g} s"] += 1
+    elif not transitions:
+        errors["calibration stopped moving: no step moved on"] += 1
     main = (str(row["workers"]), f"{row['wall']:.1f}", str(len(ms)), f"{len(ms) / row['wall']:.1f}",
             f"{statistics.median(ms):.1f}", f"{percentile(ms, 99):.1f}", f"{row['cpu'][0] * 1000 / len(ms):.2f}",
             _median_of(transitions, 0), str(sum(errors.values())))
@@ -274,9 +296,9 @@ def _report(measured, args, load):
     print(f"{machine_line(load)}; {args.processes} client processes on the same cores, one TLS connection per "
           f"call; back-off {args.poll_start:g} -> {args.poll_max:g} s (real worker: 2 -> 10 s); {VALUES_PER_REGION} "
           "photons per region per summary. Step transition = start of the submitResult carrying the last needed "
-          "result -> first reply serving the next step (median over the steps); completing submit = that call, the "
-          "step's analysis included; analysed->served = from the analysis being written (its event) to that reply; "
-          "late = results for a step already over (not stored, as for real late workers); client lag = how late a "
+          "result -> first reply serving the next step (median over the steps); completing submit = that call (the "
+          "needed-th stored result of the step, by end time); analysed->served = from the analysis being written "
+          "(its event) to that reply; late = results for a step already over (not stored, as for real late workers); client lag = how late a "
           "poll started against its due time because its process was busy.")
 
 

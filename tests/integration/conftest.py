@@ -24,6 +24,17 @@ def stack(tmp_path_factory):
         local.stop()
 
 
+@pytest.fixture(scope="module")
+def agent_stopped(stack):
+    """No agent process for the module that asks for it: no worker job runs, and calibrations move
+    only as the module makes them."""
+    stack.stop_agent()
+    try:
+        yield
+    finally:
+        stack.start_agent()
+
+
 @pytest.fixture(scope="session")
 def samples(stack):
     """Synthetic samples of the built-in detector model: 4 files x 100 events per particle."""

@@ -5,6 +5,7 @@ import re
 import time
 
 import pytest
+from DIRAC.Core.Utilities.DErrno import cmpError
 
 from conftest import ECAL_ONLY, SOFTWARE_VERSION, result_when_finished, run_seed_snippet, wait_for
 
@@ -12,6 +13,7 @@ from ILCDIRAC.CalibrationSystem.LocalStack import demo
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import DetectorTruth
 from ILCDIRAC.CalibrationSystem.Simulation.fixed_points import expected_run
 from ILCDIRAC.CalibrationSystem.Simulation.tolerances import statistical_tolerances
+from ILCDIRAC.Core.Utilities.DErrno import ECALREQUEST
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +234,7 @@ def test_stale_oversized_and_malformed_results_change_nothing(reference_run, cli
     stale = alice.submitResult(calibrationID, 1, 0, 0, 0, good, credential)
     assert stale["OK"] and not stale["Value"]["Stored"] and "over" in stale["Value"]["Message"]
     garbage = alice.submitResult(calibrationID, 1, 0, 1, 0, b"\x00not a summary", credential)
-    assert not garbage["OK"] and garbage["Refused"] and "Result refused" in garbage["Message"]
+    assert not garbage["OK"] and cmpError(garbage, ECALREQUEST) and "Result refused" in garbage["Message"]
     wrongWorker = alice.submitResult(calibrationID, 1, 0, 1, WORKERS, good, credential)
     assert not wrongWorker["OK"] and "has no worker" in wrongWorker["Message"]
     wrongPhase = alice.submitResult(calibrationID, 1, 3, 1, 0, good, credential)

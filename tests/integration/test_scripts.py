@@ -244,7 +244,8 @@ def test_running_calibration_has_no_result_and_cannot_be_cleaned(stack, running,
     assert f"Calibration {running} has no result: it is Running" in result.stderr
     assert not (tmp_path / "out").exists()
     assert clean.returncode == 1
-    assert f"{running}: Error: Calibration {running} is still running: kill it before cleaning it" in clean.stderr
+    assert (f"{running}: Error: Calibration in another state ( 3104 : Calibration {running} is still running: "
+            "kill it before cleaning it)") in clean.stderr
     for other in run_all(stack, [[script, str(running)] for script in ("dirac-calibration-kill",
                                                                        "dirac-calibration-clean")], user="bob"):
         assert other.returncode == 1
@@ -264,7 +265,7 @@ def test_kill_ends_a_running_calibration_and_clean_removes_it(stack, running, db
     kill = run(stack, "dirac-calibration-kill", str(running), "999999", "--reason", "wrong steering file")
     assert kill.returncode == 1
     assert f"{running}: Calibration {running} killed" in kill.stdout
-    assert "999999: Error: Calibration 999999 does not exist" in kill.stderr
+    assert "999999: Error: Calibration not found ( 3101 : Calibration 999999 does not exist)" in kill.stderr
     assert calibration_status(db, running) == "Killed"
 
     wait_for(lambda: set(job_statuses(db, running)) <= ENDED_JOB_STATUSES, 60, interval=0.5,

@@ -5,11 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FAILED, FINISHED, RUNNING
 from ILCDIRAC.CalibrationSystem.Procedure import phases
 from ILCDIRAC.CalibrationSystem.Procedure.advance import (
-    FAILED,
-    FINISHED,
-    RUNNING,
     StepRecord,
     StepState,
     advance,
@@ -17,13 +15,15 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import (
     results_needed,
 )
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SummaryError
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome, decode_plots, encode_plots
+from ILCDIRAC.CalibrationSystem.Procedure.plots import render_plots
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position
 from ILCDIRAC.CalibrationSystem.Procedure.settings import validate_settings
 from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
 
 TRUE_CONSTANT = 37.52
 SETTINGS = validate_settings({})
+LIMIT = 8 * 1024 * 1024
 
 
 def _contents(constant, workers=4, events=2000, seed=3):
@@ -42,29 +42,49 @@ def _state(constant, iteration=1, step=4, stage=1, phase=0):
 
 
 def test_a_step_far_from_the_truth_repeats_the_phase_with_corrected_constants():
-    outcome = advance(_state(1.15 * TRUE_CONSTANT), _contents(1.15 * TRUE_CONSTANT), SETTINGS)
+    outcome = advance(_state(1.15 * TRUE_CONSTANT), _contents(1.15 * TRUE_CONSTANT), SETTINGS, LIMIT)
     assert outcome.status == RUNNING and not outcome.converged
-    assert outcome.next_position == Position(1, 0)
+    assert outcome.next_position == Position(1, 0) and outcome.next_iteration == 2
     assert outcome.parameters["CalibrECAL"][0] == pytest.approx(TRUE_CONSTANT, rel=0.005)
     assert "repeating phase 0 (ECalDigi)" in outcome.message
-    assert set(outcome.files) == {plot_file_name(_state(0), "ecal_barrel"), plot_file_name(_state(0), "ecal_endcap")}
-    assert all(content.startswith(b"\x89PNG") for content in outcome.files.values())
+    assert set(outcome.plots) == {plot_file_name(_state(0), "ecal_barrel"), plot_file_name(_state(0), "ecal_endcap")}
+    assert not outcome.artifacts
+
+
+def test_the_plots_are_kept_undrawn_and_drawn_later_as_they_were():
+    """advance() leaves the drawing for after the next step has started: the plots survive being
+    kept with their step, and draw to the same PNGs."""
+    plots = advance(_state(1.15 * TRUE_CONSTANT), _contents(1.15 * TRUE_CONSTANT), SETTINGS, LIMIT).plots
+    kept = decode_plots(encode_plots(plots))
+    assert set(kept) == set(plots)
+    drawn, failures = render_plots(kept)
+    assert not failures and drawn == render_plots(plots)[0]
+    assert all(content.startswith(b"\x89PNG") for content in drawn.values())
+
+
+def test_a_plot_that_cannot_be_drawn_is_reported_and_the_others_are_drawn():
+    good = Distribution("good", "Good", "E [GeV]", np.array([1.0, 3.0]), np.array([0.0, 1.0, 2.0]))
+    bad = Distribution("bad", "Bad", "E [GeV]", np.array([1.0, 3.0]), np.array([0.0, 1.0]))
+    drawn, failures = render_plots({"good.png": good, "bad.png": bad})
+    assert set(drawn) == {"good.png"}
+    assert "needs increasing edges, one more than its 2 counts" in failures["bad.png"]
 
 
 def test_a_converged_step_moves_on_and_the_stop_phase_finishes_the_calibration():
-    moving = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), SETTINGS)
+    moving = advance(_state(TRUE_CONSTANT, iteration=3), _contents(TRUE_CONSTANT), SETTINGS, LIMIT)
     assert moving.status == RUNNING and moving.converged and moving.next_position == Position(1, 1)
+    assert moving.next_iteration == 1
     settings = dict(SETTINGS, stopStage=1, stopPhase=0)
-    finished = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), settings)
-    assert finished.status == FINISHED and finished.next_position is None
+    finished = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), settings, LIMIT)
+    assert finished.status == FINISHED and finished.next_position is None and finished.next_iteration is None
     assert "Finished after stage 1, phase 0 (ECalDigi), step 4" == finished.message
 
 
 def test_a_phase_that_does_not_converge_within_the_cap_fails_and_keeps_its_constants():
     settings = dict(SETTINGS, nMaxIterationsPerPhase=3)
-    below = advance(_state(1.15 * TRUE_CONSTANT, iteration=2), _contents(1.15 * TRUE_CONSTANT), settings)
-    assert below.status == RUNNING
-    capped = advance(_state(1.15 * TRUE_CONSTANT, iteration=3), _contents(1.15 * TRUE_CONSTANT), settings)
+    below = advance(_state(1.15 * TRUE_CONSTANT, iteration=2), _contents(1.15 * TRUE_CONSTANT), settings, LIMIT)
+    assert below.status == RUNNING and below.next_iteration == 3
+    capped = advance(_state(1.15 * TRUE_CONSTANT, iteration=3), _contents(1.15 * TRUE_CONSTANT), settings, LIMIT)
     assert capped.status == FAILED and capped.next_position is None
     assert "did not converge within nMaxIterationsPerPhase=3" in capped.message
     assert capped.parameters["CalibrECAL"][0] == pytest.approx(TRUE_CONSTANT, rel=0.005)
@@ -73,15 +93,16 @@ def test_a_phase_that_does_not_converge_within_the_cap_fails_and_keeps_its_const
 def test_a_fit_that_fails_ends_the_calibration_with_the_reason_and_unchanged_constants():
     state = _state(TRUE_CONSTANT)
     tiny = [encode_summary(0, {"barrel": np.ones(2, np.float32), "endcap": np.ones(2, np.float32)})]
-    outcome = advance(state, tiny, SETTINGS)
+    outcome = advance(state, tiny, SETTINGS, LIMIT)
     assert outcome.status == FAILED
     assert outcome.parameters == state.parameters
     assert "Analysis of stage 1, phase 0 (ECalDigi), step 4 failed" in outcome.message
 
 
-def test_a_corrupt_stored_result_is_an_error_not_a_constant():
+def test_a_stored_result_that_cannot_be_read_decides_nothing():
+    """Not a verdict on the calibration: the caller leaves the step to be analysed again."""
     with pytest.raises(SummaryError):
-        advance(_state(TRUE_CONSTANT), [b"garbage"], SETTINGS)
+        advance(_state(TRUE_CONSTANT), [b"garbage"], SETTINGS, LIMIT)
 
 
 @pytest.mark.parametrize("jobs, fraction, needed", [(100, 0.9, 90), (4, 0.9, 4), (10, 0.9, 9), (1, 0.5, 1), (3, 1.0, 3)])
@@ -112,12 +133,12 @@ PHASE1_STEP = StepRecord(3, 1, 8, {"endcapMean": 48.0})
 ])
 def test_phase2_is_given_the_last_phase1_step(monkeypatch, previous, given):
     calls, contents = _recording(monkeypatch, 2)
-    outcome = advance(StepState(3, 2, 9, 1, {}, previous), contents, SETTINGS)
+    outcome = advance(StepState(3, 2, 9, 1, {}, previous), contents, SETTINGS, LIMIT)
     assert outcome.status == RUNNING and outcome.next_position == Position(3, 3)
     assert calls == [{"previous": given}]
 
 
 def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
     calls, contents = _recording(monkeypatch, 3)
-    advance(StepState(3, 3, 10, 1, {}, StepRecord(3, 2, 9, {})), contents, SETTINGS)
+    advance(StepState(3, 3, 10, 1, {}, StepRecord(3, 2, 9, {})), contents, SETTINGS, LIMIT)
     assert calls == [{}]

@@ -1,6 +1,7 @@
 """An agent the service does not authorise fails its cycle, instead of logging 'Cycle was
-successful' while no calibration moves. The DB and the service client are replaced by fakes
-answering as the real ones do; the agent's own code runs."""
+successful' while no calibration moves. The agent needs the service for the worker credential of
+the jobs it submits (it analyses steps with its own CalibrationDB). The DB and the service client
+are replaced by fakes answering as the real ones do; the agent's own code runs."""
 from DIRAC import S_ERROR, S_OK, gLogger
 from DIRAC.Core.Utilities import DErrno
 
@@ -25,50 +26,49 @@ class FakeDB:
     def countFailedAttempts(self, calibrationID):
         return S_OK(0)
 
-    def getResubmissionRequests(self, calibrationID):
-        return S_OK(set())
-
     def getEndedCalibrationsWithLiveJobs(self, statuses):
+        return S_OK([])
+
+    def getPendingPlots(self):
         return S_OK([])
 
 
 class FakeService:
-    def __init__(self, advance, credential):
-        self.answers = {"checkForStepIncrement": advance, "getWorkerCredential": credential}
-
-    def checkForStepIncrement(self):
-        return self.answers["checkForStepIncrement"]
+    def __init__(self, credential):
+        self.credential = credential
+        self.asked = 0
 
     def getWorkerCredential(self, calibrationID):
-        return self.answers["getWorkerCredential"]
+        self.asked += 1
+        return self.credential
 
 
-def _agent(running, advance, credential=S_OK("credential")):
+def _agent(running, credential):
     agent = CalibrationAgent.__new__(CalibrationAgent)  # no DIRAC agent machinery: execute() only
     agent.log = gLogger.getSubLogger("test_agent_authorisation")
     agent.calibrationDB = FakeDB(running)
-    agent.serviceClient = FakeService(advance, credential)
+    agent.serviceClient = FakeService(credential)
     agent.resultStorage = "Local"
     agent.maxFailedAttemptsPerJob = agent.resubmissionFraction = 1.0
     return agent
 
 
-def test_a_cycle_the_service_refuses_fails_and_says_what_to_do():
-    result = _agent(running=False, advance=REFUSED).execute()
+def test_a_refused_worker_credential_fails_the_cycle_and_says_what_to_do():
+    agent = _agent(running=True, credential=REFUSED)
+    result = agent.execute()
+    assert agent.serviceClient.asked == 1
     assert not result["OK"]
     assert result["Message"].startswith("The Calibration service refuses this agent (Unauthorized query")
     assert "TrustedHost" in result["Message"]
 
 
-def test_a_refused_worker_credential_fails_the_cycle_too():
-    result = _agent(running=True, advance=S_OK({}), credential=REFUSED).execute()
-    assert not result["OK"]
-    assert "TrustedHost" in result["Message"]
+def test_other_service_errors_skip_the_calibration_and_the_cycle_goes_on():
+    agent = _agent(running=True, credential=S_ERROR("Cannot connect to the service"))
+    assert agent.execute() == S_OK()
+    assert agent.serviceClient.asked == 1
 
 
-def test_other_service_errors_are_logged_and_the_cycle_goes_on():
-    assert _agent(running=False, advance=S_ERROR("Cannot connect to the service")).execute() == S_OK()
-
-
-def test_an_authorised_idle_cycle_succeeds():
-    assert _agent(running=False, advance=S_OK({})).execute() == S_OK()
+def test_a_cycle_that_needs_nothing_from_the_service_succeeds():
+    agent = _agent(running=False, credential=REFUSED)
+    assert agent.execute() == S_OK()
+    assert agent.serviceClient.asked == 0

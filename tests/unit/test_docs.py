@@ -18,7 +18,7 @@ PACKAGE = "ILCDIRAC.CalibrationSystem"
 REQUIRED_MODULES = {f"{PACKAGE}.Client.CalibrationClient", f"{PACKAGE}.Service.CalibrationHandler"} | {
     f"{PACKAGE}.Procedure.{path.stem}" for path in PROCEDURE.glob("*.py") if path.stem != "__init__"
 }
-HANDLER_CLASS = "CalibrationHandler"
+HANDLER_CLASS = "CalibrationHandlerMixin"  # the export_ methods, shared by the DISET and a Tornado handler
 _RETURN_FIELD = re.compile(r":(returns?|yields?):")
 
 

@@ -11,8 +11,13 @@ import time
 import psutil
 import pytest
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_DONE,
+    ATTEMPT_FAILED,
+    ATTEMPT_KILLED,
+    ATTEMPT_RUNNING,
+)
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING
 from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 
 TIMEOUT = 1.5
@@ -41,7 +46,7 @@ def _status(backend, jobID):
 
 
 def _finalStatus(backend, jobID):
-    _wait(lambda: _status(backend, jobID)[0] != RUNNING)
+    _wait(lambda: _status(backend, jobID)[0] != ATTEMPT_RUNNING)
     return _status(backend, jobID)
 
 
@@ -88,7 +93,7 @@ def test_submit_returns_the_job_name(backend):
     assert result["Value"] == job.name == "PandoraCaloCalibration_calid_4_workerid_2_attempt_0"
     with open(os.path.join(backend.directory, job.name, "job.json")) as stream:
         assert json.load(stream)["command"] == job.command
-    assert _finalStatus(backend, job.name) == (DONE, "exit code 0")
+    assert _finalStatus(backend, job.name) == (ATTEMPT_DONE, "exit code 0")
 
 
 def test_same_job_cannot_be_submitted_twice(backend):
@@ -104,26 +109,26 @@ def test_same_job_cannot_be_submitted_twice(backend):
 def test_running_then_done(backend):
     jobID = backend.submit(_job(_python("import time; time.sleep(0.3)")))["Value"]
 
-    assert _status(backend, jobID) == (RUNNING, "running")
-    assert _finalStatus(backend, jobID) == (DONE, "exit code 0")
+    assert _status(backend, jobID) == (ATTEMPT_RUNNING, "running")
+    assert _finalStatus(backend, jobID) == (ATTEMPT_DONE, "exit code 0")
 
 
 def test_nonzero_exit_code_is_failed(backend):
     jobID = backend.submit(_job(_python("import sys; sys.exit(3)")))["Value"]
 
-    assert _finalStatus(backend, jobID) == (FAILED, "exit code 3")
+    assert _finalStatus(backend, jobID) == (ATTEMPT_FAILED, "exit code 3")
 
 
 def test_job_ended_by_a_signal_is_failed(backend):
     jobID = backend.submit(_job(_python("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")))["Value"]
 
-    assert _finalStatus(backend, jobID) == (FAILED, "ended by signal 15")
+    assert _finalStatus(backend, jobID) == (ATTEMPT_FAILED, "ended by signal 15")
 
 
 def test_missing_program_is_failed_with_its_error(backend):
     jobID = backend.submit(_job(["/nonexistent/dirac-calibration-worker"]))["Value"]
 
-    assert _finalStatus(backend, jobID) == (FAILED, "exit code 127")
+    assert _finalStatus(backend, jobID) == (ATTEMPT_FAILED, "exit code 127")
     with open(os.path.join(backend.directory, jobID, "output.log")) as stream:
         assert "Cannot run /nonexistent/dirac-calibration-worker" in stream.read()
 
@@ -150,7 +155,7 @@ def test_kill_stops_the_whole_process_group(backend):
     assert result["OK"] and result["Value"] == [jobID]
     for process in processes + [wrapper]:
         _wait(lambda: _gone(process))
-    assert _status(backend, jobID) == (KILLED, "killed")
+    assert _status(backend, jobID) == (ATTEMPT_KILLED, "killed")
 
 
 def test_killing_a_finished_job_keeps_it_done(backend):
@@ -162,7 +167,7 @@ def test_killing_a_finished_job_keeps_it_done(backend):
     result = backend.kill([jobID])
 
     assert result["OK"] and result["Value"] == []
-    assert _status(backend, jobID) == (DONE, "exit code 0")
+    assert _status(backend, jobID) == (ATTEMPT_DONE, "exit code 0")
 
 
 def test_killed_wrapper_is_failed_with_a_clear_message_once_its_worker_ends(backend):
@@ -172,11 +177,11 @@ def test_killed_wrapper_is_failed_with_a_clear_message_once_its_worker_ends(back
 
     wrapper.kill()
     _wait(lambda: _gone(wrapper))
-    assert _status(backend, jobID)[0] == RUNNING  # the worker still runs and may still report
+    assert _status(backend, jobID)[0] == ATTEMPT_RUNNING  # the worker still runs and may still report
     worker.kill()
 
     status, message = _finalStatus(backend, jobID)
-    assert status == FAILED
+    assert status == ATTEMPT_FAILED
     assert "without an exit code" in message
 
 
@@ -211,19 +216,19 @@ def test_restarted_backend_reports_the_same_statuses(backend):
     _finalStatus(backend, ids["done"])
     _finalStatus(backend, ids["failed"])
     assert backend.kill([ids["killed"]])["Value"] == [ids["killed"]]
-    _wait(lambda: _status(backend, ids["killed"])[0] == KILLED)
+    _wait(lambda: _status(backend, ids["killed"])[0] == ATTEMPT_KILLED)
 
     restarted = LocalJobBackend({"LocalJobDirectory": backend.directory})
     statuses = restarted.getStatus(list(ids.values()))["Value"]
 
     assert {key: statuses[jobID][0] for key, jobID in ids.items()} == {
-        "done": DONE,
-        "failed": FAILED,
-        "running": RUNNING,
-        "killed": KILLED,
+        "done": ATTEMPT_DONE,
+        "failed": ATTEMPT_FAILED,
+        "running": ATTEMPT_RUNNING,
+        "killed": ATTEMPT_KILLED,
     }
     assert restarted.kill([ids["running"]])["Value"] == [ids["running"]]
-    _wait(lambda: _status(restarted, ids["running"])[0] == KILLED)
+    _wait(lambda: _status(restarted, ids["running"])[0] == ATTEMPT_KILLED)
 
 
 def _fakeJob(backend, jobID, pid, created):
@@ -242,8 +247,8 @@ def test_pid_file_of_an_unrelated_process_is_not_running(backend):
 
         statuses = backend.getStatus(["recycled", "same"])["Value"]
 
-        assert statuses["recycled"][0] == FAILED
-        assert statuses["same"][0] == RUNNING  # the check above can tell them apart
+        assert statuses["recycled"][0] == ATTEMPT_FAILED
+        assert statuses["same"][0] == ATTEMPT_RUNNING  # the check above can tell them apart
         assert backend.kill(["recycled"])["Value"] == []
         assert leader.poll() is None
     finally:
@@ -252,7 +257,7 @@ def test_pid_file_of_an_unrelated_process_is_not_running(backend):
 
 
 def test_unknown_job_is_failed(backend):
-    assert _status(backend, "PandoraCaloCalibration_calid_9_workerid_0_attempt_0")[0] == FAILED
+    assert _status(backend, "PandoraCaloCalibration_calid_9_workerid_0_attempt_0")[0] == ATTEMPT_FAILED
 
 
 @pytest.mark.parametrize("jobID", ["../outside", "", ".", "..", "a/../../outside", "/abs/outside", ".hidden"])
@@ -265,7 +270,7 @@ def test_invalid_job_ids_never_touch_other_files(backend, tmp_path, jobID):
     status, message = _status(backend, jobID)
     killResult = backend.kill([jobID])
 
-    assert status == FAILED
+    assert status == ATTEMPT_FAILED
     assert "Invalid local job ID" in message
     assert not killResult["OK"]
     assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(outside))) == before
@@ -293,7 +298,7 @@ def test_environment_is_passed_to_the_job(tmp_path):
 
     jobID = backend.submit(job)["Value"]
 
-    assert _finalStatus(backend, jobID)[0] == DONE
+    assert _finalStatus(backend, jobID)[0] == ATTEMPT_DONE
     with open(directory / jobID / "env.json") as stream:
         assert json.load(stream) == {"BASE_ONLY": "base", "SHARED": "from job", "JOB_ONLY": "job", "HOME": None}
 
@@ -301,7 +306,7 @@ def test_environment_is_passed_to_the_job(tmp_path):
 def test_the_worker_credential_is_readable_by_its_owner_only(backend):
     jobID = backend.submit(_job(_python("pass"), environment={"CALIBRATION_WORKER_CREDENTIAL": "s3cret"}))["Value"]
     jobDir = os.path.join(backend.directory, jobID)
-    assert _finalStatus(backend, jobID)[0] == DONE
+    assert _finalStatus(backend, jobID)[0] == ATTEMPT_DONE
     with open(os.path.join(jobDir, "job.json")) as stream:
         assert json.load(stream)["environment"] == {"CALIBRATION_WORKER_CREDENTIAL": "s3cret"}
     for path in (jobDir, os.path.join(jobDir, "job.json"), os.path.join(jobDir, "pid.json")):

@@ -13,6 +13,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.steering import global_parameter, read
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
 from ILCDIRAC.CalibrationSystem.Worker import worker as worker_module
 from ILCDIRAC.CalibrationSystem.Worker.worker import CalibrationWorker
+from ILCDIRAC.Core.Utilities.DErrno import ECALNOTFOUND
 
 TEMPLATE = (Path(__file__).parent / "calibration_steering.xml").read_text()
 CALIBRATION_ID, WORKER_ID = 7, 1
@@ -193,7 +194,7 @@ def test_summary_is_a_valid_phase_0_summary_of_the_selected_events(clock, tmp_pa
     assert _worker(service, clock, tmp_path).run()["OK"]
 
     (step, content), = service.results
-    summary = decode_summary(content, 0)
+    summary = decode_summary(content, 0, len(content))
     np.testing.assert_array_equal(summary["barrel"], np.array(BARREL, np.float32))
     np.testing.assert_array_equal(summary["endcap"], np.array(ENDCAP, np.float32))
 
@@ -258,8 +259,7 @@ def test_transient_error_is_given_up_after_service_timeout(clock, tmp_path):
 
 @pytest.mark.parametrize("method", ["getCalibrationSetup", "getInputDataDict", "getNewParameters", "submitResult"])
 def test_refused_error_ends_the_worker_at_once(clock, tmp_path, method):
-    refusal = S_ERROR(f"{method}: Calibration 7 does not exist")
-    refusal["Refused"] = True
+    refusal = S_ERROR(ECALNOTFOUND, f"{method}: Calibration 7 does not exist")
     service = FakeService([_parameterSet(0), _parameterSet(1)])
     service.failures[method] = [refusal]
 

@@ -2,13 +2,17 @@
 
 Each cycle, for every running calibration: read the state of its jobs from the job backend,
 submit the workers that never had a job, resubmit failed workers in batches (the seed's rule:
-wait until enough have failed, then resubmit them all at once), and fail a calibration whose
-jobs fail too often. Then it asks the service to analyse every step that has enough results,
-kills the jobs left over by calibrations that have ended, copies the results of finished
-calibrations to their output location once, and removes those kept longer than the retention.
+wait until enough have failed, then resubmit them all at once), fail a calibration whose jobs fail
+too often, and analyse its step if it has enough results (``private/StepAdvancement``, with the
+agent's own CalibrationDB: the backstop of the service's analysis, which also catches a step
+whose trigger was lost). Then it draws the plots of analysed steps, kills the jobs left over by
+calibrations that have ended, copies the results of finished calibrations to their output
+location once, and removes those kept longer than the retention.
 
 A cycle is idempotent: an attempt is recorded before its job is submitted, so a crash between
-the two leaves an attempt that the next cycle declares lost and resubmits, never a double.
+the two leaves an attempt that the next cycle declares lost and resubmits, never a double. A
+database or backend error never stands for "nothing there": it skips that calibration for the
+cycle, logged as an error, and the next cycle tries again.
 """
 import datetime
 import math
@@ -20,19 +24,19 @@ from DIRAC.Core.Base.AgentModule import AgentModule
 from DIRAC.Core.Utilities import DErrno
 
 from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import (
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_FAILED,
+    ATTEMPT_KILLED,
+    ATTEMPT_LOST,
+    ATTEMPT_SUBMITTING,
+    ATTEMPT_WAITING,
     FAILED,
+    FINAL_ATTEMPT_STATUSES,
     FINISHED,
-    FINAL_JOB_STATUSES,
-    JOB_FAILED,
-    JOB_KILLED,
-    JOB_LOST,
-    JOB_SUBMITTING,
-    JOB_WAITING,
     KILLED,
     RUNNING,
-    CalibrationDB,
 )
+from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
 from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import loadJobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 from ILCDIRAC.CalibrationSystem.Procedure.advance import results_needed
@@ -43,6 +47,8 @@ from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
 )
 from ILCDIRAC.CalibrationSystem.Utilities.ResultCopy import RESULT_STORAGES, STORAGE_ELEMENT, copyResults
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import ENVIRONMENT_VARIABLE
+from ILCDIRAC.CalibrationSystem.private.StepAdvancement import advanceStep, drawPendingPlots, maxResultSize
+
 
 class CalibrationAgent(AgentModule):
     """Submits, follows and resubmits worker jobs; triggers step advancement."""
@@ -73,15 +79,17 @@ class CalibrationAgent(AgentModule):
         self.retention = datetime.timedelta(minutes=retention)
         grace = float(self.am_getOption("FinishedJobsGraceTimeInMinutes", 10))
         self.finishedJobsGrace = datetime.timedelta(minutes=grace)
+        self.maxResultSize = maxResultSize()
         self.serviceClient = CalibrationClient()
         return S_OK()
 
     def execute(self):
         """One cycle (every PollingTime seconds): for every running calibration, sync its jobs with the
-        backend, submit and resubmit workers, fail it if too many job attempts failed; then ask the
-        service to analyse the complete steps, kill the jobs of killed and failed calibrations (and of
-        finished ones after FinishedJobsGraceTimeInMinutes), copy finished results and remove those past
-        the retention time. Errors are logged, never raised.
+        backend, submit and resubmit workers, fail it if too many job attempts failed, and analyse its
+        step if it has enough results; then draw the plots of analysed steps, kill the jobs of killed
+        and failed calibrations (and of finished ones after FinishedJobsGraceTimeInMinutes), copy
+        finished results and remove those past the retention time. An error skips the calibration it
+        concerns for this cycle and is logged; none is raised.
 
         :return: S_OK, or S_ERROR if the running calibrations cannot be read or the service refuses
             the agent (its host is not a TrustedHost)
@@ -89,22 +97,8 @@ class CalibrationAgent(AgentModule):
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
-        refusals = []
-        for calibration in result["Value"]:
-            managed = self._manageJobs(calibration)
-            if not managed["OK"]:
-                self.log.error(
-                    "Cannot manage the jobs of calibration", f"{calibration['CalibrationID']}: {managed['Message']}"
-                )
-                refusals += _refusal(managed)
-        advanced = self.serviceClient.checkForStepIncrement()
-        if not advanced["OK"]:
-            self.log.error("Step advancement failed", advanced["Message"])
-            refusals += _refusal(advanced)
-        else:
-            for calibrationID, message in advanced["Value"].items():
-                self.log.info("Calibration", f"{calibrationID}: {message}")
-        for task in (self._killLeftoverJobs, self._copyResults, self._removeExpired):
+        refusals = self._forEachCalibration(result["Value"], self._runCalibration)["Value"]
+        for task in (self._drawPlots, self._killLeftoverJobs, self._copyResults, self._removeExpired):
             result = task()
             if not result["OK"]:
                 self.log.error("Agent task failed", f"{task.__name__}: {result['Message']}")
@@ -119,7 +113,19 @@ class CalibrationAgent(AgentModule):
 
     # ------------------------------------------------------------------ running calibrations
 
+    def _runCalibration(self, calibration):
+        """Its jobs, then its step if it still runs."""
+        handled = self._manageJobs(calibration)
+        if not handled["OK"] or calibration["Status"] != RUNNING:
+            return handled
+        advanced = advanceStep(self.calibrationDB, calibration["CalibrationID"], self.maxResultSize, "agent")
+        if advanced["OK"] and advanced["Value"]:
+            self.log.info("Step analysed", f"calibration {calibration['CalibrationID']}: {advanced['Value']}")
+        return advanced
+
     def _manageJobs(self, calibration):
+        """Sync, submit and resubmit the jobs of a running calibration, or fail it when too many
+        of its job attempts failed (then its status in ``calibration`` says so)."""
         calibrationID = calibration["CalibrationID"]
         result = self._syncAttempts(calibrationID)
         if not result["OK"]:
@@ -132,17 +138,19 @@ class CalibrationAgent(AgentModule):
         if failed["Value"] >= limit:
             message = f"{failed['Value']} job attempts failed (limit {limit}); see the job outputs"
             self.log.warn("Calibration failed", f"{calibrationID}: {message}")
-            return self.calibrationDB.setStatus(calibrationID, FAILED, message, "agent")
+            ended = self.calibrationDB.setStatus(calibrationID, FAILED, message, "agent")
+            if ended["OK"] and ended["Value"]:
+                calibration["Status"] = FAILED
+            return ended
 
-        requested = self.calibrationDB.getResubmissionRequests(calibrationID)
-        if not requested["OK"]:
-            return requested
-        neverSubmitted = [wid for wid, attempt in attempts.items() if attempt is None]
-        ended = [wid for wid, attempt in attempts.items() if attempt and attempt["Status"] in FINAL_JOB_STATUSES]
-        toSubmit = set(neverSubmitted) | (set(ended) & requested["Value"])
-        if ended and self._shouldResubmit(calibration, attempts, len(ended)):
+        neverSubmitted = {wid for wid, attempt in attempts.items() if attempt is None}
+        ended = [wid for wid, attempt in attempts.items() if attempt and attempt["Status"] in FINAL_ATTEMPT_STATUSES]
+        resubmit = self._shouldResubmit(calibration, attempts, len(ended)) if ended else S_OK(False)
+        if not resubmit["OK"]:
+            return resubmit
+        toSubmit = neverSubmitted | (set(ended) if resubmit["Value"] else set())
+        if resubmit["Value"]:
             self.log.info("Resubmitting workers", f"calibration {calibrationID}: {sorted(ended)}")
-            toSubmit |= set(ended)
         if not toSubmit:
             return S_OK()
         credential = self.serviceClient.getWorkerCredential(calibrationID)
@@ -154,42 +162,51 @@ class CalibrationAgent(AgentModule):
                 return result
         return S_OK()
 
+    def _setAttemptStatus(self, attempt, status, message):
+        """Record a new status of an attempt (in ``attempt`` too); S_ERROR if the DB fails."""
+        update = self.calibrationDB.setAttemptStatus(attempt["AttemptID"], status, message)
+        if update["OK"]:
+            attempt["Status"] = status if update["Value"] else attempt["Status"]
+        return update
+
     def _syncAttempts(self, calibrationID):
         """Bring the newest attempt of every worker up to date with the backend."""
         result = self.calibrationDB.getNewestAttempts(calibrationID)
         if not result["OK"]:
             return result
         attempts = result["Value"]
-        for attempt in [a for a in attempts.values() if a and a["Status"] == JOB_SUBMITTING]:
+        for attempt in [a for a in attempts.values() if a and a["Status"] == ATTEMPT_SUBMITTING]:
             # Only a crashed earlier cycle leaves an attempt in Submitting: its job is unknown
-            update = self.calibrationDB.setAttemptStatus(attempt["AttemptID"], JOB_LOST, "submission was interrupted")
+            update = self._setAttemptStatus(attempt, ATTEMPT_LOST, "submission was interrupted")
             if not update["OK"]:
                 return update
-            attempt["Status"] = JOB_LOST
-        live = {a["BackendJobID"]: a for a in attempts.values() if a and a["Status"] not in FINAL_JOB_STATUSES}
+        live = {a["BackendJobID"]: a for a in attempts.values() if a and a["Status"] not in FINAL_ATTEMPT_STATUSES}
         if not live:
             return S_OK(attempts)
         result = self.backend.getStatus(list(live))
         if not result["OK"]:
             return result
         for jobID, (status, message) in result["Value"].items():
-            attempt = live[jobID]
-            if status != attempt["Status"]:
-                update = self.calibrationDB.setAttemptStatus(attempt["AttemptID"], status, message)
+            if status != live[jobID]["Status"]:
+                update = self._setAttemptStatus(live[jobID], status, message)
                 if not update["OK"]:
                     return update
-                attempt["Status"] = status
         return S_OK(attempts)
 
     def _shouldResubmit(self, calibration, attempts, nEnded):
         """The seed's rule: resubmit in one batch once enough workers have ended, or at once
-        when the workers still alive can no longer complete the current step."""
+        when the workers still alive can no longer complete the current step.
+
+        :return: S_OK(bool), or S_ERROR if the step's results cannot be counted
+        """
         if nEnded >= max(1, math.ceil(self.resubmissionFraction * calibration["NumberOfJobs"])):
-            return True
+            return S_OK(True)
         counted = self.calibrationDB.countResults(calibration["CalibrationID"], calibration["Step"])
-        missing = results_needed(calibration["NumberOfJobs"], calibration["Settings"]) - counted.get("Value", 0)
-        alive = sum(1 for a in attempts.values() if a and a["Status"] not in FINAL_JOB_STATUSES)
-        return alive < missing
+        if not counted["OK"]:
+            return counted
+        missing = results_needed(calibration["NumberOfJobs"], calibration["Settings"]) - counted["Value"]
+        alive = sum(1 for a in attempts.values() if a and a["Status"] not in FINAL_ATTEMPT_STATUSES)
+        return S_OK(alive < missing)
 
     def _submit(self, calibration, workerID, credential):
         calibrationID = calibration["CalibrationID"]
@@ -221,11 +238,35 @@ class CalibrationAgent(AgentModule):
         )
         submitted = self.backend.submit(job)
         if not submitted["OK"]:
-            self.log.error("Job submission failed", f"calibration {calibrationID} worker {workerID}: {submitted['Message']}")
-            return self.calibrationDB.setAttemptStatus(attemptID, JOB_FAILED, submitted["Message"])
-        return self.calibrationDB.setAttemptStatus(attemptID, JOB_WAITING, "submitted", backendJobID=submitted["Value"])
+            self.log.error("Job submission failed",
+                           f"calibration {calibrationID} worker {workerID}: {submitted['Message']}")
+            return self.calibrationDB.setAttemptStatus(attemptID, ATTEMPT_FAILED, submitted["Message"])
+        return self.calibrationDB.setAttemptStatus(attemptID, ATTEMPT_WAITING, "submitted",
+                                                   backendJobID=submitted["Value"])
 
-    # ------------------------------------------------------------------ ended calibrations
+    # ------------------------------------------------------------------ analysed steps and ended calibrations
+
+    def _drawPlots(self):
+        """Draw the plots of the steps analysed since (they are kept undrawn with their step)."""
+        drawn = drawPendingPlots(self.calibrationDB, "agent")
+        if drawn["OK"] and drawn["Value"]:
+            self.log.verbose("Plots drawn", f"of {drawn['Value']} steps")
+        return drawn
+
+    def _forEachCalibration(self, calibrations, action):
+        """Apply ``action(calibration) -> S_OK/S_ERROR`` to each: an error skips that calibration only,
+        and is logged.
+
+        :return: S_OK(the messages of the errors that are the service refusing the agent)
+        """
+        refusals = []
+        for calibration in calibrations:
+            result = action(calibration)
+            if not result["OK"]:
+                self.log.error("Calibration skipped for this cycle", f"{calibration['CalibrationID']}: "
+                                                                      f"{result['Message']}")
+                refusals += _refusal(result)
+        return S_OK(refusals)
 
     def _killLeftoverJobs(self):
         """Follow the jobs of ended calibrations: those of killed or failed ones are killed; the
@@ -234,22 +275,31 @@ class CalibrationAgent(AgentModule):
         result = self.calibrationDB.getEndedCalibrationsWithLiveJobs([FINISHED, FAILED, KILLED])
         if not result["OK"]:
             return result
-        now = datetime.datetime.utcnow()
+        calibrations = []
         for calibrationID in result["Value"]:
             calibration = self.calibrationDB.getCalibration(calibrationID)
-            synced = self._syncAttempts(calibrationID)
-            for answer in (calibration, synced):
-                if not answer["OK"]:
-                    return answer
-            alive = [a for a in synced["Value"].values() if a and a["Status"] not in FINAL_JOB_STATUSES]
-            finished = calibration["Value"]["Status"] == FINISHED
-            if not alive or (finished and now - calibration["Value"]["EndTime"] < self.finishedJobsGrace):
+            if not calibration["OK"]:
+                self.log.error("Calibration skipped for this cycle", f"{calibrationID}: {calibration['Message']}")
                 continue
-            killed = self.backend.kill([a["BackendJobID"] for a in alive])
-            if not killed["OK"]:
-                return killed
-            for attempt in alive:
-                self.calibrationDB.setAttemptStatus(attempt["AttemptID"], JOB_KILLED, "calibration ended")
+            calibrations.append(calibration["Value"])
+        return self._forEachCalibration(calibrations, self._killJobsOf)
+
+    def _killJobsOf(self, calibration):
+        synced = self._syncAttempts(calibration["CalibrationID"])
+        if not synced["OK"]:
+            return synced
+        alive = [a for a in synced["Value"].values() if a and a["Status"] not in FINAL_ATTEMPT_STATUSES]
+        grace = calibration["Status"] == FINISHED and datetime.datetime.utcnow() - calibration["EndTime"] < \
+            self.finishedJobsGrace
+        if not alive or grace:
+            return S_OK()
+        killed = self.backend.kill([a["BackendJobID"] for a in alive])
+        if not killed["OK"]:
+            return killed
+        for attempt in alive:
+            update = self._setAttemptStatus(attempt, ATTEMPT_KILLED, "calibration ended")
+            if not update["OK"]:
+                return update
         return S_OK()
 
     def _copyResults(self):
@@ -257,20 +307,17 @@ class CalibrationAgent(AgentModule):
         result = self.calibrationDB.getCalibrations(statuses=[FINISHED])
         if not result["OK"]:
             return result
-        for calibration in result["Value"]:
-            if not calibration["OutputPath"] or calibration["ResultsCopied"]:
-                continue
-            collected = collectResult(self.calibrationDB, calibration)
-            if not collected["OK"]:
-                return collected
-            copied = copyResults(calibration, resultFiles(collected["Value"]), self.resultStorage)
-            if not copied["OK"]:
-                self.log.error("Cannot copy results", f"calibration {calibration['CalibrationID']}: {copied['Message']}")
-                continue
-            marked = self.calibrationDB.setResultsCopied(calibration["CalibrationID"], calibration["OutputPath"])
-            if not marked["OK"]:
-                return marked
-        return S_OK()
+        return self._forEachCalibration(
+            [c for c in result["Value"] if c["OutputPath"] and not c["ResultsCopied"]], self._copyResultsOf)
+
+    def _copyResultsOf(self, calibration):
+        collected = collectResult(self.calibrationDB, calibration)
+        if not collected["OK"]:
+            return collected
+        copied = copyResults(calibration, resultFiles(collected["Value"]), self.resultStorage)
+        if not copied["OK"]:
+            return S_ERROR(f"Cannot copy results: {copied['Message']}")
+        return self.calibrationDB.setResultsCopied(calibration["CalibrationID"], calibration["OutputPath"])
 
     def _removeExpired(self):
         """Remove ended calibrations whose results were copied longer than the retention time ago."""
@@ -278,13 +325,15 @@ class CalibrationAgent(AgentModule):
         if not result["OK"]:
             return result
         now = datetime.datetime.utcnow()
-        for calibration in result["Value"]:
-            if calibration["ResultsCopied"] and calibration["EndTime"] + self.retention < now:
-                removed = self.calibrationDB.deleteCalibration(calibration["CalibrationID"])
-                if not removed["OK"]:
-                    return removed
-                self.log.notice("Removed calibration after the retention time", str(calibration["CalibrationID"]))
-        return S_OK()
+        return self._forEachCalibration(
+            [c for c in result["Value"] if c["ResultsCopied"] and c["EndTime"] + self.retention < now],
+            self._remove)
+
+    def _remove(self, calibration):
+        removed = self.calibrationDB.deleteCalibration(calibration["CalibrationID"])
+        if removed["OK"]:
+            self.log.notice("Removed calibration after the retention time", str(calibration["CalibrationID"]))
+        return removed
 
 
 def _refusal(result):

@@ -2,9 +2,13 @@
 
 Calibrations, their workers and job attempts, the workers' step results and the history of
 constants live here, so that the service and the agent keep no state of their own and a restart
-of either loses nothing. Methods return S_OK/S_ERROR as DIRAC DB classes do.
+of either loses nothing. It only stores: what a step's analysis means is decided by
+``Procedure.advance`` (called by ``private/StepAdvancement``), and a status changes only along
+the transitions of ``Client/CalibrationStatus``. Methods return S_OK/S_ERROR as DIRAC DB classes
+do; a failed statement keeps DIRAC's MySQL error code (``DErrno.EMYSQL``).
 """
 import datetime
+import functools
 import json
 import re
 from contextlib import contextmanager
@@ -13,31 +17,33 @@ from importlib import resources
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Core.Base.DB import DB
 
-from ILCDIRAC.CalibrationSystem.JobBackends import JobDescription as job
-
-RUNNING = "Running"
-FINISHED = "Finished"
-FAILED = "Failed"
-KILLED = "Killed"
-ENDED_STATUSES = (FINISHED, FAILED, KILLED)
-
-#: Job attempt statuses: the backends' ones, plus two the agent gives an attempt itself:
-#: Submitting (recorded before its job is submitted) and Lost (a submission a crash interrupted).
-JOB_DONE, JOB_FAILED, JOB_KILLED, JOB_WAITING, JOB_RUNNING = job.DONE, job.FAILED, job.KILLED, job.WAITING, job.RUNNING
-JOB_SUBMITTING, JOB_LOST = "Submitting", "Lost"
-FINAL_JOB_STATUSES = (JOB_DONE, JOB_FAILED, JOB_KILLED, JOB_LOST)
-FAILED_JOB_STATUSES = (JOB_FAILED, JOB_KILLED, JOB_LOST)
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_SUBMITTING,
+    ATTEMPT_TRANSITIONS,
+    CALIBRATION_TRANSITIONS,
+    ENDED_STATUSES,
+    FINAL_ATTEMPT_STATUSES,
+    FAILED_ATTEMPT_STATUSES,
+    RUNNING,
+    sourcesOf,
+)
+from ILCDIRAC.Core.Utilities.DErrno import ECALNOTFOUND, ECALREQUEST, ECALSTEPMOVED
 
 _CALIBRATION_COLUMNS = (
     "CalibrationID, Owner, OwnerGroup, OwnerDN, Status, StatusMessage, SoftwareVersion, NumberOfJobs, "
-    "Settings, InputFiles, EventsPerFile, Stage, Phase, Step, PhaseIteration, Parameters, "
+    "Settings, Stage, Phase, Step, PhaseIteration, Parameters, "
     "OutputPath, OutputSE, ResultsCopied, WorkerCredentialHash, CreationTime, LastUpdate, EndTime"
 )
-_JSON_COLUMNS = ("Settings", "InputFiles", "EventsPerFile", "Parameters")
+_JSON_COLUMNS = ("Settings", "Parameters")
 
 
 def _now():
     return datetime.datetime.utcnow().replace(microsecond=0)
+
+
+def _marks(values):
+    """'%s, %s, ...': one placeholder per value of an IN (...) list."""
+    return ", ".join(["%s"] * len(values))
 
 
 def _schema_statements():
@@ -52,7 +58,34 @@ def _schema_statements():
 #: A database created by an earlier version gets them at start-up.
 _ADDED_COLUMNS = (
     ("Calibrations", "PhotonTrainingSettings", "MEDIUMBLOB NULL AFTER SteeringFile"),
+    ("Steps", "PendingPlots", "MEDIUMBLOB NULL AFTER Metrics"),
 )
+
+
+class _DBError(Exception):
+    """A failed statement (its S_ERROR in ``result``), raised out of a method's statements and
+    turned back into that S_ERROR by ``_stored`` at the method's boundary."""
+
+    def __init__(self, result):
+        super().__init__(result["Message"])
+        self.result = result
+
+
+def _stored(what):
+    """Make a DB method return the S_ERROR of its first failed statement, saying ``what`` it was
+    doing, instead of raising; the error keeps its code (DErrno.EMYSQL for the database's own)."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except _DBError as error:
+                return dict(error.result, Message=f"{what}: {error.result['Message']}")
+
+        return wrapper
+
+    return decorate
 
 
 class CalibrationDB(DB):
@@ -78,16 +111,16 @@ class CalibrationDB(DB):
             raise RuntimeError(f"Cannot read the columns of CalibrationDB.{table}: {found['Message']}")
         return bool(found["Value"])
 
-    # ------------------------------------------------------------------ transactions
+    # ------------------------------------------------------------------ statements
 
     @contextmanager
-    def _transaction_connection(self):
+    def _transaction(self):
         """A connection inside a transaction: committed on success, rolled back on any error."""
         result = self._getConnection()
         if not result["OK"]:
-            raise _DBError(result["Message"])
+            raise _DBError(result)
         conn = result["Value"]
-        self._run(conn, "START TRANSACTION")
+        self._run("START TRANSACTION", conn=conn)
         try:
             yield conn
         except BaseException:
@@ -95,21 +128,47 @@ class CalibrationDB(DB):
             raise
         conn.commit()
 
-    def _run(self, conn, sql, args=None):
-        """Execute a statement on ``conn`` (None: a pooled connection); _DBError on failure."""
+    def _run(self, sql, args=None, conn=None):
+        """Execute a statement (on ``conn``, or a pooled connection): its S_OK, _DBError on failure."""
         result = self._update(sql, args=args, conn=conn)
         if not result["OK"]:
-            raise _DBError(result["Message"])
+            raise _DBError(result)
         return result
 
     def _fetch(self, sql, args=None, conn=None):
+        """The rows of a query, _DBError on failure."""
         result = self._query(sql, args=args, conn=conn)
         if not result["OK"]:
-            raise _DBError(result["Message"])
+            raise _DBError(result)
         return result["Value"]
+
+    def _logEvent(self, conn, calibrationID, source, message):
+        self._run(
+            "INSERT INTO CalibrationEvents (CalibrationID, EventTime, Source, Message) VALUES (%s, %s, %s, %s)",
+            (calibrationID, datetime.datetime.utcnow(), source, message[:2048]),
+            conn,
+        )
+
+    def _insertStep(self, conn, calibrationID, step, stage, phase, iteration, parameters, now):
+        self._run(
+            "INSERT INTO Steps (CalibrationID, Step, Stage, Phase, PhaseIteration, Parameters, StartTime) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (calibrationID, step, stage, phase, iteration, json.dumps(parameters), now),
+            conn,
+        )
+
+    def _replaceFiles(self, conn, calibrationID, step, files):
+        if files:
+            cursor = conn.cursor()
+            cursor.executemany(
+                "REPLACE INTO CalibrationFiles (CalibrationID, Name, Step, Content) VALUES (%s, %s, %s, %s)",
+                [(calibrationID, name, step, content) for name, content in files.items()],
+            )
+            cursor.close()
 
     # ------------------------------------------------------------------ creation
 
+    @_stored("Could not store the calibration")
     def createCalibration(self, owner, calibration, workerInputData, parameters, position, credentialHash):
         """Store a new calibration, its workers and its first step in one transaction.
 
@@ -126,91 +185,60 @@ class CalibrationDB(DB):
         """
         now = _now()
         stage, phase = position
-        try:
-            with self._transaction_connection() as conn:
-                result = self._run(
-                    conn,
-                    "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
-                    "Settings, InputFiles, EventsPerFile, SteeringFile, PhotonTrainingSettings, Stage, Phase, Step, "
-                    "PhaseIteration, Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
-                    (
-                        owner["Owner"],
-                        owner["OwnerGroup"],
-                        owner["OwnerDN"],
-                        RUNNING,
-                        calibration["SoftwareVersion"],
-                        calibration["NumberOfJobs"],
-                        json.dumps(calibration["Settings"]),
-                        json.dumps(calibration["InputFiles"]),
-                        json.dumps(calibration["EventsPerFile"]),
-                        calibration["SteeringFile"],
-                        calibration.get("PhotonTrainingSettings"),
-                        stage,
-                        phase,
-                        json.dumps(parameters),
-                        calibration.get("OutputPath", ""),
-                        calibration.get("OutputSE", ""),
-                        now,
-                        now,
-                    ),
-                )
-                calibrationID = result["lastRowId"]
-                self._run(
-                    conn,
-                    "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
-                    (credentialHash(calibrationID, now), calibrationID),
-                )
-                rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
-                cursor = conn.cursor()
-                cursor.executemany(
-                    "INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows
-                )
-                cursor.close()
-                self._insertStep(conn, calibrationID, 0, stage, phase, 1, parameters, now)
-                for name, content in calibration.get("Files", {}).items():
-                    self._run(
-                        conn,
-                        "INSERT INTO CalibrationFiles (CalibrationID, Name, Step, Content) VALUES (%s, %s, 0, %s)",
-                        (calibrationID, name, content),
-                    )
-                self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
-                for note in calibration.get("Notes", ()):
-                    self._logEvent(conn, calibrationID, "service", note)
-        except _DBError as error:
-            return S_ERROR(f"Could not store the calibration: {error}")
+        with self._transaction() as conn:
+            result = self._run(
+                "INSERT INTO Calibrations (Owner, OwnerGroup, OwnerDN, Status, SoftwareVersion, NumberOfJobs, "
+                "Settings, InputFiles, EventsPerFile, SteeringFile, PhotonTrainingSettings, Stage, Phase, Step, "
+                "PhaseIteration, Parameters, OutputPath, OutputSE, CreationTime, LastUpdate) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 1, %s, %s, %s, %s, %s)",
+                (
+                    owner["Owner"],
+                    owner["OwnerGroup"],
+                    owner["OwnerDN"],
+                    RUNNING,
+                    calibration["SoftwareVersion"],
+                    calibration["NumberOfJobs"],
+                    json.dumps(calibration["Settings"]),
+                    json.dumps(calibration["InputFiles"]),
+                    json.dumps(calibration["EventsPerFile"]),
+                    calibration["SteeringFile"],
+                    calibration.get("PhotonTrainingSettings"),
+                    stage,
+                    phase,
+                    json.dumps(parameters),
+                    calibration.get("OutputPath", ""),
+                    calibration.get("OutputSE", ""),
+                    now,
+                    now,
+                ),
+                conn,
+            )
+            calibrationID = result["lastRowId"]
+            self._run(
+                "UPDATE Calibrations SET WorkerCredentialHash = %s WHERE CalibrationID = %s",
+                (credentialHash(calibrationID, now), calibrationID),
+                conn,
+            )
+            rows = [(calibrationID, wid, json.dumps(data)) for wid, data in enumerate(workerInputData)]
+            cursor = conn.cursor()
+            cursor.executemany("INSERT INTO Workers (CalibrationID, WorkerID, InputData) VALUES (%s, %s, %s)", rows)
+            cursor.close()
+            self._insertStep(conn, calibrationID, 0, stage, phase, 1, parameters, now)
+            self._replaceFiles(conn, calibrationID, 0, calibration.get("Files", {}))
+            self._logEvent(conn, calibrationID, "service", f"Created by {owner['Owner']} ({owner['OwnerGroup']})")
+            for note in calibration.get("Notes", ()):
+                self._logEvent(conn, calibrationID, "service", note)
         return S_OK(calibrationID)
-
-    def _insertStep(self, conn, calibrationID, step, stage, phase, iteration, parameters, now):
-        self._run(
-            conn,
-            "INSERT INTO Steps (CalibrationID, Step, Stage, Phase, PhaseIteration, Parameters, StartTime) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (calibrationID, step, stage, phase, iteration, json.dumps(parameters), now),
-        )
-
-    def _logEvent(self, conn, calibrationID, source, message):
-        self._run(
-            conn,
-            "INSERT INTO CalibrationEvents (CalibrationID, EventTime, Source, Message) VALUES (%s, %s, %s, %s)",
-            (calibrationID, datetime.datetime.utcnow(), source, message[:2048]),
-        )
 
     # ------------------------------------------------------------------ reading
 
-    def getCalibration(self, calibrationID, conn=None, forUpdate=False):
-        """S_OK(dict of the calibration's columns, JSON decoded) or S_ERROR if unknown."""
-        sql = f"SELECT {_CALIBRATION_COLUMNS} FROM Calibrations WHERE CalibrationID = %s"
-        if forUpdate:
-            sql += " FOR UPDATE"
-        try:
-            rows = self._fetch(sql, (calibrationID,), conn=conn)
-        except _DBError as error:
-            return S_ERROR(str(error))
+    @_stored("Could not read the calibration")
+    def getCalibration(self, calibrationID):
+        """S_OK(dict of the calibration's columns, JSON decoded), or S_ERROR(ECALNOTFOUND) if unknown."""
+        rows = self._fetch(f"SELECT {_CALIBRATION_COLUMNS} FROM Calibrations WHERE CalibrationID = %s",
+                           (calibrationID,))
         if not rows:
-            result = S_ERROR(f"Calibration {calibrationID} does not exist")
-            result["Missing"] = True
-            return result
+            return S_ERROR(ECALNOTFOUND, f"Calibration {calibrationID} does not exist")
         return S_OK(self._calibrationDict(rows[0]))
 
     @staticmethod
@@ -221,6 +249,7 @@ class CalibrationDB(DB):
             record[name] = json.loads(record[name])
         return record
 
+    @_stored("Could not read the calibrations")
     def getCalibrations(self, owner=None, ownerGroup=None, statuses=None):
         """S_OK(list of calibration dicts), optionally those of one owner or in given statuses."""
         conditions, args = [], []
@@ -228,13 +257,10 @@ class CalibrationDB(DB):
             conditions.append("Owner = %s AND OwnerGroup = %s")
             args += [owner, ownerGroup]
         if statuses:
-            conditions.append(f"Status IN ({', '.join(['%s'] * len(statuses))})")
+            conditions.append(f"Status IN ({_marks(statuses)})")
             args += list(statuses)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        try:
-            rows = self._fetch(f"SELECT {_CALIBRATION_COLUMNS} FROM Calibrations{where} ORDER BY CalibrationID", args)
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(f"SELECT {_CALIBRATION_COLUMNS} FROM Calibrations{where} ORDER BY CalibrationID", args)
         return S_OK([self._calibrationDict(row) for row in rows])
 
     def getSteeringFile(self, calibrationID):
@@ -245,38 +271,32 @@ class CalibrationDB(DB):
         """S_OK(bytes of the photon-training PandoraSettings the calibration was created with, or None)."""
         return self._createdWith(calibrationID, "PhotonTrainingSettings")
 
+    @_stored("Could not read a file the calibration was created with")
     def _createdWith(self, calibrationID, column):
         """S_OK(bytes, or None, of a file column of the calibration's row)."""
-        try:
-            rows = self._fetch(f"SELECT {column} FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(f"SELECT {column} FROM Calibrations WHERE CalibrationID = %s", (calibrationID,))
         if not rows:
-            return S_ERROR(f"Calibration {calibrationID} does not exist")
+            return S_ERROR(ECALNOTFOUND, f"Calibration {calibrationID} does not exist")
         return S_OK(None if rows[0][0] is None else bytes(rows[0][0]))
 
+    @_stored("Could not read the worker's events")
     def getWorkerInputData(self, calibrationID, workerID):
-        """S_OK(input data dict of one worker) or S_ERROR if there is no such worker."""
-        try:
-            rows = self._fetch(
-                "SELECT InputData FROM Workers WHERE CalibrationID = %s AND WorkerID = %s", (calibrationID, workerID)
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        """S_OK(input data dict of one worker) or S_ERROR(ECALREQUEST) if there is no such worker."""
+        rows = self._fetch(
+            "SELECT InputData FROM Workers WHERE CalibrationID = %s AND WorkerID = %s", (calibrationID, workerID)
+        )
         if not rows:
-            return S_ERROR(f"Calibration {calibrationID} has no worker {workerID}")
+            return S_ERROR(ECALREQUEST, f"Calibration {calibrationID} has no worker {workerID}")
         return S_OK(json.loads(rows[0][0]))
 
+    @_stored("Could not read the steps")
     def getSteps(self, calibrationID):
         """S_OK(list of step dicts, oldest first): the constants and metrics of every step."""
-        try:
-            rows = self._fetch(
-                "SELECT Step, Stage, Phase, PhaseIteration, Parameters, StartTime, EndTime, NumberOfResults, "
-                "Converged, Metrics FROM Steps WHERE CalibrationID = %s ORDER BY Step",
-                (calibrationID,),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(
+            "SELECT Step, Stage, Phase, PhaseIteration, Parameters, StartTime, EndTime, NumberOfResults, "
+            "Converged, Metrics FROM Steps WHERE CalibrationID = %s ORDER BY Step",
+            (calibrationID,),
+        )
         steps = []
         for step, stage, phase, iteration, parameters, start, end, nResults, converged, metrics in rows:
             steps.append(
@@ -295,33 +315,30 @@ class CalibrationDB(DB):
             )
         return S_OK(steps)
 
+    @_stored("Could not read the files")
     def getFiles(self, calibrationID, names=None):
         """S_OK({name: bytes}) of the files a calibration produced (all, or those in ``names``)."""
         sql, args = "SELECT Name, Content FROM CalibrationFiles WHERE CalibrationID = %s", [calibrationID]
         if names is not None:
             if not names:
                 return S_OK({})
-            sql += f" AND Name IN ({', '.join(['%s'] * len(names))})"
+            sql += f" AND Name IN ({_marks(names)})"
             args += list(names)
-        try:
-            rows = self._fetch(sql + " ORDER BY Name", args)
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(sql + " ORDER BY Name", args)
         return S_OK({name: bytes(content) for name, content in rows})
 
+    @_stored("Could not read the event log")
     def getEvents(self, calibrationID):
         """S_OK(list of (time, source, message)) of a calibration, oldest first."""
-        try:
-            rows = self._fetch(
-                "SELECT EventTime, Source, Message FROM CalibrationEvents WHERE CalibrationID = %s ORDER BY EventID",
-                (calibrationID,),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(
+            "SELECT EventTime, Source, Message FROM CalibrationEvents WHERE CalibrationID = %s ORDER BY EventID",
+            (calibrationID,),
+        )
         return S_OK([tuple(row) for row in rows])
 
     # ------------------------------------------------------------------ results
 
+    @_stored("Could not store the result")
     def addResult(self, calibrationID, stage, phase, step, workerID, content):
         """Store a worker's result if it is for the calibration's current step.
 
@@ -329,189 +346,193 @@ class CalibrationDB(DB):
         has just been closed; a second upload for the same step is ignored.
         :return: S_OK(True) if stored, S_OK(False) if it was a duplicate or for another step
         """
-        try:
-            result = self._update(
-                "INSERT IGNORE INTO StepResults (CalibrationID, Step, WorkerID, Stage, Phase, Content, ReceivedTime) "
-                "SELECT CalibrationID, Step, %s, Stage, Phase, %s, %s FROM Calibrations "
-                "WHERE CalibrationID = %s AND Status = %s AND Step = %s AND Stage = %s AND Phase = %s "
-                "AND %s < NumberOfJobs",
-                args=(workerID, content, _now(), calibrationID, RUNNING, step, stage, phase, workerID),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
-        if not result["OK"]:
-            return result
+        result = self._run(
+            "INSERT IGNORE INTO StepResults (CalibrationID, Step, WorkerID, Stage, Phase, Content, ReceivedTime) "
+            "SELECT CalibrationID, Step, %s, Stage, Phase, %s, %s FROM Calibrations "
+            "WHERE CalibrationID = %s AND Status = %s AND Step = %s AND Stage = %s AND Phase = %s "
+            "AND %s < NumberOfJobs",
+            (workerID, content, _now(), calibrationID, RUNNING, step, stage, phase, workerID),
+        )
         return S_OK(result["Value"] == 1)
 
+    @_stored("Could not count the results")
     def countResults(self, calibrationID, step):
         """S_OK(number of results stored for a step)."""
-        try:
-            rows = self._fetch(
-                "SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s AND Step = %s", (calibrationID, step)
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(
+            "SELECT COUNT(*) FROM StepResults WHERE CalibrationID = %s AND Step = %s", (calibrationID, step)
+        )
         return S_OK(int(rows[0][0]))
 
-    # ------------------------------------------------------------------ step advancement
+    # ------------------------------------------------------------------ steps
 
-    def advanceStep(self, calibrationID, step, decide):
-        """Close ``step`` of a calibration and open the next one, exactly once.
+    @_stored("Could not read the step's results")
+    def getStepInputs(self, calibrationID, step):
+        """What the analysis of a step reads besides the calibration's row: the results stored for it
+        so far, and the step before it.
 
-        The step's results and the step before it are read as a snapshot and
-        ``decide(calibration, contents, previous)`` (a pure function returning a StepOutcome; previous
-        is {"Step", "Stage", "Phase", "Metrics"} of step - 1, or None for step 0) runs without
-        holding any lock, so results that arrive meanwhile are stored at once (and not used). Its
-        outcome is then written in one transaction that locks the calibration row and checks it is
-        still running at ``step``: a concurrent or repeated call finds the step moved on and
-        changes nothing.
-
-        :return: S_OK(StepOutcome) or S_OK(None) if the step was no longer current
+        :return: S_OK({'Contents': [bytes, by worker], 'Previous': {'Step', 'Stage', 'Phase',
+            'Metrics'} of step - 1, or None for step 0})
         """
-        result = self.getCalibration(calibrationID)
-        if not result["OK"]:
-            return result
-        calibration = result["Value"]
-        if calibration["Status"] != RUNNING or calibration["Step"] != step:
-            return S_OK(None)
-        try:
-            rows = self._fetch(
-                "SELECT Content FROM StepResults WHERE CalibrationID = %s AND Step = %s ORDER BY WorkerID",
-                (calibrationID, step),
-            )
-            before = self._fetch(
-                "SELECT Step, Stage, Phase, Metrics FROM Steps WHERE CalibrationID = %s AND Step = %s",
-                (calibrationID, step - 1),
-            )
-        except _DBError as error:
-            return S_ERROR(f"Could not read the results of calibration {calibrationID}: {error}")
+        rows = self._fetch(
+            "SELECT Content FROM StepResults WHERE CalibrationID = %s AND Step = %s ORDER BY WorkerID",
+            (calibrationID, step),
+        )
+        before = self._fetch(
+            "SELECT Step, Stage, Phase, Metrics FROM Steps WHERE CalibrationID = %s AND Step = %s",
+            (calibrationID, step - 1),
+        )
         previous = None
         if before:
             previousStep, stage, phase, metrics = before[0]
             previous = {"Step": previousStep, "Stage": stage, "Phase": phase,
                         "Metrics": json.loads(metrics) if metrics else {}}
-        outcome = decide(calibration, [bytes(row[0]) for row in rows], previous)
-        now = _now()
-        try:
-            with self._transaction_connection() as conn:
-                locked = self.getCalibration(calibrationID, conn=conn, forUpdate=True)
-                if not locked["OK"]:
-                    raise _DBError(locked["Message"])
-                if locked["Value"]["Status"] != RUNNING or locked["Value"]["Step"] != step:
-                    return S_OK(None)
-                self._run(
-                    conn,
-                    "UPDATE Steps SET EndTime = %s, NumberOfResults = %s, Converged = %s, Metrics = %s "
-                    "WHERE CalibrationID = %s AND Step = %s",
-                    (now, len(rows), outcome.converged, json.dumps(outcome.metrics), calibrationID, step),
-                )
-                if outcome.next_position is None:
-                    self._run(
-                        conn,
-                        "UPDATE Calibrations SET Status = %s, StatusMessage = %s, Parameters = %s, "
-                        "LastUpdate = %s, EndTime = %s WHERE CalibrationID = %s",
-                        (outcome.status, outcome.message, json.dumps(outcome.parameters), now, now, calibrationID),
-                    )
-                else:
-                    stage, phase = outcome.next_position
-                    samePhase = (stage, phase) == (calibration["Stage"], calibration["Phase"])
-                    iteration = calibration["PhaseIteration"] + 1 if samePhase else 1
-                    self._run(
-                        conn,
-                        "UPDATE Calibrations SET Stage = %s, Phase = %s, Step = %s, PhaseIteration = %s, "
-                        "Parameters = %s, StatusMessage = %s, LastUpdate = %s WHERE CalibrationID = %s",
-                        (stage, phase, step + 1, iteration, json.dumps(outcome.parameters), outcome.message, now,
-                         calibrationID),
-                    )
-                    self._insertStep(conn, calibrationID, step + 1, stage, phase, iteration, outcome.parameters, now)
-                if outcome.files:
-                    cursor = conn.cursor()
-                    cursor.executemany(
-                        "REPLACE INTO CalibrationFiles (CalibrationID, Name, Step, Content) VALUES (%s, %s, %s, %s)",
-                        [(calibrationID, name, step, content) for name, content in outcome.files.items()],
-                    )
-                    cursor.close()
-                self._logEvent(conn, calibrationID, "service", outcome.message)
-        except _DBError as error:
-            return S_ERROR(f"Could not advance calibration {calibrationID}: {error}")
-        return S_OK(outcome)
+        return S_OK({"Contents": [bytes(row[0]) for row in rows], "Previous": previous})
 
+    @_stored("Could not commit the step")
+    def commitStep(self, calibrationID, step, record, source):
+        """Write the outcome of ``step``'s analysis, if the calibration is still running at that step.
+
+        One transaction: the calibration row moves on (the update is conditional on its status and
+        step, so of two commits of the same step, by two agents, a retried call or a restart, only
+        the first changes anything), the step's history row is closed, the next one opened, the
+        step's artifacts stored and the event logged.
+
+        :param int calibrationID: the calibration
+        :param int step: the step that was analysed
+        :param dict record: 'Status' (Running, or the ended status), 'Message', 'Parameters' (the
+            next constants), 'Converged', 'Metrics', 'NumberOfResults' (results analysed), 'Next'
+            ((stage, phase, iteration) of the next step, or None when the calibration ends),
+            'Files' ({name: bytes} stored with the calibration), 'PendingPlots' (bytes of the plots
+            still to draw, or None)
+        :param str source: who analysed it, for the event log ('service', 'agent')
+        :return: S_OK(), or S_ERROR(ECALSTEPMOVED) if the calibration is no longer running at ``step``
+        """
+        now = _now()
+        status, parameters = record["Status"], json.dumps(record["Parameters"])
+        with self._transaction() as conn:
+            if record["Next"] is None:
+                if status not in CALIBRATION_TRANSITIONS[RUNNING]:
+                    raise ValueError(f"A step cannot end a calibration as {status!r}")
+                moved = self._run(
+                    "UPDATE Calibrations SET Status = %s, StatusMessage = %s, Parameters = %s, LastUpdate = %s, "
+                    "EndTime = %s WHERE CalibrationID = %s AND Status = %s AND Step = %s",
+                    (status, record["Message"][:2048], parameters, now, now, calibrationID, RUNNING, step),
+                    conn,
+                )
+            else:
+                stage, phase, iteration = record["Next"]
+                moved = self._run(
+                    "UPDATE Calibrations SET Stage = %s, Phase = %s, Step = %s, PhaseIteration = %s, "
+                    "Parameters = %s, StatusMessage = %s, LastUpdate = %s "
+                    "WHERE CalibrationID = %s AND Status = %s AND Step = %s",
+                    (stage, phase, step + 1, iteration, parameters, record["Message"][:2048], now, calibrationID,
+                     RUNNING, step),
+                    conn,
+                )
+            if moved["Value"] != 1:
+                conn.rollback()
+                return S_ERROR(ECALSTEPMOVED, f"Calibration {calibrationID} is no longer running at step {step}")
+            self._run(
+                "UPDATE Steps SET EndTime = %s, NumberOfResults = %s, Converged = %s, Metrics = %s, "
+                "PendingPlots = %s WHERE CalibrationID = %s AND Step = %s",
+                (now, record["NumberOfResults"], record["Converged"], json.dumps(record["Metrics"]),
+                 record["PendingPlots"], calibrationID, step),
+                conn,
+            )
+            if record["Next"] is not None:
+                self._insertStep(conn, calibrationID, step + 1, stage, phase, iteration, record["Parameters"], now)
+            self._replaceFiles(conn, calibrationID, step, record["Files"])
+            self._logEvent(conn, calibrationID, source, record["Message"])
+        return S_OK()
+
+    @_stored("Could not read the plots still to draw")
+    def getPendingPlots(self, calibrationID=None):
+        """The plots of analysed steps that have not been drawn yet.
+
+        :param int calibrationID: only this calibration's (default: every calibration's)
+        :return: S_OK([(calibrationID, step, bytes from Procedure.outcome.encode_plots)], oldest first)
+        """
+        sql, args = "SELECT CalibrationID, Step, PendingPlots FROM Steps WHERE PendingPlots IS NOT NULL", []
+        if calibrationID is not None:
+            sql, args = sql + " AND CalibrationID = %s", [calibrationID]
+        rows = self._fetch(sql + " ORDER BY CalibrationID, Step", args)
+        return S_OK([(int(cid), int(step), bytes(data)) for cid, step, data in rows])
+
+    @_stored("Could not store the plots")
+    def storePlots(self, calibrationID, step, files, notes, source):
+        """Store the drawn plots of a step (and say which could not be drawn); none is pending any more.
+
+        :return: S_OK()
+        """
+        with self._transaction() as conn:
+            self._replaceFiles(conn, calibrationID, step, files)
+            self._run("UPDATE Steps SET PendingPlots = NULL WHERE CalibrationID = %s AND Step = %s",
+                      (calibrationID, step), conn)
+            for note in notes:
+                self._logEvent(conn, calibrationID, source, note)
+        return S_OK()
+
+    # ------------------------------------------------------------------ status and output
+
+    @_stored("Could not change the calibration's status")
     def setStatus(self, calibrationID, status, message, source):
         """End a running calibration with ``status`` (Failed, Killed); S_OK(False) if it had ended."""
         now = _now()
-        try:
-            with self._transaction_connection() as conn:
-                result = self._run(
-                    conn,
-                    "UPDATE Calibrations SET Status = %s, StatusMessage = %s, LastUpdate = %s, EndTime = %s "
-                    "WHERE CalibrationID = %s AND Status = %s",
-                    (status, message[:2048], now, now, calibrationID, RUNNING),
-                )
-                changed = result["Value"] == 1
-                if changed:
-                    self._logEvent(conn, calibrationID, source, f"{status}: {message}")
-        except _DBError as error:
-            return S_ERROR(str(error))
+        sources = sourcesOf(status, CALIBRATION_TRANSITIONS)
+        with self._transaction() as conn:
+            result = self._run(
+                "UPDATE Calibrations SET Status = %s, StatusMessage = %s, LastUpdate = %s, EndTime = %s "
+                f"WHERE CalibrationID = %s AND Status IN ({_marks(sources)})",
+                (status, message[:2048], now, now, calibrationID, *sources),
+                conn,
+            )
+            changed = result["Value"] == 1
+            if changed:
+                self._logEvent(conn, calibrationID, source, f"{status}: {message}")
         return S_OK(changed)
 
+    @_stored("Could not change the output location")
     def setOutput(self, calibrationID, outputPath, outputSE):
         """Change where a calibration's results go; they will be copied (again)."""
-        try:
+        with self._transaction() as conn:
             self._run(
-                None,
                 "UPDATE Calibrations SET OutputPath = %s, OutputSE = %s, ResultsCopied = 0, LastUpdate = %s "
                 "WHERE CalibrationID = %s",
                 (outputPath, outputSE, _now(), calibrationID),
+                conn,
             )
-        except _DBError as error:
-            return S_ERROR(str(error))
-        return self.logEvent(calibrationID, "service", f"Results will be copied to {outputPath} on {outputSE}")
+            self._logEvent(conn, calibrationID, "service", f"Results will be copied to {outputPath} on {outputSE}")
+        return S_OK()
 
+    @_stored("Could not record the copy of the results")
     def setResultsCopied(self, calibrationID, outputPath):
         """Record that the results went to ``outputPath`` (unless the output changed meanwhile)."""
-        try:
+        with self._transaction() as conn:
             self._run(
-                None,
                 "UPDATE Calibrations SET ResultsCopied = 1 WHERE CalibrationID = %s AND OutputPath = %s",
                 (calibrationID, outputPath),
+                conn,
             )
-        except _DBError as error:
-            return S_ERROR(str(error))
-        return self.logEvent(calibrationID, "agent", f"Results copied to {outputPath}")
+            self._logEvent(conn, calibrationID, "agent", f"Results copied to {outputPath}")
+        return S_OK()
 
+    @_stored("Could not delete the calibration")
     def deleteCalibration(self, calibrationID):
         """Remove an ended calibration and everything of it; S_OK(False) if it is still running."""
-        try:
-            with self._transaction_connection() as conn:
-                result = self._run(
-                    conn,
-                    f"DELETE FROM Calibrations WHERE CalibrationID = %s AND Status IN "
-                    f"({', '.join(['%s'] * len(ENDED_STATUSES))})",
-                    (calibrationID, *ENDED_STATUSES),
-                )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        result = self._run(
+            f"DELETE FROM Calibrations WHERE CalibrationID = %s AND Status IN ({_marks(ENDED_STATUSES)})",
+            (calibrationID, *ENDED_STATUSES),
+        )
         return S_OK(result["Value"] == 1)
 
-    def requestResubmission(self, calibrationID, workerIDs):
-        """Ask the agent to resubmit these workers at its next cycle (if their job has ended)."""
-        if not workerIDs:
-            return S_OK(0)
-        return self._update(
-            f"UPDATE Workers SET ResubmitRequested = 1 WHERE CalibrationID = %s "
-            f"AND WorkerID IN ({', '.join(['%s'] * len(workerIDs))})",
-            args=(calibrationID, *workerIDs),
-        )
+    @_stored("Could not write the event log")
+    def logEvent(self, calibrationID, source, message):
+        """Add a line to a calibration's event log."""
+        with self._transaction() as conn:
+            self._logEvent(conn, calibrationID, source, message)
+        return S_OK()
 
-    def getResubmissionRequests(self, calibrationID):
-        """S_OK(set of worker IDs whose resubmission was requested)."""
-        try:
-            rows = self._fetch(
-                "SELECT WorkerID FROM Workers WHERE CalibrationID = %s AND ResubmitRequested = 1", (calibrationID,)
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
-        return S_OK({int(row[0]) for row in rows})
+    # ------------------------------------------------------------------ jobs (agent)
 
     def countJobStatuses(self, calibrationID):
         """S_OK({status: number of workers whose newest job is in it}), 'Unsubmitted' included."""
@@ -524,20 +545,16 @@ class CalibrationDB(DB):
             counts[status] = counts.get(status, 0) + 1
         return S_OK(counts)
 
-    # ------------------------------------------------------------------ jobs (agent)
-
+    @_stored("Could not read the job attempts")
     def getNewestAttempts(self, calibrationID):
         """S_OK({workerID: attempt dict or None}) with the newest job attempt of every worker."""
-        try:
-            workers = self._fetch("SELECT WorkerID FROM Workers WHERE CalibrationID = %s", (calibrationID,))
-            rows = self._fetch(
-                "SELECT a.AttemptID, a.WorkerID, a.Backend, a.BackendJobID, a.Status, a.SubmissionTime "
-                "FROM JobAttempts a JOIN (SELECT WorkerID, MAX(AttemptID) AS Newest FROM JobAttempts "
-                "WHERE CalibrationID = %s GROUP BY WorkerID) n ON a.AttemptID = n.Newest",
-                (calibrationID,),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        workers = self._fetch("SELECT WorkerID FROM Workers WHERE CalibrationID = %s", (calibrationID,))
+        rows = self._fetch(
+            "SELECT a.AttemptID, a.WorkerID, a.Backend, a.BackendJobID, a.Status, a.SubmissionTime "
+            "FROM JobAttempts a JOIN (SELECT WorkerID, MAX(AttemptID) AS Newest FROM JobAttempts "
+            "WHERE CalibrationID = %s GROUP BY WorkerID) n ON a.AttemptID = n.Newest",
+            (calibrationID,),
+        )
         attempts = {int(row[0]): None for row in workers}
         for attemptID, workerID, backend, jobID, status, submitted in rows:
             attempts[int(workerID)] = {
@@ -550,31 +567,27 @@ class CalibrationDB(DB):
             }
         return S_OK(attempts)
 
+    @_stored("Could not read the job attempts")
     def getEndedCalibrationsWithLiveJobs(self, statuses):
         """S_OK(IDs of calibrations in ``statuses`` that still have jobs not known to have ended)."""
-        try:
-            rows = self._fetch(
-                "SELECT DISTINCT c.CalibrationID FROM Calibrations c JOIN JobAttempts a USING (CalibrationID) "
-                f"WHERE c.Status IN ({', '.join(['%s'] * len(statuses))}) "
-                f"AND a.Status NOT IN ({', '.join(['%s'] * len(FINAL_JOB_STATUSES))})",
-                (*statuses, *FINAL_JOB_STATUSES),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(
+            "SELECT DISTINCT c.CalibrationID FROM Calibrations c JOIN JobAttempts a USING (CalibrationID) "
+            f"WHERE c.Status IN ({_marks(statuses)}) AND a.Status NOT IN ({_marks(FINAL_ATTEMPT_STATUSES)})",
+            (*statuses, *FINAL_ATTEMPT_STATUSES),
+        )
         return S_OK([int(row[0]) for row in rows])
 
+    @_stored("Could not count the failed job attempts")
     def countFailedAttempts(self, calibrationID):
         """S_OK(number of job attempts of a calibration that ended in failure)."""
-        try:
-            rows = self._fetch(
-                f"SELECT COUNT(*) FROM JobAttempts WHERE CalibrationID = %s "
-                f"AND Status IN ({', '.join(['%s'] * len(FAILED_JOB_STATUSES))})",
-                (calibrationID, *FAILED_JOB_STATUSES),
-            )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        rows = self._fetch(
+            f"SELECT COUNT(*) FROM JobAttempts WHERE CalibrationID = %s "
+            f"AND Status IN ({_marks(FAILED_ATTEMPT_STATUSES)})",
+            (calibrationID, *FAILED_ATTEMPT_STATUSES),
+        )
         return S_OK(int(rows[0][0]))
 
+    @_stored("Could not record the job attempt")
     def addAttempt(self, calibrationID, workerID, backend):
         """Record that a job is about to be submitted for a worker: S_OK(attemptID).
 
@@ -582,41 +595,27 @@ class CalibrationDB(DB):
         attempt that the agent later declares lost, rather than a job nobody knows about.
         """
         now = _now()
-        try:
-            with self._transaction_connection() as conn:
-                result = self._run(
-                    conn,
-                    "INSERT INTO JobAttempts (CalibrationID, WorkerID, Backend, Status, SubmissionTime, LastUpdate) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                    (calibrationID, workerID, backend, JOB_SUBMITTING, now, now),
-                )
-                self._run(
-                    conn,
-                    "UPDATE Workers SET ResubmitRequested = 0 WHERE CalibrationID = %s AND WorkerID = %s",
-                    (calibrationID, workerID),
-                )
-        except _DBError as error:
-            return S_ERROR(str(error))
+        result = self._run(
+            "INSERT INTO JobAttempts (CalibrationID, WorkerID, Backend, Status, SubmissionTime, LastUpdate) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (calibrationID, workerID, backend, ATTEMPT_SUBMITTING, now, now),
+        )
         return S_OK(result["lastRowId"])
 
+    @_stored("Could not update the job attempt")
     def setAttemptStatus(self, attemptID, status, message="", backendJobID=None):
-        """Update a job attempt's status (and its backend job ID once known)."""
+        """Move a job attempt to ``status`` (and record its backend job ID once known), if its
+        current status allows it (``ATTEMPT_TRANSITIONS``).
+
+        :return: S_OK(True) if it changed, S_OK(False) if its status does not lead to ``status``
+            (e.g. a job found Done before the agent's kill reached it stays Done)
+        """
+        sources = sourcesOf(status, ATTEMPT_TRANSITIONS)
         sql = "UPDATE JobAttempts SET Status = %s, StatusMessage = %s, LastUpdate = %s"
         args = [status, message[:1024], _now()]
         if backendJobID is not None:
             sql += ", BackendJobID = %s"
             args.append(backendJobID)
-        return self._update(sql + " WHERE AttemptID = %s", args=(*args, attemptID))
-
-    def logEvent(self, calibrationID, source, message):
-        """Add a line to a calibration's event log."""
-        try:
-            with self._transaction_connection() as conn:
-                self._logEvent(conn, calibrationID, source, message)
-        except _DBError as error:
-            return S_ERROR(str(error))
-        return S_OK()
-
-
-class _DBError(Exception):
-    """A failed statement inside a transaction (turned into S_ERROR at the method boundary)."""
+        result = self._run(f"{sql} WHERE AttemptID = %s AND Status IN ({_marks(sources)})",
+                           (*args, attemptID, *sources))
+        return S_OK(result["Value"] == 1)

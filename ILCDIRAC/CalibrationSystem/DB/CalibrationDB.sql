@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS Workers (
   CalibrationID INT UNSIGNED NOT NULL,
   WorkerID INT UNSIGNED NOT NULL,
   InputData MEDIUMTEXT NOT NULL,
-  ResubmitRequested TINYINT(1) NOT NULL DEFAULT 0,
   PRIMARY KEY (CalibrationID, WorkerID),
   FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -74,7 +73,8 @@ CREATE TABLE IF NOT EXISTS StepResults (
   FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- The history: the constants each step ran with, and once analysed its metrics and outcome.
+-- The history: the constants each step ran with, and once analysed its metrics and outcome, and
+-- until they are drawn its plots (drawn after the next step has started; the agent draws any left).
 CREATE TABLE IF NOT EXISTS Steps (
   CalibrationID INT UNSIGNED NOT NULL,
   Step INT UNSIGNED NOT NULL,
@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS Steps (
   NumberOfResults INT UNSIGNED NULL,
   Converged TINYINT(1) NULL,
   Metrics MEDIUMTEXT NULL,
+  PendingPlots MEDIUMBLOB NULL,  -- Procedure.outcome.encode_plots of the plots not drawn yet
   PRIMARY KEY (CalibrationID, Step),
   FOREIGN KEY (CalibrationID) REFERENCES Calibrations (CalibrationID) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

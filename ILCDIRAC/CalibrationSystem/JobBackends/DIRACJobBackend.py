@@ -26,9 +26,15 @@ from DIRAC.WorkloadManagementSystem.Client import JobStatus
 from DIRAC.WorkloadManagementSystem.Client.JobMonitoringClient import JobMonitoringClient
 from DIRAC.WorkloadManagementSystem.Client.WMSClient import WMSClient
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_DONE,
+    ATTEMPT_FAILED,
+    ATTEMPT_KILLED,
+    ATTEMPT_RUNNING,
+    ATTEMPT_WAITING,
+)
 from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import JobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING, WAITING
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import CREDENTIAL_FILE, ENVIRONMENT_VARIABLE
 
 OPTIONS = {
@@ -50,22 +56,22 @@ WORKER_LOG = "calibration_worker.log"
 #: whose pilot stopped sending heartbeats will not report its results in time. Completed (the
 #: payload ended, the outcome is not settled yet) is still running for the agent.
 STATUS_MAP = {
-    JobStatus.SUBMITTING: WAITING,
-    JobStatus.RECEIVED: WAITING,
-    JobStatus.CHECKING: WAITING,
-    JobStatus.SCOUTING: WAITING,
-    JobStatus.STAGING: WAITING,
-    JobStatus.WAITING: WAITING,
-    JobStatus.MATCHED: WAITING,
-    JobStatus.RESCHEDULED: WAITING,
-    JobStatus.RUNNING: RUNNING,
-    JobStatus.COMPLETING: RUNNING,
-    JobStatus.COMPLETED: RUNNING,
-    JobStatus.DONE: DONE,
-    JobStatus.FAILED: FAILED,
-    JobStatus.STALLED: FAILED,
-    JobStatus.DELETED: FAILED,
-    JobStatus.KILLED: KILLED,
+    JobStatus.SUBMITTING: ATTEMPT_WAITING,
+    JobStatus.RECEIVED: ATTEMPT_WAITING,
+    JobStatus.CHECKING: ATTEMPT_WAITING,
+    JobStatus.SCOUTING: ATTEMPT_WAITING,
+    JobStatus.STAGING: ATTEMPT_WAITING,
+    JobStatus.WAITING: ATTEMPT_WAITING,
+    JobStatus.MATCHED: ATTEMPT_WAITING,
+    JobStatus.RESCHEDULED: ATTEMPT_WAITING,
+    JobStatus.RUNNING: ATTEMPT_RUNNING,
+    JobStatus.COMPLETING: ATTEMPT_RUNNING,
+    JobStatus.COMPLETED: ATTEMPT_RUNNING,
+    JobStatus.DONE: ATTEMPT_DONE,
+    JobStatus.FAILED: ATTEMPT_FAILED,
+    JobStatus.STALLED: ATTEMPT_FAILED,
+    JobStatus.DELETED: ATTEMPT_FAILED,
+    JobStatus.KILLED: ATTEMPT_KILLED,
 }
 
 
@@ -177,7 +183,7 @@ class DIRACJobBackend(JobBackend):
         for jobID in jobIDs:
             number = _jobNumber(jobID)
             if number is None:
-                statuses[jobID] = (FAILED, f"{jobID!r} is not a DIRAC job ID (a positive integer)")
+                statuses[jobID] = (ATTEMPT_FAILED, f"{jobID!r} is not a DIRAC job ID (a positive integer)")
             else:
                 numeric[number] = jobID
         numbers = sorted(numeric)
@@ -318,12 +324,12 @@ def _intKeys(value):
 def _translate(number, state):
     """(agent status, message) of one job from its DIRAC state dict (None: unknown job)."""
     if state is None:
-        return FAILED, f"DIRAC job {number} is unknown to the WMS (deleted, or never submitted there)"
+        return ATTEMPT_FAILED, f"DIRAC job {number} is unknown to the WMS (deleted, or never submitted there)"
     status = state.get("Status")
     details = [state.get(key) for key in ("MinorStatus", "ApplicationStatus")]
     message = "; ".join([f"DIRAC status {status}"] + [d for d in details if d and d != "Unknown"])
     if status not in STATUS_MAP:
-        return FAILED, f"DIRAC job {number} has a status this backend does not know: {message}"
+        return ATTEMPT_FAILED, f"DIRAC job {number} has a status this backend does not know: {message}"
     return STATUS_MAP[status], message
 
 

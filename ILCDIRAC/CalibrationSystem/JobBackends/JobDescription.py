@@ -3,9 +3,6 @@ from dataclasses import asdict, dataclass, field
 
 JOB_NAME_PREFIX = "PandoraCaloCalibration"
 
-#: The statuses every job backend reports (getStatus), and the agent records for job attempts.
-WAITING, RUNNING, DONE, FAILED, KILLED = "Waiting", "Running", "Done", "Failed", "Killed"
-
 
 @dataclass(frozen=True)
 class JobDescription:

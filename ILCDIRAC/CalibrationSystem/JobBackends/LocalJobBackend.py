@@ -15,8 +15,14 @@ import psutil
 
 from DIRAC import S_ERROR, S_OK
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_DONE,
+    ATTEMPT_FAILED,
+    ATTEMPT_KILLED,
+    ATTEMPT_RUNNING,
+)
 from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import JobBackend
-from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import DONE, FAILED, KILLED, RUNNING, JobDescription
+from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 
 _DESCRIPTION, _PID, _EXIT_CODE, _KILLED, _OUTPUT = "job.json", "pid.json", "exit_code", "killed", "output.log"
 #: Local jobs run on the service's host, with its certificate (there is no owner proxy here)
@@ -105,10 +111,10 @@ class LocalJobBackend(JobBackend):
             try:
                 jobDir = self._jobDir(jobID)
             except ValueError as error:
-                statuses[jobID] = (FAILED, str(error))
+                statuses[jobID] = (ATTEMPT_FAILED, str(error))
                 continue
             if not os.path.isdir(jobDir):
-                statuses[jobID] = (FAILED, f"Job {jobID} is unknown to the local backend in {self.directory}")
+                statuses[jobID] = (ATTEMPT_FAILED, f"Job {jobID} is unknown to the local backend in {self.directory}")
                 continue
             statuses[jobID] = self._status(jobDir)
         return S_OK(statuses)
@@ -119,15 +125,15 @@ class LocalJobBackend(JobBackend):
         if exitCode is not None:
             code = int(exitCode)
             if code == 0:
-                return DONE, "exit code 0"
+                return ATTEMPT_DONE, "exit code 0"
             if killed:
-                return KILLED, f"killed (exit code {code})"
-            return FAILED, f"exit code {code}" if code > 0 else f"ended by signal {-code}"
+                return ATTEMPT_KILLED, f"killed (exit code {code})"
+            return ATTEMPT_FAILED, f"exit code {code}" if code > 0 else f"ended by signal {-code}"
         if self._liveMembers(jobDir):
-            return RUNNING, "running"
+            return ATTEMPT_RUNNING, "running"
         if killed:
-            return KILLED, "killed"
-        return FAILED, "the job's process ended without an exit code"
+            return ATTEMPT_KILLED, "killed"
+        return ATTEMPT_FAILED, "the job's process ended without an exit code"
 
     @staticmethod
     def _liveMembers(jobDir):

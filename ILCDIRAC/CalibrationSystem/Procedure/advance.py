@@ -1,20 +1,18 @@
 """The end of a calibration step: from the workers' results to the next step.
 
-This is the whole decision the service takes when a step has enough results, as one pure
-function, so that the DB layer only has to run it inside its transaction.
+This is the whole decision taken when a step has enough results, as one pure function:
+``private/StepAdvancement`` reads a snapshot of the step from the DB, calls ``advance`` and
+commits what it returns. Everything about the next step is decided here, the iteration of the
+phase included; the plots are returned undrawn, since the next constants do not need them.
 """
 import math
 from dataclasses import dataclass, field
 
-from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FAILED, FINISHED, RUNNING
+from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase, phase_label
-from ILCDIRAC.CalibrationSystem.Procedure.plots import render_plot
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position, next_position
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
-
-RUNNING = "Running"
-FINISHED = "Finished"
-FAILED = "Failed"
 
 
 @dataclass(frozen=True)
@@ -46,15 +44,20 @@ ARTIFACT_FILES = {"photonLikelihood": "newPandoraLikelihoodData.xml"}
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """What the analysis of a step decided, and the files (plots, artifacts) it produced."""
+    """What the analysis of a step decided: the calibration's status after it (Running, Finished or
+    Failed), the constants of the next step, where and at which iteration of its phase the next step
+    runs (None once the calibration has ended), the metrics, the artifacts the next steps need
+    ({file name: bytes}) and the plots to draw ({file name: outcome.Distribution or Scatter})."""
 
     status: str
     parameters: dict
     converged: bool
     next_position: Position | None
+    next_iteration: int | None
     message: str
     metrics: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    plots: dict = field(default_factory=dict)
 
 
 def plot_file_name(state, plot_name):
@@ -65,18 +68,6 @@ def plot_file_name(state, plot_name):
     :return: e.g. 'step003_stage1_phase0_ecal_barrel.png'
     """
     return f"step{state.step:03d}_stage{state.stage}_phase{state.phase}_{plot_name}.png"
-
-
-def _files(state, outcome, metrics):
-    """PNGs of the step's plots and its artifacts; a plot that cannot be drawn is noted in the
-    metrics rather than failing the calibration."""
-    files = {ARTIFACT_FILES[name]: content for name, content in outcome.artifacts.items()}
-    for plot in outcome.plots:
-        try:
-            files[plot_file_name(state, plot.name)] = render_plot(plot)
-        except (TypeError, ValueError) as error:
-            metrics[f"plotError_{plot.name}"] = str(error)
-    return files
 
 
 def results_needed(number_of_jobs, settings):
@@ -106,41 +97,45 @@ def analysis_inputs(stage, phase, previous):
     return {"previous": previous}
 
 
-def advance(state, contents, settings):
+def advance(state, contents, settings, max_bytes):
     """Analyse the results (summary bytes) of ``state``'s step and say what comes next.
 
-    A failed fit or an exhausted iteration budget ends the calibration as failed, with the
-    constants it had reached and a message that says why; it never yields garbage constants.
+    A failed fit, data the phase cannot use or an exhausted iteration budget ends the calibration
+    as failed, with the constants it had reached and a message that says why; it never yields
+    garbage constants. A stored result that cannot be read is not such a verdict: it raises
+    SummaryError and decides nothing, so that the step can be analysed again.
 
     :param StepState state: the step being analysed, the constants it ran with and the step before
     :param list contents: the workers' summaries (bytes) for that step
     :param dict settings: the calibration's settings
+    :param int max_bytes: the size limit of a summary (the service's MaxResultSize)
     :return: StepOutcome: status (Running, Finished or Failed), the new constants, the convergence
-        verdict, the next position, a message, the metrics and the files (plots, likelihood)
+        verdict, the next position and iteration, a message, the metrics, the artifacts and the plots
     """
     phase = get_phase(state.phase)
     where = f"stage {state.stage}, phase {state.phase} ({phase.name}), step {state.step}"
-    summaries = [decode_summary(content, state.phase) for content in contents]
+    summaries = [decode_summary(content, state.phase, max_bytes) for content in contents]
     try:
         outcome = phase.analyse(summaries, state.parameters, settings, **analysis_inputs(state.stage, phase, state.previous))
-    except FitError as error:
-        return StepOutcome(FAILED, state.parameters, False, None, f"Analysis of {where} failed: {error}")
-    metrics = dict(outcome.metrics)
-    files = _files(state, outcome, metrics)
+    except ProcedureError as error:
+        return StepOutcome(FAILED, state.parameters, False, None, None, f"Analysis of {where} failed: {error}")
+    artifacts = {ARTIFACT_FILES[name]: content for name, content in outcome.artifacts.items()}
+    plots = {plot_file_name(state, plot.name): plot for plot in outcome.plots}
+    ended = (dict(outcome.metrics), artifacts, plots)
     following = next_position(Position(state.stage, state.phase), outcome.converged, settings)
     if following is None:
-        return StepOutcome(
-            FINISHED, outcome.constants, outcome.converged, None, f"Finished after {where}", metrics, files
-        )
+        return StepOutcome(FINISHED, outcome.constants, outcome.converged, None, None, f"Finished after {where}",
+                           *ended)
     repeats = following == Position(state.stage, state.phase)
     if repeats and state.iteration >= settings["nMaxIterationsPerPhase"]:
         message = (
             f"{phase.name} did not converge within nMaxIterationsPerPhase={settings['nMaxIterationsPerPhase']}"
             f" iterations ({where}); the constants reached so far are kept"
         )
-        return StepOutcome(FAILED, outcome.constants, False, None, message, metrics, files)
+        return StepOutcome(FAILED, outcome.constants, False, None, None, message, *ended)
     message = (
         f"{where} analysed: {'repeating' if repeats else 'moving on to'} {phase_label(following.phase)}"
         f" (stage {following.stage})"
     )
-    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following, message, metrics, files)
+    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following,
+                       state.iteration + 1 if repeats else 1, message, *ended)

@@ -1,5 +1,11 @@
-"""What a phase's analysis of one step returns, and what its plots show."""
-from dataclasses import dataclass, field
+"""What a phase's analysis of one step returns, and what its plots show.
+
+The plots are kept with their step (``encode_plots``) until they are drawn, after the next step
+has started: drawing takes longer than the analysis itself and the next constants do not need it.
+"""
+import json
+import zlib
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -62,3 +68,45 @@ class PhaseOutcome:
     converged: bool
     plots: tuple = ()
     artifacts: dict = field(default_factory=dict)
+
+
+_PLOT_KINDS = {kind.__name__: kind for kind in (Distribution, Scatter)}
+
+
+def _plain(value):
+    """A JSON value for a plot field: arrays and tuples become lists, numpy numbers Python ones."""
+    if isinstance(value, (np.ndarray, tuple, list)):
+        return np.asarray(value, dtype=float).tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def encode_plots(plots):
+    """Plots not drawn yet, as bytes to keep with their step until they are drawn.
+
+    :param dict plots: {file name: Distribution or Scatter}
+    :return: bytes (compressed JSON)
+    """
+    records = {name: {"kind": type(plot).__name__, **{f.name: _plain(getattr(plot, f.name)) for f in fields(plot)}}
+               for name, plot in plots.items()}
+    return zlib.compress(json.dumps(records).encode())
+
+
+def decode_plots(data):
+    """The plots kept by ``encode_plots``.
+
+    :param bytes data: what encode_plots returned
+    :return: {file name: Distribution or Scatter}
+    """
+    plots = {}
+    for name, record in json.loads(zlib.decompress(data)).items():
+        kind = _PLOT_KINDS[record.pop("kind")]
+        values = {}
+        for f in fields(kind):
+            value = record[f.name]
+            if f.type is np.ndarray:
+                value = np.asarray(value, dtype=float)
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        plots[name] = kind(**values)
+    return plots

@@ -183,6 +183,22 @@ def render_plot(plot):
     return _png(figure)
 
 
+def render_plots(plots):
+    """PNG bytes of a step's plots; a plot whose data cannot be drawn is reported, not raised, so
+    that it never stops the others (nor the calibration).
+
+    :param dict plots: {file name: outcome.Distribution or outcome.Scatter}
+    :return: ({file name: PNG bytes}, {file name: why it could not be drawn})
+    """
+    files, failures = {}, {}
+    for name, plot in plots.items():
+        try:
+            files[name] = render_plot(plot)
+        except (TypeError, ValueError) as error:
+            failures[name] = str(error)
+    return files, failures
+
+
 def _first_value(value, step, name):
     """A constant's plotted value: the number, or element 0 of a FloatVec; NaN when absent."""
     if value is None:

@@ -3,19 +3,37 @@
 The service decodes bytes uploaded over the network, so decoding trusts nothing: no pickles, a
 size limit on the upload and on what it unpacks to (zip bombs), array headers checked before any
 array is allocated, and the exact field set, dtype, shape and finiteness the phase declares.
+
+Decoding reads the archive itself and parses each member's .npy header with a strict pattern of
+what numpy writes, instead of ``np.load``: numpy evaluates that header with ``ast.literal_eval``,
+and on CPython 3.11 the AST constructor is not safe across threads (a garbage collection running
+Python finalizers in the middle of it lets another thread in, which then fails with
+``SystemError: AST constructor recursion depth mismatch``). The multi-threaded service decodes in
+many threads at once, so its decoding path must not touch ``ast`` at all.
 """
 import io
+import math
+import re
+import struct
 import zipfile
+import zlib
 
 import numpy as np
-from numpy.lib import format as npy_format
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SummaryError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase, phase_label
 
 PHASE_KEY = "phase"
-DEFAULT_MAX_BYTES = 8 * 1024 * 1024
-_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+_NPY_MAGIC = b"\x93NUMPY"
+#: .npy format versions read, and the struct of their header length (1.0: 2 bytes, 2.0: 4 bytes).
+_HEADER_LENGTHS = {(1, 0): struct.Struct("<H"), (2, 0): struct.Struct("<I")}
+#: The header numpy writes (``numpy.lib.format``), padded with spaces and ended by a newline.
+_HEADER = re.compile(r"\{'descr': '(?P<descr>[<>|=]?[a-zA-Z]\d{0,2})', 'fortran_order': False, "
+                     r"'shape': \((?P<shape>(?:\d{1,12}, ?){0,4}\d{0,12})\), \} *\n")
+#: What a corrupt archive makes zipfile or struct raise: all mean "not a summary". Anything else
+#: (a fault of the process) is not the worker's doing and is left to the caller.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, ValueError, KeyError,
+                   NotImplementedError, RuntimeError, UnicodeDecodeError)
 
 
 def _check_fields(phase, arrays):
@@ -51,35 +69,64 @@ def encode_summary(phase_id, arrays):
     return buffer.getvalue()
 
 
-def _check_archive(archive, allowed_names, max_bytes):
-    """Refuse unexpected members, oversized contents and array headers that promise more data than stored."""
-    infos = archive.infolist()
-    names = [info.filename for info in infos]
-    if len(set(names)) != len(names):
-        raise SummaryError("Summary archive has duplicate members")
-    unpacked = sum(info.file_size for info in infos)
-    if unpacked > max_bytes:
-        raise SummaryError(f"Summary unpacks to {unpacked} bytes, more than the limit of {max_bytes}")
-    for info in infos:
-        if not info.filename.endswith(".npy") or info.filename[: -len(".npy")] not in allowed_names:
-            continue  # reported as an unexpected field by the field check
-        with archive.open(info) as stream:
-            version = npy_format.read_magic(stream)
-            if version not in _HEADER_READERS:
-                raise SummaryError(f"Summary member {info.filename} has unsupported .npy version {version}")
-            shape, _, dtype = _HEADER_READERS[version](stream)
-        if dtype.hasobject:
-            raise SummaryError(f"Summary member {info.filename} holds Python objects, which are refused")
-        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
-            raise SummaryError(f"Summary member {info.filename} declares more data than it contains")
+def _parse_npy(data, name):
+    """The array held by the .npy bytes ``data`` of member ``name``, checked before anything is allocated."""
+    magic, version = data[:len(_NPY_MAGIC)], tuple(data[len(_NPY_MAGIC):len(_NPY_MAGIC) + 2])
+    if magic != _NPY_MAGIC or version not in _HEADER_LENGTHS:
+        raise SummaryError(f"Summary member {name} is not a .npy array of version 1.0 or 2.0")
+    length_format = _HEADER_LENGTHS[version]
+    start = len(_NPY_MAGIC) + 2 + length_format.size
+    (length,) = length_format.unpack_from(data, len(_NPY_MAGIC) + 2)
+    header = _HEADER.fullmatch(data[start:start + length].decode("latin1"))
+    if header is None:
+        raise SummaryError(f"Summary member {name} has an array header this decoder does not accept")
+    try:
+        dtype = np.dtype(header["descr"])
+    except TypeError:
+        raise SummaryError(f"Summary member {name} has an unknown dtype {header['descr']!r}") from None
+    if dtype.hasobject:
+        raise SummaryError(f"Summary member {name} holds Python objects, which are refused")
+    shape = tuple(int(size) for size in re.findall(r"\d+", header["shape"]))
+    payload = memoryview(data)[start + length:]
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > len(payload):
+        raise SummaryError(f"Summary member {name} declares more data than it contains")
+    if expected < len(payload):
+        raise SummaryError(f"Summary member {name} holds more data than its header declares")
+    return np.frombuffer(bytearray(payload), dtype).reshape(shape)
 
 
-def decode_summary(content, phase_id, max_bytes=DEFAULT_MAX_BYTES):
+def _read_archive(content, allowed_names, max_bytes):
+    """{name: array} of the archive's members, refusing unexpected members and oversized contents."""
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            raise SummaryError("Summary archive has duplicate members")
+        unpacked = sum(info.file_size for info in infos)
+        if unpacked > max_bytes:
+            raise SummaryError(f"Summary unpacks to {unpacked} bytes, more than the limit of {max_bytes}")
+        arrays = {}
+        for info in infos:
+            name = info.filename.removesuffix(".npy")
+            if name == info.filename:
+                raise SummaryError(f"Summary member {info.filename} is not a .npy array")
+            if name not in allowed_names:
+                arrays[name] = None  # reported as an unexpected field by the field check
+                continue
+            with archive.open(info) as stream:
+                data = stream.read(info.file_size)  # bounded: a lying size fails the CRC check
+            arrays[name] = _parse_npy(data, info.filename)
+    return arrays
+
+
+def decode_summary(content, phase_id, max_bytes):
     """The arrays of a summary produced by encode_summary for ``phase_id``; SummaryError if it is not one.
 
     :param bytes content: what a worker uploaded
     :param int phase_id: the phase of the step it was uploaded for
-    :param int max_bytes: largest total size of the arrays, uncompressed
+    :param int max_bytes: largest summary, in bytes, as uploaded and as unpacked (the service's
+        MaxResultSize)
     :return: {field: 1-D array} with the phase's fields and dtypes, all finite
     """
     phase = get_phase(phase_id)
@@ -87,15 +134,9 @@ def decode_summary(content, phase_id, max_bytes=DEFAULT_MAX_BYTES):
         raise SummaryError(f"A summary must be bytes, got {type(content).__name__}")
     if len(content) > max_bytes:
         raise SummaryError(f"Summary of {len(content)} bytes exceeds the limit of {max_bytes} bytes")
-    allowed = set(phase.summary_fields) | {PHASE_KEY}
     try:
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            _check_archive(archive, allowed, max_bytes)
-        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except SummaryError:
-        raise
-    except Exception as error:  # np.load/zipfile raise many types on corrupt input; all mean "not a summary"
+        arrays = _read_archive(content, set(phase.summary_fields) | {PHASE_KEY}, max_bytes)
+    except _ARCHIVE_ERRORS as error:
         raise SummaryError(f"Summary is not a readable numpy archive: {type(error).__name__}: {error}") from None
     if PHASE_KEY not in arrays:
         raise SummaryError("Summary has no phase id; it was not produced by encode_summary")

@@ -1,12 +1,16 @@
 """CalibrationService (Calibration/Calibration): the DISET front of the CalibrationSystem.
 
-Each method checks its arguments and the caller, then makes one call into the pure procedure
-code and the CalibrationDB. The handler keeps no state of its own: everything is in the DB,
-so a restart of the service loses nothing.
+As DIRAC's own services, the handler is a mixin with the ``export_`` methods
+(``CalibrationHandlerMixin``) and the DISET handler on it (``CalibrationHandler``); where DIRAC's
+Tornado (its own tornado fork) is installed, an HTTPS handler is one class away, in a module of
+its own as DIRAC does it: ``class TornadoCalibrationHandler(CalibrationHandlerMixin, TornadoService)``.
 
-Who may call what: users act on their own calibrations (same username and group), trusted
-hosts on all; worker methods also need the calibration's worker credential; the agent's
-methods need TrustedHost (Authorization section of ConfigTemplate.cfg).
+Each method checks its arguments and the caller (``CalibrationPolicy``), then makes one call into
+the pure procedure code and the CalibrationDB. The handler keeps no state of its own: everything
+is in the DB, so a restart of the service loses nothing. A result that completes a step is stored
+and answered at once; the step is analysed in the background (``private/StepAdvancement``), and
+the agent's cycle analyses any complete step left over. Refusals carry the CalibrationSystem's
+error codes (``ILCDIRAC.Core.Utilities.DErrno``), which a worker reads with ``isRefusal``.
 """
 import datetime
 import socket
@@ -17,25 +21,21 @@ from DIRAC.Core.DISET.RequestHandler import RequestHandler
 from DIRAC.Core.DISET.private.TransportPool import getGlobalTransportPool
 from DIRAC.Core.Security import Locations, Properties
 
-from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import ENDED_STATUSES, FINISHED, KILLED, RUNNING, CalibrationDB
-from ILCDIRAC.CalibrationSystem.Procedure.advance import (
-    ARTIFACT_FILES,
-    FAILED,
-    StepOutcome,
-    StepRecord,
-    StepState,
-    advance,
-    results_needed,
-)
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED, KILLED, RUNNING
+from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
+from ILCDIRAC.CalibrationSystem.Procedure.advance import ARTIFACT_FILES, results_needed
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+from ILCDIRAC.CalibrationSystem.Service.CalibrationPolicy import CalibrationPolicy, isInteger
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
     DEFAULT_RETENTION_MINUTES,
     STEERING_FILE_INPUT,
     collectResult,
 )
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import credentialHash, loadKey, matches, workerCredential
+from ILCDIRAC.CalibrationSystem.private.StepAdvancement import StepAdvancer, maxResultSize
+from ILCDIRAC.Core.Utilities.DErrno import ECALNOTREADY, ECALREQUEST, ECALSTATE
 
 _INT = (int,)
 AGENT = "Calibration/CalibrationAgent"
@@ -43,31 +43,20 @@ AGENT = "Calibration/CalibrationAgent"
 _FILE_JOB_KEYS = ("steeringFile", "photonTrainingSettings")
 
 
-def _refuse(message):
-    """An error that retrying cannot cure: workers stop at once instead of retrying it."""
-    result = S_ERROR(message)
-    result["Refused"] = True
-    return result
-
-
-def _isInt(*values):
-    """DISET's type check lets booleans through as ints; identifiers must be real integers."""
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-
-
 def _idList(calibrationIDs):
-    if not isinstance(calibrationIDs, (list, tuple)) or not all(_isInt(c) for c in calibrationIDs):
+    if not isinstance(calibrationIDs, (list, tuple)) or not all(isInteger(c) for c in calibrationIDs):
         return None
     return list(dict.fromkeys(calibrationIDs))
 
 
-class CalibrationHandler(RequestHandler):
+class CalibrationHandlerMixin:
     """Creates calibrations, serves constants and event slices to workers, collects results."""
 
     @classmethod
     def initializeHandler(cls, serviceInfoDict):
-        """Once, when the service starts: connect to the CalibrationDB (creating missing tables) and read
-        the service options (MaxResultSize, TCPNoDelay, AdvanceOnLastResult, WorkerCredentialKeyFile).
+        """Once, when the service starts: connect to the CalibrationDB (creating missing tables), read
+        the service options (MaxResultSize, AdvanceOnLastResult, WorkerCredentialKeyFile) and start
+        the background step analysis, which first looks at every running calibration once.
 
         :param dict serviceInfoDict: DIRAC's description of the service
         :return: S_OK, or S_ERROR if the DB or the worker credential secret cannot be used
@@ -77,63 +66,22 @@ class CalibrationHandler(RequestHandler):
             cls.calibrationDB = CalibrationDB(parentLogger=cls.log)
         except RuntimeError as error:
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
-        cls.maxResultSize = int(cls.srv_getCSOption("MaxResultSize", 8 * 1024 * 1024))
-        cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
-        cls.advanceOnLastResult = cls.srv_getCSOption("AdvanceOnLastResult", True)
+        cls.maxResultSize = maxResultSize()
         keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
         try:
             cls.credentialKey = loadKey(keyFile)
         except (OSError, ValueError, TypeError) as error:
             return S_ERROR(f"Cannot read the worker credential secret (WorkerCredentialKeyFile {keyFile}): {error}")
+        cls.stepAdvancer = None
+        if cls.srv_getCSOption("AdvanceOnLastResult", True):
+            cls.stepAdvancer = StepAdvancer(cls.calibrationDB, cls.maxResultSize, cls.log)
+            running = cls.calibrationDB.getCalibrations(statuses=[RUNNING])
+            for calibration in running["Value"] if running["OK"] else []:
+                cls.stepAdvancer.trigger(calibration["CalibrationID"])
         return S_OK()
 
-    def initialize(self):
-        """Per request: send replies at once instead of letting Nagle hold them ~40 ms."""
-        if self.tcpNoDelay:
-            transport = getGlobalTransportPool().get(self.srv_getTransportID())
-            if transport is not None:
-                try:
-                    transport.getSocket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError as error:
-                    self.log.debug("Cannot set TCP_NODELAY", str(error))
-
-    # ------------------------------------------------------------------ helpers
-
-    def _caller(self):
-        credentials = self.getRemoteCredentials()
-        return {
-            "Owner": credentials.get("username", ""),
-            "OwnerGroup": credentials.get("group", ""),
-            "OwnerDN": credentials.get("DN", ""),
-            "Properties": credentials.get("properties", []),
-        }
-
-    def _ownCalibration(self, calibrationID):
-        """The calibration, if the caller owns it (same user and group) or is a trusted host;
-        another user's calibration is answered as if it did not exist."""
-        if not _isInt(calibrationID):
-            return _refuse(f"A calibration ID is an integer, not {calibrationID!r}")
-        result = self.calibrationDB.getCalibration(calibrationID)
-        if not result["OK"]:
-            return _refuse(result["Message"]) if result.get("Missing") else result
-        calibration = result["Value"]
-        caller = self._caller()
-        if Properties.TRUSTED_HOST in caller["Properties"]:
-            return result
-        if (caller["Owner"], caller["OwnerGroup"]) != (calibration["Owner"], calibration["OwnerGroup"]):
-            return _refuse(f"Calibration {calibrationID} does not exist")
-        return result
-
-    def _workerCalibration(self, calibrationID, credential):
-        """The calibration, for a caller that may act as one of its workers: owner or trusted
-        host, holding the calibration's worker credential."""
-        result = self._ownCalibration(calibrationID)
-        if result["OK"] and not matches(credential, result["Value"]["WorkerCredentialHash"]):
-            return _refuse(f"Not a worker of calibration {calibrationID}: wrong or missing worker credential")
-        return result
-
-    def _credential(self, calibration):
-        return workerCredential(self.credentialKey, calibration["CalibrationID"], calibration["CreationTime"])
+    def _policy(self):
+        return CalibrationPolicy(self.getRemoteCredentials())
 
     @staticmethod
     def _parameterSet(calibration):
@@ -154,7 +102,7 @@ class CalibrationHandler(RequestHandler):
         """
         ids = _idList(calibrationIDs)
         if ids is None:
-            return _refuse(f"Expected a list of calibration IDs, not {calibrationIDs!r}")
+            return S_ERROR(ECALREQUEST, f"Expected a list of calibration IDs, not {calibrationIDs!r}")
         report = {}
         for calibrationID in ids:
             result = action(calibrationID)
@@ -179,18 +127,19 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK(calibrationID), with key 'Notes': what was done to the steering file (e.g.
             the PfoAnalysis processor added), also kept in the calibration's event log
         """
-        caller = self._caller()
-        if Properties.TRUSTED_HOST in caller["Properties"]:
-            return _refuse("A calibration belongs to a user: create it with a user proxy, not a host certificate")
+        policy = self._policy()
+        allowed = policy.mayCreate()
+        if not allowed["OK"]:
+            return allowed
         if isinstance(job, dict):
             job = {key: value.encode(errors="surrogateescape") if key in _FILE_JOB_KEYS and isinstance(value, str)
                    else value for key, value in job.items()}
         try:
             plan = plan_calibration(inputFiles, numberOfEventsPerFile, settings, job)
         except ProcedureError as error:
-            return S_ERROR(f"Calibration not created: {error}")
+            return S_ERROR(ECALREQUEST, f"Calibration not created: {error}")
         result = self.calibrationDB.createCalibration(
-            caller,
+            policy.owner,
             {
                 "Settings": plan.settings,
                 "InputFiles": plan.input_files,
@@ -212,7 +161,8 @@ class CalibrationHandler(RequestHandler):
             lambda calibrationID, created: credentialHash(workerCredential(self.credentialKey, calibrationID, created)),
         )
         if result["OK"]:
-            self.log.info("Calibration created", f"{result['Value']} by {caller['Owner']} ({plan.number_of_jobs} jobs)")
+            self.log.info("Calibration created",
+                          f"{result['Value']} by {policy.owner['Owner']} ({plan.number_of_jobs} jobs)")
             result["Notes"] = list(plan.notes)
         return result
 
@@ -225,8 +175,8 @@ class CalibrationHandler(RequestHandler):
             'percentageOfFinishedJobs' the share of the jobs that reported the current step and
             'fractionOfFinishedJobsNeededToStartNextStep' the share it needs (both in %)
         """
-        caller = self._caller()
-        result = self.calibrationDB.getCalibrations(owner=caller["Owner"], ownerGroup=caller["OwnerGroup"])
+        owner = self._policy().owner
+        result = self.calibrationDB.getCalibrations(owner=owner["Owner"], ownerGroup=owner["OwnerGroup"])
         if not result["OK"]:
             return result
         retention = datetime.timedelta(minutes=self._retentionMinutes())
@@ -287,7 +237,7 @@ class CalibrationHandler(RequestHandler):
             finished, or if it failed or was killed, saying why: then its key 'Result' holds the
             same dict with the constants it had reached
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -296,6 +246,7 @@ class CalibrationHandler(RequestHandler):
             return collected
         where = f"stage {calibration['Stage']}, phase {calibration['Phase']}, step {calibration['Step']}"
         refusal = S_ERROR(
+            ECALSTATE,
             f"Calibration {calibrationID} has no result: it is {calibration['Status']} ({where})"
             + (f": {calibration['StatusMessage']}" if calibration["StatusMessage"] else "")
         )
@@ -312,16 +263,16 @@ class CalibrationHandler(RequestHandler):
         :param str reason: why, kept as the calibration's status message
         :return: S_OK(message) or S_ERROR if it does not exist or has already ended
         """
-        result = self._ownCalibration(calibrationID)
+        policy = self._policy()
+        result = policy.calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
-        caller = self._caller()
-        message = f"Killed by {caller['Owner'] or caller['OwnerDN']}: {reason or 'no reason given'}"
+        message = f"Killed by {policy.owner['Owner'] or policy.owner['OwnerDN']}: {reason or 'no reason given'}"
         changed = self.calibrationDB.setStatus(calibrationID, KILLED, message, "service")
         if not changed["OK"]:
             return changed
         if not changed["Value"]:
-            return _refuse(f"Calibration {calibrationID} has already ended ({result['Value']['Status']})")
+            return S_ERROR(ECALSTATE, f"Calibration {calibrationID} has already ended ({result['Value']['Status']})")
         return S_OK(f"Calibration {calibrationID} killed; its jobs are being killed")
 
     types_killCalibrations = [list, str]
@@ -343,14 +294,14 @@ class CalibrationHandler(RequestHandler):
         :param int calibrationID: the calibration
         :return: S_OK(message) or S_ERROR if it does not exist or is still running
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         deleted = self.calibrationDB.deleteCalibration(calibrationID)
         if not deleted["OK"]:
             return deleted
         if not deleted["Value"]:
-            return _refuse(f"Calibration {calibrationID} is still running: kill it before cleaning it")
+            return S_ERROR(ECALSTATE, f"Calibration {calibrationID} is still running: kill it before cleaning it")
         return S_OK(f"Calibration {calibrationID} deleted")
 
     types_cleanCalibrations = [list]
@@ -373,13 +324,13 @@ class CalibrationHandler(RequestHandler):
         :param str newSE: storage element for the grid ('' locally)
         :return: S_OK(message saying where the results will go), or S_ERROR for a path that cannot be used
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
         try:
             check_output(newPath, newSE)
         except ProcedureError as error:
-            return _refuse(str(error))
+            return S_ERROR(ECALREQUEST, str(error))
         changed = self.calibrationDB.setOutput(calibrationID, newPath, newSE)
         if not changed["OK"]:
             return changed
@@ -398,7 +349,7 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK(parameter set dict) when there is a newer step or the calibration has
             ended (``calibrationIsFinished`` True), S_OK(None) while the worker must wait
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -416,11 +367,11 @@ class CalibrationHandler(RequestHandler):
         :param str credential: the calibration's worker credential
         :return: S_OK({sample type: [[file, ...], events to skip, number of events]})
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
-        if not _isInt(workerID) or not 0 <= workerID < result["Value"]["NumberOfJobs"]:
-            return _refuse(f"Calibration {calibrationID} has no worker {workerID!r}")
+        if not isInteger(workerID) or not 0 <= workerID < result["Value"]["NumberOfJobs"]:
+            return S_ERROR(ECALREQUEST, f"Calibration {calibrationID} has no worker {workerID!r}")
         return self.calibrationDB.getWorkerInputData(calibrationID, workerID)
 
     types_getCalibrationSetup = [_INT, str]
@@ -434,7 +385,7 @@ class CalibrationHandler(RequestHandler):
         :return: S_OK({'settings': dict, 'steeringFile': str, 'photonTrainingSettings': str or None
             (None for a calibration without stage 2), 'softwareVersion': str, 'numberOfJobs': int})
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
@@ -464,7 +415,7 @@ class CalibrationHandler(RequestHandler):
         :param str credential: the calibration's worker credential
         :return: S_OK(bytes of the merged likelihood XML), or S_ERROR while it does not exist yet
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         name = ARTIFACT_FILES["photonLikelihood"]
@@ -472,14 +423,14 @@ class CalibrationHandler(RequestHandler):
         if not files["OK"]:
             return files
         if name not in files["Value"]:
-            return S_ERROR(f"Calibration {calibrationID} has no merged photon likelihood yet")
+            return S_ERROR(ECALNOTREADY, f"Calibration {calibrationID} has no merged photon likelihood yet")
         return S_OK(files["Value"][name])
 
     types_submitResult = [_INT, _INT, _INT, _INT, _INT, (str, bytes), str]
 
     def export_submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
-        """Store a worker's result (summary) for a step; if it completes the step and
-        AdvanceOnLastResult is set, the step is analysed at once.
+        """Store a worker's result (summary) for a step and answer at once; if it completes the step
+        (and AdvanceOnLastResult is set), the service analyses the step in the background.
 
         :param int calibrationID: the calibration
         :param int stageID: stage of the step the result is for
@@ -489,35 +440,36 @@ class CalibrationHandler(RequestHandler):
         :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
         :param str credential: the calibration's worker credential
         :return: S_OK({'Stored': bool, 'Message': str}): not stored when the step is over or
-            the worker already reported it; S_ERROR for a malformed or oversized result
+            the worker already reported it; S_ERROR(ECALREQUEST) for a malformed or oversized result
         """
-        result = self._workerCalibration(calibrationID, credential)
+        result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
-        if not _isInt(stageID, phaseID, stepID, workerID):
-            return _refuse("stageID, phaseID, stepID and workerID must be integers")
+        if not isInteger(stageID, phaseID, stepID, workerID):
+            return S_ERROR(ECALREQUEST, "stageID, phaseID, stepID and workerID must be integers")
         if not 0 <= workerID < calibration["NumberOfJobs"]:
-            return _refuse(f"Calibration {calibrationID} has no worker {workerID}")
+            return S_ERROR(ECALREQUEST, f"Calibration {calibrationID} has no worker {workerID}")
         if isinstance(content, str):
             content = content.encode(errors="surrogateescape")
         if len(content) > self.maxResultSize:
-            return _refuse(f"Result of {len(content)} bytes refused: the limit is {self.maxResultSize} bytes")
+            return S_ERROR(ECALREQUEST,
+                           f"Result of {len(content)} bytes refused: the limit is {self.maxResultSize} bytes")
         if stepID == calibration["Step"] and (stageID, phaseID) != (calibration["Stage"], calibration["Phase"]):
-            return _refuse(
+            return S_ERROR(
+                ECALREQUEST,
                 f"Step {stepID} is stage {calibration['Stage']} phase {calibration['Phase']}, "
                 f"not stage {stageID} phase {phaseID}"
             )
         try:
-            decode_summary(content, phaseID)
+            decode_summary(content, phaseID, self.maxResultSize)
         except ProcedureError as error:
-            return _refuse(f"Result refused: {error}")
+            return S_ERROR(ECALREQUEST, f"Result refused: {error}")
         result = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
         if not result["OK"]:
             return result
         if result["Value"]:
-            if self.advanceOnLastResult:
-                self._advanceIfComplete(calibration)
+            self._triggerIfComplete(calibration)
             return S_OK({"Stored": True, "Message": f"Result of worker {workerID} for step {stepID} stored"})
         if stepID != calibration["Step"] or calibration["Status"] != RUNNING:
             message = f"Step {stepID} is over (calibration at step {calibration['Step']}, {calibration['Status']})"
@@ -525,46 +477,18 @@ class CalibrationHandler(RequestHandler):
             message = f"Worker {workerID} had already reported step {stepID}"
         return S_OK({"Stored": False, "Message": message})
 
-    # ------------------------------------------------------------------ agent (TrustedHost)
-
-    auth_checkForStepIncrement = [Properties.TRUSTED_HOST]
-    types_checkForStepIncrement = []
-
-    def export_checkForStepIncrement(self):
-        """Analyse every running calibration whose current step has enough results.
-
-        :return: S_OK({str(calibrationID): what happened}) for the calibrations that moved
-        """
-        result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
-        if not result["OK"]:
-            return result
-        report = {}
-        for calibration in result["Value"]:
-            message = self._advanceIfComplete(calibration)
-            if message:
-                report[str(calibration["CalibrationID"])] = message
-        return S_OK(report)
-
-    def _advanceIfComplete(self, calibration):
-        """Analyse the calibration's current step if it has enough results: what happened, or None.
-
-        Called by the agent's cycle and, at once, when the result completing a step arrives;
-        the DB transaction makes sure a step is analysed only once whoever calls first.
-        """
-        calibrationID = calibration["CalibrationID"]
-        counted = self.calibrationDB.countResults(calibrationID, calibration["Step"])
+    def _triggerIfComplete(self, calibration):
+        """Have the step analysed in the background if this result completed it. A count that fails
+        is no reason to fail the upload: the agent's cycle finds the complete step."""
+        if self.stepAdvancer is None:
+            return
+        counted = self.calibrationDB.countResults(calibration["CalibrationID"], calibration["Step"])
         if not counted["OK"]:
-            return f"Error: {counted['Message']}"
-        if counted["Value"] < results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
-            return None
-        advanced = self.calibrationDB.advanceStep(calibrationID, calibration["Step"], _decideStep)
-        if not advanced["OK"]:
-            self.log.error("Step advancement failed", advanced["Message"])
-            return f"Error: {advanced['Message']}"
-        if advanced["Value"] is None:
-            return None
-        self.log.info("Step analysed", f"calibration {calibrationID}: {advanced['Value'].message}")
-        return advanced["Value"].message
+            self.log.warn("Cannot count the step's results; the agent's cycle will see the step", counted["Message"])
+        elif counted["Value"] >= results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
+            self.stepAdvancer.trigger(calibration["CalibrationID"])
+
+    # ------------------------------------------------------------------ agent (TrustedHost)
 
     auth_getWorkerCredential = [Properties.TRUSTED_HOST]
     types_getWorkerCredential = [_INT]
@@ -575,10 +499,10 @@ class CalibrationHandler(RequestHandler):
         :param int calibrationID: the calibration
         :return: S_OK(str)
         """
-        result = self._ownCalibration(calibrationID)
+        result = self._policy().calibration(self.calibrationDB, calibrationID)
         if not result["OK"]:
             return result
-        credential = self._credential(result["Value"])
+        credential = workerCredential(self.credentialKey, calibrationID, result["Value"]["CreationTime"])
         if not matches(credential, result["Value"]["WorkerCredentialHash"]):
             return S_ERROR(
                 f"The worker credential of calibration {calibrationID} cannot be derived any more: "
@@ -586,89 +510,26 @@ class CalibrationHandler(RequestHandler):
             )
         return S_OK(credential)
 
-    auth_resubmitJobs = [Properties.TRUSTED_HOST]
-    types_resubmitJobs = [list]
 
-    def export_resubmitJobs(self, workers):
-        """Ask the agent to resubmit workers at its next cycle (once their job has ended).
+class CalibrationHandler(CalibrationHandlerMixin, RequestHandler):
+    """The DISET handler of the CalibrationService."""
 
-        :param list workers: [calibrationID, workerID] pairs
-        :return: S_OK({str(calibrationID): number of workers marked})
+    @classmethod
+    def initializeHandler(cls, serviceInfoDict):
+        """Once, when the service starts: the DISET option TCPNoDelay, then the service's own.
+
+        :param dict serviceInfoDict: DIRAC's description of the service
+        :return: S_OK, or S_ERROR if the service cannot start
         """
-        if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 and _isInt(*pair) for pair in workers):
-            return _refuse("resubmitJobs takes a list of [calibrationID, workerID] pairs")
-        byCalibration = {}
-        for calibrationID, workerID in workers:
-            byCalibration.setdefault(calibrationID, []).append(workerID)
-        return self._forEach(
-            list(byCalibration),
-            lambda calibrationID: self.calibrationDB.requestResubmission(calibrationID, byCalibration[calibrationID]),
-        )
+        cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
+        return super().initializeHandler(serviceInfoDict)
 
-    auth_getCalibrationsToBeKilled = [Properties.TRUSTED_HOST]
-    types_getCalibrationsToBeKilled = []
-
-    def export_getCalibrationsToBeKilled(self):
-        """The killed or failed calibrations whose jobs the agent still has to kill.
-
-        :return: S_OK([IDs of killed or failed calibrations that still have jobs not known to have ended])
-        """
-        return self.calibrationDB.getEndedCalibrationsWithLiveJobs([KILLED, FAILED])
-
-    auth_getNumberOfJobsPerCalibration = [Properties.TRUSTED_HOST]
-    types_getNumberOfJobsPerCalibration = []
-
-    def export_getNumberOfJobsPerCalibration(self):
-        """How many jobs each running calibration has.
-
-        :return: S_OK({str(calibrationID): numberOfJobs}) of the running calibrations
-        """
-        result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
-        if not result["OK"]:
-            return result
-        return S_OK({str(c["CalibrationID"]): c["NumberOfJobs"] for c in result["Value"]})
-
-    auth_getRunningCalibrations = [Properties.TRUSTED_HOST]
-    types_getRunningCalibrations = []
-
-    def export_getRunningCalibrations(self):
-        """The calibrations still running.
-
-        :return: S_OK([IDs of the running calibrations])
-        """
-        return self._idsWithStatus([RUNNING])
-
-    auth_getActiveCalibrations = [Properties.TRUSTED_HOST]
-    types_getActiveCalibrations = []
-
-    def export_getActiveCalibrations(self):
-        """Every calibration the DB keeps.
-
-        :return: S_OK([IDs of the running calibrations and of the ended ones not yet removed])
-        """
-        return self._idsWithStatus([RUNNING, *ENDED_STATUSES])
-
-    def _idsWithStatus(self, statuses):
-        result = self.calibrationDB.getCalibrations(statuses=statuses)
-        if not result["OK"]:
-            return result
-        return S_OK([c["CalibrationID"] for c in result["Value"]])
-
-
-def _decideStep(calibration, contents, previous):
-    """Run the procedure on a step's results (and the step before, from the DB's snapshot); a
-    procedure error ends the calibration as failed."""
-    state = StepState(
-        calibration["Stage"],
-        calibration["Phase"],
-        calibration["Step"],
-        calibration["PhaseIteration"],
-        calibration["Parameters"],
-        None if previous is None else StepRecord(
-            previous["Stage"], previous["Phase"], previous["Step"], previous["Metrics"]
-        ),
-    )
-    try:
-        return advance(state, contents, calibration["Settings"])
-    except ProcedureError as error:
-        return StepOutcome(FAILED, calibration["Parameters"], False, None, f"Step {state.step} failed: {error}")
+    def initialize(self):
+        """Per request: send replies at once instead of letting Nagle hold them ~40 ms."""
+        if self.tcpNoDelay:
+            transport = getGlobalTransportPool().get(self.srv_getTransportID())
+            if transport is not None:
+                try:
+                    transport.getSocket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError as error:
+                    self.log.debug("Cannot set TCP_NODELAY", str(error))

@@ -8,7 +8,8 @@ import json
 from DIRAC import S_ERROR, S_OK
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
-from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import decode_plots
+from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot, render_plots
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_final_steering
 
 STEERING_FILE = "steeringFile.xml"
@@ -33,9 +34,12 @@ def collectResult(calibrationDB, calibration):
     history = calibrationDB.getSteps(calibrationID)
     files = calibrationDB.getFiles(calibrationID)
     events = calibrationDB.getEvents(calibrationID)
-    for answer in (steering, history, files, events):
+    pending = calibrationDB.getPendingPlots(calibrationID)
+    for answer in (steering, history, files, events, pending):
         if not answer["OK"]:
             return answer
+    for _, _, plots in pending["Value"]:  # the agent has not drawn them yet: the result has them all the same
+        files["Value"].update(render_plots(decode_plots(plots))[0])
     # the user's file, stored apart when the calibration added to it (its PfoAnalysis processor)
     steeringInput = files["Value"].pop(STEERING_FILE_INPUT, steering["Value"])
     try:

@@ -23,6 +23,7 @@ from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
     write_calibration_settings,
     write_training_settings,
 )
+from ILCDIRAC.Core.Utilities.DErrno import isRefusal
 
 
 class CalibrationWorker:
@@ -188,7 +189,7 @@ class CalibrationWorker:
         wait = self.pollingTime
         while True:
             result = getattr(self.client, method)(*args, self.credential)
-            if result["OK"] or result.get("Refused") or time.monotonic() + wait > deadline:
+            if result["OK"] or isRefusal(result) or time.monotonic() + wait > deadline:
                 if not result["OK"]:
                     self.log.error(f"{method} failed", result["Message"])
                 return result

@@ -1,0 +1,1 @@
+"""What the CalibrationService and the CalibrationAgent share beyond the DB: step advancement."""
