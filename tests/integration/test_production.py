@@ -3,8 +3,8 @@ Configuration Server, then calibrations run through DIRAC's WMS (``JobBackend = 
 
 One installation for the module (LocalStack/production.py): a central server (Configuration
 Server, Framework, WMS, ResourceStatus, file catalogue, storage element; no OpenSearch), a worker
-node whose pilot JobAgent runs jobs in a pool CE, and a fresh host, on which the guide's console
-blocks install the CalibrationSystem with DIRAC's own tools. The users act from their client
+node whose pilots (JobAgents, each with a one-slot pool CE) run the jobs, and a fresh host, on
+which the guide's console blocks install the CalibrationSystem with DIRAC's own tools. The users act from their client
 installation with the proxies dirac-proxy-init made, in a long-lived Python session each.
 Everything started is stopped at the end, also when a test fails.
 """
@@ -155,7 +155,15 @@ def _attempts(db, calibrationID):
     return attempts
 
 
-def _result_when_finished(alice, calibrationID):
+def _events(db, calibrationID):
+    """The calibration's log in the database: [(source, message), ...] in order."""
+    cursor = db.cursor()
+    cursor.execute("SELECT Source, Message FROM CalibrationEvents WHERE CalibrationID = %s ORDER BY EventID",
+                   (calibrationID,))
+    return cursor.fetchall()
+
+
+def _result_when_finished(alice, calibrationID, wait=wait_for):
     code = f"""
 result = CalibrationClient().getResult({calibrationID})
 report(result["Value"] if result["OK"] else result["Message"])
@@ -168,7 +176,7 @@ report(result["Value"] if result["OK"] else result["Message"])
         assert "Running" in result, result
         return None
 
-    return wait_for(finished, CALIBRATION_TIMEOUT, interval=3, what=f"calibration {calibrationID} to finish")
+    return wait(finished, CALIBRATION_TIMEOUT, what=f"calibration {calibrationID} to finish")
 
 
 #: Files every result holds (besides the plots of its steps)
@@ -243,9 +251,10 @@ def test_calibrations_run_through_the_wms(installation, guide_run, alice, sample
         except AssertionError as error:
             attempts = {calibration: _attempts(db, calibration) for calibration in (kept, killed) if calibration}
             jobs = [job for calibration in attempts.values() for tries in calibration.values() for _, job in tries if job]
+            events = {calibration: _events(db, calibration) for calibration in (kept, killed) if calibration}
             raise AssertionError(f"{error} ({time.monotonic() - started:.0f} s into the test)\nattempts: {attempts}\n"
                                  f"WMS: {_ask(alice, f'report(states({jobs!r}))') if jobs else {}}\n"
-                                 f"{_component_logs(installation)}") from None
+                                 f"calibration events: {events}\n{_component_logs(installation)}") from None
 
     def running_job(calibrationID, worker):
         """The DIRAC job of the worker's newest attempt, once the WMS runs it."""
@@ -291,7 +300,7 @@ def test_calibrations_run_through_the_wms(installation, guide_run, alice, sample
                      _ask(alice, f"report(states({jobs!r}))").values()), 60, "the killed calibration's payloads to stop")
 
     # The kept calibration ends with its results on the storage element, as alice's files
-    result = _result_when_finished(alice, kept)
+    result = _result_when_finished(alice, kept, wait)
     assert result["status"] == "Finished"
     assert RESULT_FILES <= set(_copied_results(alice, kept))
     stored = _ask(alice, f"""

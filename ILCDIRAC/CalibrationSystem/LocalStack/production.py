@@ -10,7 +10,8 @@ It is what a DIRAC 9 installation made with pip has, on three "hosts" that share
   optimizers, Matcher, JobMonitoring, JobStateUpdate, SandboxStore, OptimizationMind) with
   ResourceStatus, a file catalogue and a storage element; its databases installed with DIRAC's
   own installer. No OpenSearch: job parameters are lost (see ``production_config``);
-- a worker node, whose JobAgent pulls jobs into a pool CE, as a pilot would;
+- a worker node, where pilots (JobAgents with a one-slot pool CE) pull the jobs, replaced when
+  they end as a site director would send new ones;
 - the host the CalibrationSystem goes to: DIRAC installed, runit supervising its
   ``$DIRAC/startup``, not yet registered in the CS. The administrator guide does the rest.
 
@@ -21,7 +22,7 @@ Everything lives in one work directory::
     DIR/dirac/        the central server's DIRAC root: etc/dirac.cfg, etc/Production.cfg (the master CS)
     DIR/calibration/  the CalibrationSystem host's DIRAC root ($DIRAC in the guide): etc/,
                       bashrc, bin/ (for runit's wrappers), runit/, startup/
-    DIR/workernode/   the worker node's DIRAC root (its JobAgent and the jobs' directories)
+    DIR/workernode/   the worker node's DIRAC root (its pilots' and the jobs' directories)
     DIR/clients/<u>/  a user's client installation (etc/dirac.cfg)
     DIR/storage/      sandboxes and the storage element's files
     DIR/logs/         the logs of the processes started here (the runit components log in
@@ -53,9 +54,17 @@ DB_USER = "Dirac"
 #: The port of the Calibration service in ConfigTemplate.cfg, where dirac-install-component puts it
 CALIBRATION_PORT = 9187
 #: The processes started here, in the order they start (stopped in the reverse order)
-PROCESSES = ("mariadb", "cs", "services", "optimizers", "runsvdir", "jobagent")
-#: A pilot that ended is replaced by another one (as a site director would send them)
-PILOT_LOOP = "while :; do dirac-agent WorkloadManagement/JobAgent; sleep 1; done"
+PROCESSES = ("mariadb", "cs", "services", "optimizers", "runsvdir", "pilots")
+#: Pilots on the worker node at a time: enough for the jobs a test runs at once (a job waits
+#: in the task queue for a free pilot)
+PILOTS = 4
+#: PILOTS pilots, each replaced by another one when it ends (as a site director sends them).
+#: Each has one slot: a pilot that stops for lack of work waits in its CE's shutdown for the jobs
+#: it runs and matches nothing meanwhile, so one pilot with many slots could leave a resubmitted
+#: job waiting for ever beside the workers that wait for it; a busy one-slot pilot does not count
+#: failed matches and does not stop.
+PILOT_LOOPS = (f"for pilot in $(seq {PILOTS}); do (while :; do dirac-agent WorkloadManagement/JobAgent; "
+               "sleep 1; done) & done; wait")
 #: What makes the interpreter behind the venv, which DIRAC's JobWrapper runs, see the venv's
 #: packages (a bare PYTHONPATH would skip their .pth files and lose editable installs)
 SITECUSTOMIZE = "import site\nsite.addsitedir({site_packages!r})\n"
@@ -176,8 +185,8 @@ class ProductionStack(ProcessStack):
             if not self._alive("runsvdir"):
                 self._launch("runsvdir", ["runsvdir", str(self.calibration_host / "startup")],
                              env=self.calibration_host_env(), cwd=self.calibration_host)
-            if not self._alive("jobagent"):
-                self._launch("jobagent", ["bash", "-c", PILOT_LOOP], env=self._worker_node_env(),
+            if not self._alive("pilots"):
+                self._launch("pilots", ["bash", "-c", PILOT_LOOPS], env=self._worker_node_env(),
                              cwd=self.worker_node)
 
     def _script(self, name: str) -> str:
@@ -250,7 +259,7 @@ class ProductionStack(ProcessStack):
         """Stop everything started here, also what left its process group: the worker node, then
         every job it started (the processes working in its directory), runit and whatever still
         works in the components' runit directories, the services and MariaDB."""
-        left_behind = {"jobagent": self.worker_node, "runsvdir": self.calibration_host / "runit"}
+        left_behind = {"pilots": self.worker_node, "runsvdir": self.calibration_host / "runit"}
         steps = []
         for name in reversed(PROCESSES):
             steps.append(lambda name=name: self._terminate(name))

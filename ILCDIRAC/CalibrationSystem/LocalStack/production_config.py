@@ -66,7 +66,6 @@ DATABASES = (
 #: replaces it): DIRAC's JobAgent waits longer after every failed match.
 JOB_AGENT_OPTIONS = {"PollingTime": 1, "SubmissionDelay": 0, "StopAfterFailedMatches": 4,
                      "StopOnApplicationFailure": False, "FillingModeFlag": True}
-WORKER_NODE_SLOTS = 6
 #: How often a job's watchdog reports to the WMS and hears of a kill (DIRAC: 30 min, at least 20)
 WATCHDOG_CHECKING_TIME = 5
 CS_REFRESH_TIME = 15
@@ -255,7 +254,8 @@ def server_cfg(layout: Layout) -> CFG:
 
 
 def worker_node_cfg(layout: Layout) -> CFG:
-    """The local dirac.cfg of the worker node: its JobAgent pulls jobs for a pool CE."""
+    """The local dirac.cfg of the worker node: each of its pilots (JobAgents) pulls jobs for a
+    pool CE with one slot."""
     cfg = CFG()
     _host_basics(cfg, layout, layout.worker_node, CENTRAL_HOST, server_certificate=True)
     set_option(cfg, "LocalSite/LocalCE", "Pool")
@@ -263,8 +263,8 @@ def worker_node_cfg(layout: Layout) -> CFG:
     set_option(cfg, "LocalSite/CEQueue", "default")
     set_option(cfg, "LocalSite/LocalSE", DATA_SE)
     set_option(cfg, "LocalSite/CPUTimeLeft", CPU_TIME_LEFT)
-    set_option(cfg, "LocalSite/NumberOfProcessors", WORKER_NODE_SLOTS)
-    set_option(cfg, "Resources/Computing/CEDefaults/NumberOfProcessors", WORKER_NODE_SLOTS)
+    set_option(cfg, "LocalSite/NumberOfProcessors", 1)
+    set_option(cfg, "Resources/Computing/CEDefaults/NumberOfProcessors", 1)
     for option in ("CheckingTime", "MinCheckingTime"):
         set_option(cfg, f"Systems/WorkloadManagement/JobWrapper/{option}", WATCHDOG_CHECKING_TIME)
     return cfg
