@@ -34,12 +34,11 @@ def argument_parser(doc, quick_help):
 
 
 @contextlib.contextmanager
-def bench_stack(workdir=None, overrides=None):
-    """A started local stack with its agent stopped, and this process acting as alice with DIRAC
-    initialised.
+def bench_stack(workdir=None, overrides=None, agent=False):
+    """A started local stack, and this process acting as alice with DIRAC initialised.
 
-    The agent is stopped so that calibrations stay at the step the benchmark drives them to and
-    no worker job competes for the CPU. On exit the stack is stopped; a temporary directory is
+    Unless ``agent``, the agent is stopped so that calibrations stay at the step the benchmark
+    drives them to and no worker job competes for the CPU. On exit the stack is stopped; a temporary directory is
     removed after a success, and any directory is kept (and named) after a failure, for its logs.
     """
     path = Path(workdir or tempfile.mkdtemp(prefix="calibration-bench-"))
@@ -47,7 +46,8 @@ def bench_stack(workdir=None, overrides=None):
     ok = False
     try:
         stack.start()
-        stack.stop_agent()
+        if not agent:
+            stack.stop_agent()
         # this process (and the client processes it starts) use exactly alice's DIRAC setup
         os.environ.clear()
         os.environ.update(stack.user_env("alice"))

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian 12 machine, as root: the Debian packages that
 # DIRAC's compiled dependencies, the private MariaDB and the production-like stack's runit need,
-# then .venv with the pinned Python packages and this package (editable). Idempotent: a second
-# run only checks stamps.
+# and the headless Chromium (with the fonts its page checks are measured in) that
+# tests/unit/test_docs.py opens the built documentation in; then .venv with the pinned Python
+# packages and this package (editable). Idempotent: a second run only checks stamps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl"
+DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl chromium fonts-liberation"
 # runit alone: its recommended runit-init would replace the machine's init
 RUNIT_PACKAGE="runit"
 DIRAC_VERSION=9.1.22

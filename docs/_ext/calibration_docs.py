@@ -139,7 +139,7 @@ class SettingsTable(_TableDirective):
             (f"``{name}``", _literal(default), _allowed(name), SETTING_DESCRIPTIONS.get(name, ""))
             for name, default in DEFAULT_SETTINGS.items()
         ]
-        return _list_table(("Setting", "Default", "Allowed", "Meaning"), rows, (22, 14, 18, 46))
+        return _list_table(("Setting", "Default", "Allowed", "Meaning"), rows, (25, 12, 19, 44))
 
 
 class PresetsTable(_TableDirective):
@@ -207,7 +207,8 @@ class ConstantsTable(_TableDirective):
              "float", f"``{spec.marlin_type}``", f"{spec.phase} ({PHASE_TABLE[spec.phase].name})")
             for name, spec in CONSTANTS.items()
         ]
-        return _list_table(("Constant", "Processor (setting naming it)", "Value", "Marlin type", "Set by phase"), rows)
+        return _list_table(("Constant", "Processor (setting naming it)", "Value", "Marlin type", "Set by phase"), rows,
+                           (27, 29, 10, 11, 23))
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -291,7 +292,7 @@ class ScriptHelp(SphinxDirective):
             return []
         self.env.calibration_documented_scripts = getattr(self.env, "calibration_documented_scripts", {})
         self.env.calibration_documented_scripts.setdefault(self.env.docname, set()).add(name)
-        block = nodes.literal_block(text=_without_general_options(output))
+        block = nodes.literal_block(text=_without_general_options(output), classes=["command-help"])
         block["language"] = "text"
         return [block]
 

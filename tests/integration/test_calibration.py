@@ -335,3 +335,71 @@ def test_a_database_of_an_earlier_version_gets_the_new_columns_when_the_service_
     cursor.execute("SHOW COLUMNS FROM Calibrations LIKE 'PhotonTrainingSettings'")
     assert cursor.fetchall(), "the service did not add the column the new version needs"
     assert clients["alice"]().getUserCalibrationStatuses()["OK"]
+
+
+def test_workers_are_told_how_many_results_the_step_still_needs(stack, samples, clients):
+    """What a waiting worker goes by (Worker/polling.py): every answer to a result, and every
+    answer telling it to wait, says how many results the step still needs before its analysis
+    (0: complete, the next constants come after the analysis); once the service has analysed a
+    phase, how long its analysis takes. Driven by hand over DISET with the agent stopped, so that
+    no worker job takes part."""
+    import numpy as np
+
+    from ILCDIRAC.CalibrationSystem.Procedure.summary import encode_summary
+
+    def result(workerID):
+        energies = np.full(20, 10.0 + workerID, np.float32)
+        return encode_summary(0, {"barrel": energies, "endcap": energies})
+
+    stack.stop_agent()
+    try:
+        alice = clients["alice"]()
+        created = alice.createCalibration(
+            {"gamma": samples["inputFiles"]["gamma"]}, {"gamma": samples["numberOfEventsPerFile"]["gamma"]},
+            {**ECAL_ONLY, "steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION,
+             "numberOfJobs": 3})
+        assert created["OK"], created
+        calibrationID = created["Value"]
+        credential = clients["host"]().getWorkerCredential(calibrationID)["Value"]
+        first = alice.getNewParameters(calibrationID, -1, credential)["Value"]
+        assert first["currentStep"] == 0 and first["parameters"]
+
+        def submit(workerID, step=0):
+            answer = alice.submitResult(calibrationID, 1, 0, step, workerID, result(workerID), credential)
+            assert answer["OK"], answer
+            submitted.append(answer["Value"])
+            return answer["Value"]["Stored"], answer["Value"]["ResultsMissing"]
+
+        def poll():
+            answer = alice.getNewParameters(calibrationID, 0, credential)
+            assert answer["OK"], answer
+            return answer["Value"]
+
+        # 3 jobs, 90 % needed: all three results
+        submitted = []
+        assert submit(0) == (True, 2)
+        assert poll() == {"currentStep": 0, "calibrationIsFinished": False, "resultsMissing": 2, "nextStepIn": None}
+        assert submit(0) == (False, 2)
+        assert submit(1) == (True, 1)
+        assert poll()["resultsMissing"] == 1
+        assert submit(2) == (True, 0)
+        # the step is complete: answers say 0 missing until its analysis gives the next step
+        answers = []
+
+        def nextStep():
+            answers.append(poll())
+            return answers[-1] if answers[-1]["currentStep"] == 1 else None
+
+        served = wait_for(nextStep, 60, interval=0.2, what="the next step")
+        assert served["parameters"] and not served["calibrationIsFinished"]
+        assert all(answer["resultsMissing"] == 0 for answer in answers[:-1])
+        assert submit(1) == (False, 0)  # a late result: the step is over
+        # the service had not analysed phase 0 before the third result; now it says how long it took
+        assert [answer["AnalysisSeconds"] for answer in submitted[:3]] == [None] * 3
+        assert served["currentPhase"] == 0 and submit(0, step=1) == (True, 2)
+        assert submitted[-1]["AnalysisSeconds"] > 0
+        assert alice.killCalibration(calibrationID, "protocol test done")["OK"]
+        ended = alice.getNewParameters(calibrationID, 1, credential)["Value"]
+        assert ended["calibrationIsFinished"] and ended["calibrationStatus"] == "Killed"
+    finally:
+        stack.start_agent()

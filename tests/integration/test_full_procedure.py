@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_seed_snippet, wait_for
 
+from ILCDIRAC.CalibrationSystem.Procedure.constants import format_value, get_spec
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import merge_likelihoods, parse_likelihood, write_likelihood
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import STAGES
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
@@ -137,8 +138,9 @@ def test_the_results_hold_plots_and_the_final_steering_file(result, truth):
     assert "convergence.png" in plots
     assert len(plots) > len(result["history"])
     assert all(files[name].startswith(PNG) for name in plots)
+    assert "summary.html" in files
     barrel = result["parameters"]["CalibrECAL"][0]
-    assert repr(barrel)[:8] in result["steeringFile"]
+    assert format_value(get_spec("CalibrECAL"), [barrel]) in result["steeringFile"]  # 7 significant digits
     assert repr(truth["initialConstants"]["CalibrECAL"][0])[:8] in result["steeringFileInput"]
 
 

@@ -92,6 +92,19 @@ def test_ping_over_tls_as_alice_bob_and_the_host(stack, tmp_path):
     assert "[hosts:localhost]" in identities[2]
 
 
+def test_the_service_sends_one_tls_session_ticket_per_connection(stack):
+    """With OpenSSL's two tickets, the second one holds the service's first answer of every call
+    ~40 ms behind the client's delayed ACK (LocalStack/config.OPENSSL_CONFIG)."""
+    paths = stack.pki
+    # s_client stays connected while its input is open: long enough to receive the tickets
+    proc = subprocess.run(
+        ["sh", "-c", 'sleep 1 | openssl s_client -msg -connect "$0" -cert "$1" -key "$2" -CApath "$3"',
+         f"localhost:{stack.service_port}", str(paths.host_cert), str(paths.host_key), str(paths.ca_dir)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert "Verification: OK" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.count("NewSessionTicket") == 1, proc.stdout
+
+
 def test_env_sh_makes_plain_python_act_as_alice(stack, tmp_path):
     script = f"source {stack.workdir / 'env.sh'} && python -c \"$PING\""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PING": PING}

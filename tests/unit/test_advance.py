@@ -77,7 +77,51 @@ def test_a_converged_step_moves_on_and_the_stop_phase_finishes_the_calibration()
     settings = dict(SETTINGS, stopStage=1, stopPhase=0)
     finished = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), settings, LIMIT)
     assert finished.status == FINISHED and finished.next_position is None and finished.next_iteration is None
-    assert "Finished after stage 1, phase 0 (ECalDigi), step 4" == finished.message
+    assert finished.message.startswith("Finished after stage 1, phase 0 (ECalDigi), step 4 (deviation 0.")
+    assert finished.message.endswith("accuracy 5.00%)")
+    uncertainties = finished.metrics["uncertainties"]
+    assert set(uncertainties) == {"CalibrECAL", "ECALEndcapCorrectionFactor"}
+    # 8000 photons of 5 % resolution: the peak to ~0.05/sqrt(8000), a truncated fit somewhat worse
+    assert 0.05 / np.sqrt(8000) < uncertainties["CalibrECAL"][0] / finished.parameters["CalibrECAL"][0] < 0.002
+    assert finished.metrics["statisticsLimited"] == {}
+
+
+def _limited(monkeypatch, note):
+    """Phase 0 analysed as within its accuracy, statistics-limited when ``note`` is not ''."""
+    def analyse(summaries, constants, settings, **inputs):
+        return PhaseOutcome(dict(constants), {}, True, uncertainties={"ECALEndcapCorrectionFactor": 0.1},
+                            statistics_note=note)
+
+    monkeypatch.setitem(phases.PHASES, 0, dataclasses.replace(phases.PHASES[0], analyse=analyse))
+
+
+def test_a_statistics_limited_phase_moves_on_unconverged_and_the_calibration_finishes_flagged(monkeypatch):
+    _limited(monkeypatch, "statistics-limited: too few photons")
+    moving = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT), SETTINGS, LIMIT)
+    assert moving.status == RUNNING and not moving.converged and moving.next_position == Position(1, 1)
+    assert moving.metrics["statisticsLimited"] == {"1/0": "ECalDigi (stage 1): statistics-limited: too few photons"}
+    assert moving.metrics["uncertainties"] == {"ECALEndcapCorrectionFactor": 0.1}
+    # the note is carried to the last step, which says it when the calibration finishes
+    _limited(monkeypatch, "")
+    later = StepRecord(1, 0, 4, moving.metrics)
+    settings = dict(SETTINGS, stopStage=3, stopPhase=0)
+    finished = advance(dataclasses.replace(_state(TRUE_CONSTANT, step=20, stage=3), previous=later),
+                       _contents(TRUE_CONSTANT), settings, LIMIT)
+    assert finished.status == FINISHED and finished.converged
+    assert finished.message.endswith("; statistics-limited: ECalDigi (stage 1): statistics-limited: too few photons")
+    # the same phase of the same stage, no longer limited, drops its note
+    again = advance(dataclasses.replace(_state(TRUE_CONSTANT, step=5), previous=later), _contents(TRUE_CONSTANT),
+                    SETTINGS, LIMIT)
+    assert again.metrics["statisticsLimited"] == {}
+
+
+def test_too_few_photons_for_the_accuracy_make_phase0_statistics_limited():
+    settings = dict(SETTINGS, digitisationAccuracy=0.01)
+    outcome = advance(_state(TRUE_CONSTANT), _contents(TRUE_CONSTANT, workers=2, events=25, seed=1), settings, LIMIT)
+    assert outcome.status == RUNNING and not outcome.converged and outcome.next_position == Position(1, 1)
+    assert "statistics-limited: the ECal photon peak is" in outcome.message
+    assert outcome.metrics["maxRelativeDeviation"] < 0.01 < 2 * outcome.metrics["maxRelativeDeviationUncertainty"]
+    assert "barrelMeanWorkerSpread" in outcome.metrics
 
 
 def test_a_phase_that_does_not_converge_within_the_cap_fails_and_keeps_its_constants():
@@ -138,7 +182,15 @@ def test_phase2_is_given_the_last_phase1_step(monkeypatch, previous, given):
     assert calls == [{"previous": given}]
 
 
-def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
+def test_an_iterative_phase_is_given_its_own_step_before_for_its_response_slope(monkeypatch):
     calls, contents = _recording(monkeypatch, 3)
+    own = StepRecord(3, 3, 9, {"emMean": 11.0})
+    advance(StepState(3, 3, 10, 2, {}, own), contents, SETTINGS, LIMIT)
     advance(StepState(3, 3, 10, 1, {}, StepRecord(3, 2, 9, {})), contents, SETTINGS, LIMIT)
+    assert calls == [{"previous": own}, {"previous": None}]
+
+
+def test_phases_without_an_earlier_input_are_not_given_the_step_before(monkeypatch):
+    calls, contents = _recording(monkeypatch, 5)
+    advance(StepState(2, 5, 10, 1, {}, StepRecord(1, 4, 9, {})), contents, SETTINGS, LIMIT)
     assert calls == [{}]

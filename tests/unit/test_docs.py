@@ -1,8 +1,12 @@
-"""The documentation builds without a single warning, and its API reference documents every
-public function: what it does, each of its arguments and what it returns.
+"""The documentation builds without a single warning, reads in a 1280 px browser window, and its
+API reference documents every public function: what it does, each of its arguments and what it
+returns.
 
 Which modules the API reference covers is read from docs/api/*.rst, so a module added there is
 checked at once; the client, the service and every domain (Procedure) module must be among them.
+Every built page is opened in headless Chromium: nothing may stick out of the page, the content
+column or the sidebar, a box whose content is wider must scroll by design, and the sidebar and the
+headings break lines between words only.
 """
 import ast
 import importlib.util
@@ -10,6 +14,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from headless_chromium import HeadlessChromium
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DOCS = REPOSITORY / "docs"
@@ -22,14 +30,180 @@ HANDLER_CLASS = "CalibrationHandlerMixin"  # the export_ methods, shared by the 
 _RETURN_FIELD = re.compile(r":(returns?|yields?):")
 
 
-def test_docs_build_without_warnings(tmp_path):
+WINDOW = (1280, 800)  # a laptop's browser window
+
+
+@pytest.fixture(scope="module")
+def docs_build(tmp_path_factory):
+    """The HTML documentation, built once for the tests of this module: (process, html directory)."""
+    directory = tmp_path_factory.mktemp("docs")
     process = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(tmp_path / "doctrees"),
-         str(DOCS), str(tmp_path / "html")],
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(directory / "doctrees"),
+         str(DOCS), str(directory / "html")],
         cwd=REPOSITORY, capture_output=True, text=True, timeout=300,
     )
+    return process, directory / "html"
+
+
+def test_docs_build_without_warnings(docs_build):
+    process, html = docs_build
     assert process.returncode == 0 and not process.stderr.strip(), process.stdout + process.stderr
-    assert (tmp_path / "html" / "user_guide.html").exists()
+    assert (html / "user_guide.html").exists()
+
+
+# ------------------------------------------------------------------------------ rendered pages
+
+#: Marks every element that overflows and returns what is wrong, as [{"element", "problem"}].
+#: An element fits when its box lies within its column (div.body or the sidebar) and its content
+#: within its box, unless it scrolls on its own (overflow-x auto or scroll): then only its box
+#: must fit. In the sidebar and in headings a word (between spaces, hyphens and slashes) must
+#: stay on one line.
+_LAYOUT_PROBLEMS = r"""(() => {
+  const problems = [];
+  const root = document.documentElement;
+  const describe = element => {
+    const text = (element.textContent || "").trim().replace(/\s+/g, " ").slice(0, 60);
+    return `<${element.tagName.toLowerCase()}${element.className ? ` class="${element.className}"` : ""}> ${text}`;
+  };
+  const report = (element, problem) => {
+    element.setAttribute("data-layout-problem", problems.length);
+    problems.push({element: describe(element), problem});
+  };
+  if (root.scrollWidth > root.clientWidth + 1) {
+    problems.push({element: "<html>", problem: `the page is ${root.scrollWidth} px wide in a ${root.clientWidth} px window`});
+  }
+  const scrolls = element => ["auto", "scroll"].includes(getComputedStyle(element).overflowX);
+  for (const column of document.querySelectorAll("div.body, div.sphinxsidebarwrapper")) {
+    const box = column.getBoundingClientRect(), style = getComputedStyle(column);
+    const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+    const skipped = [], wider = [];  // outside: what scrolls or was reported; wider: the innermost count
+    for (const element of column.querySelectorAll("*")) {
+      if (skipped.some(outer => outer.contains(element))) continue;
+      const rect = element.getBoundingClientRect();
+      if (rect.width === 0 || getComputedStyle(element).visibility === "hidden") continue;
+      if (rect.right > right + 1 || rect.left < left - 1) {
+        report(element, `sticks out of its column (${Math.round(rect.left)}-${Math.round(rect.right)} px, ` +
+                        `column ${Math.round(left)}-${Math.round(right)} px)`);
+        skipped.push(element);
+      } else if (scrolls(element)) {
+        skipped.push(element);  // what is inside scrolls with it
+      } else if (element.clientWidth > 0 && element.scrollWidth > element.clientWidth + 1) {
+        wider.push(element);
+      }
+    }
+    for (const element of wider) {
+      if (!wider.some(inner => inner !== element && element.contains(inner)) &&
+          !element.querySelector("[data-layout-problem]")) {
+        report(element, `its content (${element.scrollWidth} px) is wider than its box (${element.clientWidth} px) ` +
+                        `and does not scroll`);
+      }
+    }
+  }
+  const wordBreaks = document.querySelectorAll("div.sphinxsidebarwrapper, div.body :is(h1, h2, h3, h4)");
+  for (const container of wordBreaks) {
+    const walker = document.createTreeWalker(container, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/[^\s\/-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map(rect => Math.round(rect.bottom)));
+        if (lines.size > 1) report(node.parentElement, `breaks the word "${word[0]}" across ${lines.size} lines`);
+      }
+    }
+  }
+  return problems;
+})()"""
+_SCREENSHOTS_PER_PAGE = 3
+
+
+def layout_problems(browser, url, screenshot):
+    """What overflows on a page, each with a screenshot of it; and a screenshot of the page's top.
+
+    :param browser: a HeadlessChromium
+    :param str url: the page
+    :param Path screenshot: where the page's screenshot goes; those of its problems go beside it
+    :return: ["problem (screenshot)"], empty if the page fits the window
+    """
+    browser.open(url)
+    browser.screenshot(screenshot)
+    problems = []
+    for number, found in enumerate(browser.evaluate(_LAYOUT_PROBLEMS)):
+        line = f"{found['element']}: {found['problem']}"
+        if number < _SCREENSHOTS_PER_PAGE and found["element"] != "<html>":
+            path = screenshot.with_name(f"{screenshot.stem}-{number}.png")
+            browser.evaluate(f"document.querySelector('[data-layout-problem=\"{number}\"]')"
+                             f".scrollIntoView({{block: 'center', inline: 'nearest'}})")
+            browser.screenshot(path)
+            line += f" ({path.name})"
+        problems.append(line)
+    return problems
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium window of WINDOW's size for every page of this module."""
+    with HeadlessChromium(*WINDOW) as chromium:
+        yield chromium
+
+
+_BADLY_LAID_OUT_PAGE = """<!DOCTYPE html><html><head><style>
+body { margin: 0; font: 16px monospace; }
+div.sphinxsidebarwrapper { position: absolute; left: 0; width: 200px; overflow-wrap: break-word; }
+div.sphinxsidebarwrapper h1 { font-size: 40px; }
+div.body { margin-left: 220px; width: 600px; }
+</style></head><body>
+<div class="sphinxsidebarwrapper"><h1 class="logo"><a>ILCDIRAC CalibrationSystem</a></h1></div>
+<div class="body">
+  <h2>A fitting heading</h2>
+  <pre style="overflow-x: auto">a code line that is far too long for its column, but its block scrolls by design: fine</pre>
+  <div class="clipped" style="width: 300px; overflow: hidden"><p style="width: 500px">hidden</p></div>
+  <table><tr><td>LONG_NAME</td></tr></table>
+</div></body></html>""".replace("LONG_NAME", "fractionOfFinishedJobsNeededToStartNextStep" * 5)
+
+
+def test_the_layout_check_finds_what_sticks_out_is_clipped_or_broken_mid_word(browser, tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text(_BADLY_LAID_OUT_PAGE)
+    problems = layout_problems(browser, page.as_uri(), tmp_path / "bad.png")
+    assert len(problems) == 4, problems
+    page_width, table, clipped, title = problems
+    assert re.fullmatch(r"<html>: the page is \d+ px wide in a 1280 px window", page_width)
+    assert table.startswith("<table> fractionOfFinished") and "sticks out of its column (220-" in table
+    assert clipped.startswith('<div class="clipped"> hidden: its content (500 px) is wider than its box (300 px)')
+    assert re.match(r'<a> ILCDIRAC CalibrationSystem: breaks the word "CalibrationSystem" across \d lines', title)
+    assert all((tmp_path / f"bad-{number}.png").stat().st_size > 0 for number in (1, 2))
+    assert "bad-3.png" not in title  # screenshots of the first problems only
+
+
+def test_every_page_fits_a_1280_px_window(docs_build, browser, tmp_path_factory):
+    process, html = docs_build
+    assert process.returncode == 0, "the documentation does not build: see test_docs_build_without_warnings"
+    screenshots = tmp_path_factory.mktemp("docs-screenshots")
+    pages = sorted(path for path in html.rglob("*.html") if not path.relative_to(html).parts[0].startswith("_"))
+    assert len(pages) > 10
+    failures = {}
+    for page in pages:
+        name = str(page.relative_to(html).with_suffix("")).replace("/", "-")
+        problems = layout_problems(browser, page.as_uri(), screenshots / f"{name}.png")
+        if problems:
+            failures[str(page.relative_to(html))] = problems
+    assert not failures, (f"pages that do not fit a {WINDOW[0]}x{WINDOW[1]} window (screenshots in {screenshots}):\n" +
+                          "\n".join(f"{page}:\n  " + "\n  ".join(problems) for page, problems in failures.items()))
+
+
+def test_long_code_names_in_tables_wrap_only_between_their_words():
+    spec = importlib.util.spec_from_file_location("table_word_breaks", DOCS / "_ext" / "table_word_breaks.py")
+    extension = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extension)
+    assert extension.pieces("fractionOfFinishedJobsNeededToStartNextStep") == [
+        "fraction", "OfFinished", "Jobs", "Needed", "ToStart", "Next", "Step"]
+    assert extension.pieces("ECALEndcapCorrectionFactor") == ["ECAL", "Endcap", "Correction", "Factor"]
+    assert extension.pieces("HCalToHadGeVCalibration") == ["HCal", "ToHad", "GeV", "Calibration"]
+    assert extension.pieces("Procedure.settings.PRESETS") == ["Procedure.", "settings.", "PRESETS"]
+    assert extension.pieces("hcal_endcap") == ["hcal_", "endcap"]
+    for unbroken in ("0.35", "[0.0, 0.4]", "float", "gamma/10"):
+        assert extension.pieces(unbroken) == [unbroken]
 
 
 def api_modules():

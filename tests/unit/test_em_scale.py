@@ -69,8 +69,11 @@ def test_analyse_recovers_the_em_scale():
     assert constants["ECalToEMGeVCalibration"] == 1.2
     assert outcome.converged is False  # measured at 11.4 GeV
     assert outcome.metrics["emMean"] == pytest.approx(11.4, rel=0.005)
-    # bins of a_p x 10 GeV = 0.1 GeV over [0, max]
-    assert outcome.metrics["emBins"] == float(int(outcome.plots[0].edges[-1] / 0.1))
+    # bins of a_p x 10 GeV = 0.1 GeV over [0, max]; the plot shows finer ones around the peak
+    largest = max(float(summary["ecalToEm"].max()) for summary in _summaries(1.2))
+    assert outcome.metrics["emBins"] == float(int(largest / 0.1))
+    assert outcome.plots[0].fit_bin_width == pytest.approx(largest / outcome.metrics["emBins"])
+    assert np.diff(outcome.plots[0].edges)[0] <= outcome.metrics["emSigma"] / 2.5
     assert outcome.metrics["emEntries"] == 4000.0
     assert outcome.metrics["emFitMethod"] == "gaussian"
     assert all(isinstance(v, (float, str)) for v in outcome.metrics.values())
@@ -94,3 +97,15 @@ def test_analyse_errors_name_the_problem():
         em_scale.analyse(_summaries(1.0), {"HCalToEMGeVCalibration": 1.0}, SETTINGS)
     with pytest.raises(SummaryError, match="ecalToEm"):
         em_scale.analyse([{"energy": np.ones(10, np.float32)}], {"ECalToEMGeVCalibration": 1.0}, SETTINGS)
+
+
+def test_analyse_quotes_the_fit_error_as_the_scales_uncertainty():
+    constants = {"ECalToEMGeVCalibration": 1.0, "HCalToEMGeVCalibration": 1.0}
+    outcome = em_scale.analyse(_summaries(1.0), constants, SETTINGS)
+    relative = outcome.metrics["emMeanUncertainty"] / outcome.metrics["emMean"]
+    # 4000 photons of 5 % resolution: the mean to ~0.05/sqrt(4000), a truncated fit somewhat worse
+    assert 0.05 / np.sqrt(4000) < relative < 2 * 0.05 / np.sqrt(4000)
+    for name in ("ECalToEMGeVCalibration", "HCalToEMGeVCalibration"):
+        assert outcome.uncertainties[name] == pytest.approx(outcome.constants[name] * relative)
+    assert 0.3 < outcome.metrics["ecalToEmMeanWorkerSpread"] / outcome.metrics["emMeanUncertainty"] < 2.0
+    assert outcome.metrics["emNdf"] > 5 and outcome.metrics["emChi2"] > 0

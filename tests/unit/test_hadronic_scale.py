@@ -312,3 +312,58 @@ def test_analyse_refuses_bad_inputs():
     with pytest.raises(SummaryError, match="inconsistent"):
         hadronic_scale.analyse([{"ecalToHad": np.ones(20, np.float32), "hcalToHad": np.ones(19, np.float32)}],
                                _constants(1.0, 1.0), SETTINGS)
+
+
+def test_chi_square_terms_gradient_is_the_derivative():
+    hcal, ecal = np.array([30.0, 10.0, 45.0]), np.array([15.0, 30.0, 0.5])
+    q, gradient = hadronic_scale.chi_square_terms(hcal, ecal, 48.0, 47.0)
+    step = 1e-6
+    for index, (da, db) in enumerate(((step, 0.0), (0.0, step))):
+        up = hadronic_scale.chi_square_terms(hcal, ecal, 48.0 + da, 47.0 + db)[0]
+        down = hadronic_scale.chi_square_terms(hcal, ecal, 48.0 - da, 47.0 - db)[0]
+        assert gradient[index] == pytest.approx((up - down) / (2 * step), rel=1e-5)
+
+
+def test_intercept_covariance_is_the_spread_of_the_fitted_intercepts():
+    """Toys of 1000 kaons: the intercepts' spread is the quoted sandwich covariance (within the ±16 %
+    that 20 toys allow on a standard deviation at 3 sigma), and it falls as 1/n."""
+    fits, quoted = [], []
+    for seed in range(20):
+        summaries = _kaons(1.0, 1.0, n=1000, seed=100 + seed, noise=0.1)
+        hcal = np.concatenate([s["hcalToHad"] for s in summaries]).astype(np.float64)
+        ecal = np.concatenate([s["ecalToHad"] for s in summaries]).astype(np.float64)
+        fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+        fits.append((fit.ecal, fit.hcal))
+        quoted.append(np.sqrt(np.diag(hadronic_scale.intercept_covariance(hcal, ecal, fit.ecal, fit.hcal))))
+    ratio = np.array(fits).std(axis=0, ddof=1) / np.mean(quoted, axis=0)
+    assert np.all((ratio > 1 - 3 * 0.16) & (ratio < 1 + 3 * 0.16)), ratio
+    doubled = hadronic_scale.intercept_covariance(np.tile(hcal, 2), np.tile(ecal, 2), fit.ecal, fit.hcal)
+    assert doubled == pytest.approx(hadronic_scale.intercept_covariance(hcal, ecal, fit.ecal, fit.hcal) / 2)
+
+
+def test_analyse_quotes_the_uncertainty_of_each_scale_and_the_workers_spread():
+    outcome = hadronic_scale.analyse(_kaons(1.0, 1.0), _constants(1.0, 1.0), SETTINGS)
+    metrics, new, quoted = outcome.metrics, outcome.constants, outcome.uncertainties
+    assert quoted["HCalToHadGeVCalibration"] == pytest.approx(
+        new["HCalToHadGeVCalibration"] * metrics["hcalInterceptUncertainty"] / metrics["hcalIntercept"])
+    assert quoted["ECalToHadGeVCalibrationBarrel"] == pytest.approx(
+        new["ECalToHadGeVCalibrationBarrel"] * metrics["ecalInterceptUncertainty"] / metrics["ecalIntercept"])
+    assert quoted["ECalToHadGeVCalibrationEndCap"] == quoted["ECalToHadGeVCalibrationBarrel"]
+    # four workers of 1000 kaons: their spread agrees with the fit's error within its own ±50 %
+    for axis in ("ecal", "hcal"):
+        assert 0.3 < metrics[f"{axis}InterceptWorkerSpread"] / metrics[f"{axis}InterceptUncertainty"] < 2.0
+    assert metrics["maxRelativeDeviationUncertainty"] == pytest.approx(
+        max(metrics["ecalInterceptUncertainty"], metrics["hcalInterceptUncertainty"]) / T_K)
+    assert outcome.statistics_note == ""
+
+
+def test_newton_minimum_is_the_refined_scan_minimum():
+    summaries = _kaons(1.0, 1.0, n=2000, seed=9, noise=0.1)
+    hcal = np.concatenate([s["hcalToHad"] for s in summaries]).astype(np.float64)
+    ecal = np.concatenate([s["ecalToHad"] for s in summaries]).astype(np.float64)
+    fit = hadronic_scale.fit_intercepts(hcal, ecal, 0.025)
+    ecal_intercept, hcal_intercept = hadronic_scale.newton_minimum(hcal, ecal, (fit.ecal + 1.0, fit.hcal - 1.0))
+    # the refinement stops at 1e-3 of the 1.25 GeV grid step
+    assert ecal_intercept == pytest.approx(fit.ecal, abs=2e-3) and hcal_intercept == pytest.approx(fit.hcal, abs=2e-3)
+    with pytest.raises(FitError, match="did not converge within 1 Newton steps"):
+        hadronic_scale.newton_minimum(hcal, ecal, (fit.ecal + 1.0, fit.hcal - 1.0), max_steps=1)

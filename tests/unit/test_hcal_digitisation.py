@@ -158,7 +158,9 @@ def test_bins_are_a_fraction_of_50_gev():
     summaries[0]["barrel"][0] = 70.7
     outcome = hcal_digitisation.analyse(summaries, {"CalibrHCALBarrel": 46.0, "CalibrHCALEndcap": 46.9}, SETTINGS)
     assert outcome.metrics["barrelBins"] == 70.0
-    assert outcome.plots[0].edges[-1] == pytest.approx(70.7)
+    assert outcome.plots[0].fit_bin_width == pytest.approx(70.7 / 70)
+    # the plot shows the peak; the outlier is counted above its axis
+    assert outcome.plots[0].edges[-1] < 70.7 and outcome.plots[0].above >= 1.0
 
 
 @pytest.mark.parametrize("offset, converged", [(0.98, True), (0.995, False)])
@@ -187,3 +189,13 @@ def test_analyse_errors_name_the_problem():
         hcal_digitisation.analyse(_summaries(46.0, 46.9), {**constants, "CalibrHCALBarrel": -1.0}, SETTINGS)
     with pytest.raises(SummaryError, match="endcap"):
         hcal_digitisation.analyse([{"barrel": summaries[0]["barrel"]}], constants, SETTINGS)
+
+
+def test_analyse_quotes_each_constants_uncertainty_from_its_peak():
+    outcome = hcal_digitisation.analyse(_summaries(46.0, 46.9), {"CalibrHCALBarrel": 46.0, "CalibrHCALEndcap": 46.9},
+                                        SETTINGS)
+    metrics = outcome.metrics
+    for region, name in hcal_digitisation.REGION_CONSTANTS.items():
+        relative = metrics[f"{region}MeanUncertainty"] / metrics[f"{region}Mean"]
+        assert outcome.uncertainties[name] == pytest.approx(outcome.constants[name] * relative)
+        assert 0.3 < metrics[f"{region}MeanWorkerSpread"] / metrics[f"{region}MeanUncertainty"] < 2.0

@@ -323,3 +323,19 @@ def test_analyse_needs_the_endcap_constant_and_summaries():
         mip_calibration.analyse(_summaries(), constants, SETTINGS)
     with pytest.raises(ProcedureError, match="no worker summaries"):
         mip_calibration.analyse([], CONSTANTS, SETTINGS)
+
+
+def test_analyse_uncertainties_known_answers():
+    """Peaks are bin centres, known to width/sqrt(12); D_EC of the two workers, 0.8 and 0.9, is known
+    to std/sqrt(2) = 0.05; D_R is the same in both (no spread)."""
+    outcome = mip_calibration.analyse(_summaries(), CONSTANTS, {**SETTINGS, "hcalOtherEndcapMeanCorrection": False})
+    quoted, constants = outcome.uncertainties, outcome.constants
+    ecal_relative = 0.0002 / np.sqrt(12) / 0.0201
+    assert quoted["ECalToMipCalibration"] == pytest.approx(constants["ECalToMipCalibration"] * ecal_relative)
+    other = np.sqrt((5e-6 / np.sqrt(12) / 1.975e-4) ** 2 + (2.5e-5 / np.sqrt(12) / 2.625e-4) ** 2
+                    + (0.05 / 0.875) ** 2)
+    assert outcome.metrics["hcalOtherRelativeUncertainty"] == pytest.approx(other)
+    assert quoted["CalibrHCALOther"] == pytest.approx(constants["CalibrHCALOther"] * other)
+    assert outcome.metrics["hcalEndcapDirectionWorkerSpread"] == pytest.approx(0.05)
+    assert outcome.metrics["hcalRingDirectionWorkerSpread"] == 0.0
+    assert set(quoted) == {"ECalToMipCalibration", "HCalToMipCalibration", "MuonToMipCalibration", "CalibrHCALOther"}

@@ -12,6 +12,7 @@ from ILCDIRAC.CalibrationSystem.Procedure import (
     mip_calibration,
     phase_tools,
 )
+from ILCDIRAC.CalibrationSystem.Procedure.advance import StepRecord
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError, ProcedureError, SettingsError, SummaryError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import PeakFit, fit_peak
 from ILCDIRAC.CalibrationSystem.Procedure.phases import phase_label
@@ -20,7 +21,7 @@ LABEL = "phase 9 (Test)"
 
 
 def _peak(mean):
-    return PeakFit(mean, 0.5, 100, 20, mean - 1.0, mean + 1.0, "gaussian", "", np.zeros(20), np.arange(21.0), 10.0)
+    return PeakFit(mean, 0.5, 100, 20, mean - 1.0, mean + 1.0, "gaussian", "", np.zeros(20), np.arange(21.0), 10.0, 0.05, 12.0, 9)
 
 
 def test_phase_modules_label_their_messages_like_the_registry():
@@ -94,9 +95,11 @@ def test_positive_peak_prefixes_fit_errors_and_refuses_a_non_positive_peak():
 
 
 def test_peak_metrics():
-    metrics = phase_tools.peak_metrics("em", dataclasses.replace(_peak(9.5), method="window-mean", message="m"), 10.0)
+    fallback = dataclasses.replace(_peak(9.5), method="window-mean", message="m", chi2=None, ndf=None)
+    metrics = phase_tools.peak_metrics("em", fallback, 10.0)
     assert metrics == {
         "emMean": 9.5,
+        "emMeanUncertainty": 0.05,
         "emSigma": 0.5,
         "emEntries": 100.0,
         "emBins": 20.0,
@@ -105,7 +108,41 @@ def test_peak_metrics():
         "emFitMethod": "window-mean",
         "emFitMessage": "m",
         "emRelativeDeviation": -0.05,
+        "emRelativeDeviationUncertainty": pytest.approx(0.005),
     }
+
+
+def test_peak_metrics_of_a_fit_quote_its_chi2():
+    metrics = phase_tools.peak_metrics("em", _peak(9.5), 10.0)
+    assert (metrics["emChi2"], metrics["emNdf"], metrics["emMeanUncertainty"]) == (12.0, 9.0, 0.05)
+
+
+def test_worker_spread_is_the_error_of_the_mean_of_the_workers():
+    assert phase_tools.worker_spread([1.0]) is None
+    assert phase_tools.worker_spread([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2.0)
+
+
+def test_worker_peak_spread_skips_workers_without_a_peak():
+    summaries = [{"e": [9.0] * 10}, {"e": [11.0] * 10}, {"e": [1.0]}]
+    spread = phase_tools.worker_peak_spread(lambda v, a, t: _peak(float(np.mean(v))), summaries[:2], "e", 0.05, 10.0)
+    assert spread == pytest.approx(1.0)  # std 1.414 of two means, over sqrt(2)
+    assert phase_tools.worker_peak_spread(fit_peak, summaries[2:], "e", 0.05, 10.0) is None
+
+
+def test_uncertainty_propagation_helpers():
+    assert phase_tools.relative_uncertainty(0.03, 0.04) == pytest.approx(0.05)
+    assert phase_tools.scaled_uncertainty(-2.0, 0.1) == pytest.approx(0.2)
+    assert phase_tools.scaled_uncertainty([2.0, 4.0], 0.1) == pytest.approx([0.2, 0.4])
+
+
+def test_statistics_verdict():
+    # resolved: 2 x 1 % fits in the 2.5 % accuracy
+    assert phase_tools.statistics_verdict(0.01, 0.01, 0.025, 400, "the peak") == (True, "")
+    # outside the accuracy: iterate, whatever the statistics
+    assert phase_tools.statistics_verdict(0.03, 0.02, 0.025, 400, "the peak") == (False, "")
+    within, note = phase_tools.statistics_verdict(0.01, 0.02, 0.025, 400, "the peak")
+    assert within and note.startswith("statistics-limited: the peak is 1.00% from its target, measured to ±2.00%")
+    assert "about 1024 selected events (2.6 times as many" in note  # 400·(2·2/2.5)² = 1024
 
 
 def test_copy_constants_shares_no_list():
@@ -114,3 +151,15 @@ def test_copy_constants_shares_no_list():
     assert copy == constants
     copy["CalibrECAL"][0] = 1.0
     assert constants["CalibrECAL"] == [37.5, 75.0]
+
+
+def test_response_slope_from_two_steps_on_the_same_events():
+    # the step before measured 12.5 with C0 and set C = C0·10/12.5; a response μ ∝ C^0.6 gives
+    # 12.5·(10/12.5)^0.6 now
+    before = StepRecord(1, 0, 3, {"barrelMean": 12.5})
+    current = 12.5 * (10.0 / 12.5) ** 0.6
+    assert phase_tools.response_slope(before, "barrelMean", current, 10.0) == pytest.approx(0.6)
+    assert phase_tools.response_slope(None, "barrelMean", current, 10.0) == 1.0  # first step of the phase
+    assert phase_tools.response_slope(StepRecord(1, 0, 3, {}), "barrelMean", current, 10.0) == 1.0
+    assert phase_tools.response_slope(StepRecord(1, 0, 3, {"barrelMean": 10.01}), "barrelMean", 10.0, 10.0) == 1.0
+    assert phase_tools.response_slope(before, "barrelMean", 13.0, 10.0) == 0.25  # moved away: clipped

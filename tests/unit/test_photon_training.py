@@ -63,7 +63,16 @@ def test_analyse_merges_exactly():
     assert outcome.converged is True
     assert outcome.constants == CONSTANTS
     assert outcome.constants["CalibrECAL"] is not CONSTANTS["CalibrECAL"]
-    assert outcome.plots == ()
+    plots = {plot.name: plot for plot in outcome.plots}
+    assert set(plots) == {f"photon_{variable}" for variable in pl.VARIABLES}
+    peak_rms = plots["photon_PeakRms"]
+    # PeakRms signal over the energy bins, weighted by N_sig = 16, 4, 4 in bins 0, 2, 8 (bin 8 uniform):
+    # underflow 16·0.375 + 4·0.25 + 4/52, first bin 16·0.25 + 4/52, of 24 events
+    assert peak_rms.signal_outside == pytest.approx((6 + 1 + 4 / 52 + 4 / 52) / 24)
+    assert peak_rms.signal[0] == pytest.approx((4 + 4 / 52) / 24)
+    assert peak_rms.signal.sum() + peak_rms.signal_outside == pytest.approx(1.0)
+    assert (peak_rms.edges[0], peak_rms.edges[-1], peak_rms.edges.size) == (0.0, 5.0, 51)
+    assert (peak_rms.signal_events, peak_rms.background_events) == (24.0, 36.0)
     assert set(outcome.artifacts) == {"photonLikelihood"}
     merged = pl.parse_likelihood(outcome.artifacts["photonLikelihood"])
     np.testing.assert_array_equal(merged.n_signal, [16, 0, 4, 0, 0, 0, 0, 0, 4])

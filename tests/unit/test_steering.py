@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import (
-    CONSTANTS, constants_of_phase, format_value, get_spec, parse_value, processor_name)
+    CONSTANTS, constants_of_phase, format_value, get_spec, parse_value, processor_name, written_value)
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError, SteeringError
 from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings
 from ILCDIRAC.CalibrationSystem.Procedure.steering import (
@@ -102,6 +102,13 @@ def test_format_value():
     assert format_value(get_spec('ECALEndcapCorrectionFactor'), np.float64(0.1)) == '0.1'
     assert format_value(get_spec('MuonToMipCalibration'), 1e-05) == '1e-05'
     assert format_value(get_spec('CalibrECAL'), [37.5, 40]) == '37.5 40.0'
+    # seven significant digits (a float's), never the 17 of a double's repr
+    assert format_value(get_spec('ECalToMipCalibration'), 175.43859649122805) == '175.4386'
+    assert format_value(get_spec('CalibrECAL'), [38.27704802473115, 76.5540960494623]) == '38.27705 76.5541'
+    assert format_value(get_spec('MuonToMipCalibration'), 20000.000000000004) == '20000.0'
+    assert format_value(get_spec('MuonToMipCalibration'), 123456789.0) == '1.234568e+08'
+    assert written_value([38.27704802473115, 1.0]) == [38.27705, 1.0]
+    assert written_value(1.1925356123456789) == 1.192536 and written_value("x") == "x"
     assert format_value(get_spec('CalibrECAL'), (np.float32(0.5),)) == '0.5'
 
 
@@ -142,12 +149,13 @@ def test_parse_value_refuses(name, text, message):
 
 
 def test_format_parse_round_trip():
+    """What is read back is the written value (calibration.json's), within 5e-7 of the constant."""
     rng = np.random.default_rng(7)
     for value in rng.lognormal(0.0, 5.0, 200):
-        assert parse_value(get_spec('HCalToMipCalibration'), format_value(get_spec('HCalToMipCalibration'), value)) \
-            == float(value)
+        read = parse_value(get_spec('HCalToMipCalibration'), format_value(get_spec('HCalToMipCalibration'), value))
+        assert read == written_value(value) and read == pytest.approx(value, rel=5e-7)
     pair = [float(x) for x in rng.normal(40.0, 3.0, 2)]
-    assert parse_value(get_spec('CalibrECAL'), format_value(get_spec('CalibrECAL'), pair)) == pair
+    assert parse_value(get_spec('CalibrECAL'), format_value(get_spec('CalibrECAL'), pair)) == written_value(pair)
 
 
 
@@ -397,7 +405,7 @@ def test_processor_name_of_type():
 
 NEW_CONSTANTS = {
     'CalibrECAL': [38.25, 76.5], 'ECALEndcapCorrectionFactor': 1.0875,
-    'ECalToMipCalibration': 160.0, 'HCalToHadGeVCalibration': 0.987654321,
+    'ECalToMipCalibration': 160.0, 'HCalToHadGeVCalibration': 0.9876543,
 }
 
 
@@ -411,7 +419,7 @@ def test_only_the_constants_values_change(content, settings):
     initial = read_constants(content, CONSTANTS, settings)
     new = _all_changed(initial)
     rendered = render_final_steering(content, new, settings)
-    assert read_constants(rendered, CONSTANTS, settings) == new
+    assert read_constants(rendered, CONSTANTS, settings) == {name: written_value(value) for name, value in new.items()}
     changed = _changed_lines(content, rendered)
     assert len(changed) == len(CONSTANTS)
     for old, line in changed.values():       # the same line but for the value, written where it stood
@@ -482,7 +490,7 @@ def test_render_appends_missing_parameters_with_type():
     assert read_constants(rendered, NEW_CONSTANTS, CLIC) == NEW_CONSTANTS
     assert b'    <parameter name="HCALEndcapTimeWindowMax" type="float">10</parameter>\n' \
            b'    <parameter name="CalibrECAL" type="FloatVec">38.25 76.5</parameter>\n  </processor>' in rendered
-    assert b'    <parameter name="HCalToHadGeVCalibration" type="float">0.987654321</parameter>\n  </processor>' \
+    assert b'    <parameter name="HCalToHadGeVCalibration" type="float">0.9876543</parameter>\n  </processor>' \
         in rendered
 
 

@@ -43,21 +43,35 @@ def _parameterSet(step, constants=None, finished=False, status="Running"):
 class FakeService:
     """In-memory CalibrationService with the service's step semantics.
 
-    ``steps`` are the parameter sets of the successive steps; once a step has been reported the
-    service answers None ``pollsPerStep`` times before moving to the next one, and after the
-    last step it says that the calibration is finished.
+    ``steps`` are the parameter sets of the successive steps. Once a step has been reported,
+    submitResult answers that ``missing[0]`` results are still missing and that the analysis
+    takes ``analysisSeconds``, and getNewParameters answers that the worker must wait once for
+    each of the following numbers of missing results (0: the step is being analysed; with the
+    seconds of ``nextStepIn`` at the same place) before it serves the next step (``pollsPerStep``
+    waits for an analysis alone is the same as ``missing=[0] * (pollsPerStep + 1)``); after the
+    last step it says that the calibration is finished. ``clock`` gets the time of every call.
     """
 
-    def __init__(self, steps, pollsPerStep=0, inputData=None):
+    def __init__(self, steps, pollsPerStep=0, inputData=None, missing=None, clock=None, numberOfJobs=2,
+                 nextStepIn=None, analysisSeconds=None):
         self.steps = steps
-        self.pollsPerStep = pollsPerStep
+        self.missing = [0] * (pollsPerStep + 1) if missing is None else missing
+        self.nextStepIn = nextStepIn or [None] * len(self.missing)
+        self.analysisSeconds = analysisSeconds
         self.inputData = {"gamma": GAMMA_SLICE} if inputData is None else inputData
+        self.clock = clock
+        self.numberOfJobs = numberOfJobs
         self.current = 0
         self.reported = set()
         self.pollsSinceReport = 0
         self.calls = []
+        self.callTimes = []
         self.results = []
         self.failures = {}  # method -> list of results returned (in order) before the real answer
+
+    def _record(self, call):
+        self.calls.append(call)
+        self.callTimes.append((call[0], self.clock.now if self.clock else None))
 
     def _failure(self, method):
         queue = self.failures.get(method)
@@ -65,21 +79,22 @@ class FakeService:
 
     def getCalibrationSetup(self, calibrationID, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getCalibrationSetup", calibrationID))
+        self._record(("getCalibrationSetup", calibrationID))
         failure = self._failure("getCalibrationSetup")
         if failure:
             return failure
         settings = validate_settings({})
-        return S_OK({"settings": settings, "steeringFile": TEMPLATE, "softwareVersion": "v1", "numberOfJobs": 2})
+        return S_OK({"settings": settings, "steeringFile": TEMPLATE, "softwareVersion": "v1",
+                     "numberOfJobs": self.numberOfJobs})
 
     def getInputDataDict(self, calibrationID, workerID, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getInputDataDict", calibrationID, workerID))
+        self._record(("getInputDataDict", calibrationID, workerID))
         return self._failure("getInputDataDict") or S_OK(self.inputData)
 
     def getNewParameters(self, calibrationID, stepOnWorker, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("getNewParameters", calibrationID, stepOnWorker))
+        self._record(("getNewParameters", calibrationID, stepOnWorker))
         failure = self._failure("getNewParameters")
         if failure:
             return failure
@@ -89,22 +104,26 @@ class FakeService:
             parameterSet = self.steps[self.current]
             if parameterSet["currentStep"] > stepOnWorker:
                 return S_OK(parameterSet)
-            if self.pollsSinceReport < self.pollsPerStep:
-                self.pollsSinceReport += 1
-                return S_OK(None)
+            self.pollsSinceReport += 1
+            if self.pollsSinceReport < len(self.missing):
+                return S_OK({"currentStep": parameterSet["currentStep"], "calibrationIsFinished": False,
+                             "resultsMissing": self.missing[self.pollsSinceReport],
+                             "nextStepIn": self.nextStepIn[self.pollsSinceReport]})
             self.current += 1
             self.pollsSinceReport = 0
 
     def submitResult(self, calibrationID, stageID, phaseID, stepID, workerID, content, credential):
         assert credential == CREDENTIAL
-        self.calls.append(("submitResult", calibrationID, stageID, phaseID, stepID, workerID))
+        self._record(("submitResult", calibrationID, stageID, phaseID, stepID, workerID))
         failure = self._failure("submitResult")
         if failure:
             return failure
         self.results.append((stepID, content))
         stored = (stepID, workerID) not in self.reported
         self.reported.add((stepID, workerID))
-        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}"})
+        self.pollsSinceReport = 0
+        return S_OK({"Stored": stored, "Message": f"step {stepID} stored={stored}", "ResultsMissing": self.missing[0],
+                     "AnalysisSeconds": self.analysisSeconds})
 
 
 class FakeReconstruction:
@@ -181,11 +200,88 @@ def test_processes_steps_until_finished(clock, tmp_path):
     assert len(reconstruction.steerings) == 2
     submits = _calls(service, "submitResult")
     assert submits == [("submitResult", CALIBRATION_ID, 1, 0, step, WORKER_ID) for step in (0, 1)]
-    # back-off 1, 2, 4, then capped at 5; reset to 1 after each new step
+    # an analysis of unknown length: 1 s, doubled up to 5
     assert clock.waits == [1, 2, 4, 5, 5, 5] * 2
     # the worker always tells the service the last step it processed
     polls = [call[2] for call in _calls(service, "getNewParameters")]
     assert polls == [-1] + [0] * 7 + [1] * 7
+
+
+class TimedReconstruction(FakeReconstruction):
+    """Reconstructions that take ``seconds`` each on the fake clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    def __call__(self, steering, settings):
+        self.clock.now += self.seconds
+        return super().__call__(steering, settings)
+
+
+def _pollTimes(service):
+    """The times of the getNewParameters calls made after the first report."""
+    reported = next(time for method, time in service.callTimes if method == "submitResult")
+    return [time for method, time in service.callTimes if method == "getNewParameters" and time >= reported]
+
+
+def test_a_worker_whose_result_completes_the_step_waits_for_the_analysis_it_starts(clock, tmp_path):
+    service = FakeService([_parameterSet(0), _parameterSet(1)], missing=[0], analysisSeconds=2.5, clock=clock)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 3.0)).run()["OK"]
+
+    # the service analyses the step in the background and said the phase's analyses take 2.5 s
+    assert clock.waits == [2.5, 2.5]
+    submitted = [time for method, time in service.callTimes if method == "submitResult"]
+    assert _pollTimes(service)[:2] == [submitted[0] + 2.5, submitted[1] + 2.5]
+
+
+def test_a_worker_whose_result_completes_the_step_asks_at_once_when_the_analysis_time_is_unknown(clock, tmp_path):
+    service = FakeService([_parameterSet(0), _parameterSet(1)], missing=[0], clock=clock)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 3.0)).run()["OK"]
+
+    # the step may be analysed already (e.g. by the agent): asking costs one call
+    assert clock.waits == []
+    submitted = [time for method, time in service.callTimes if method == "submitResult"]
+    assert _pollTimes(service)[:2] == [submitted[0], submitted[1]]
+
+
+def test_while_results_are_missing_the_worker_waits_a_share_of_its_own_step_time(clock, tmp_path):
+    # 4 jobs; this worker's step took 8 s; 3 results were missing when it reported, then 3, then 1
+    service = FakeService([_parameterSet(0)], missing=[3, 3, 1, 0, 0], clock=clock, numberOfJobs=4)
+
+    result = _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()
+
+    assert result["OK"]
+    # 8 s x 3/4 missing, doubled while no news; once none is missing, the analysis (of unknown
+    # length): 1 s, then doubled
+    assert clock.waits == [6, 12, 24, 1, 2]
+
+
+def test_the_worker_waits_as_long_as_the_service_expects_the_analysis_to_take(clock, tmp_path):
+    # the service knows its analyses take 3 s: after the report, the 6 s of the others' results and
+    # those 3 s; then, the step being analysed, as long as the service expects it to go on
+    service = FakeService([_parameterSet(0)], missing=[3, 0, 0, 0, 0], nextStepIn=[None, 2.5, 0.4, 0.0, 0.0],
+                          analysisSeconds=3.0, clock=clock, numberOfJobs=4)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 8.0), maxPollingTime=30.0).run()["OK"]
+
+    # past the time it expected, the analysis should end soon: 1 s, then doubled
+    assert clock.waits == [9, 2.5, 1, 1, 2]
+
+
+def test_the_worker_never_busy_waits(clock, tmp_path):
+    service = FakeService([_parameterSet(s) for s in range(4)], missing=[5, 4, 2, 1, 0, 0, 0], clock=clock,
+                          numberOfJobs=8)
+
+    assert _worker(service, clock, tmp_path, TimedReconstruction(clock, 0.01)).run()["OK"]
+
+    # between two polls there is always a wait of at least pollingTime
+    assert clock.waits and min(clock.waits) >= 1.0
+    times = [time for method, time in service.callTimes if method == "getNewParameters"]
+    assert len(times) == len(set(times))
 
 
 def test_summary_is_a_valid_phase_0_summary_of_the_selected_events(clock, tmp_path):

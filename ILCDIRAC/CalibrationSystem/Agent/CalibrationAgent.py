@@ -71,7 +71,7 @@ class CalibrationAgent(AgentModule):
         self.maxFailedAttemptsPerJob = float(self.am_getOption("MaxFailedAttemptsPerJob", 1.0))
         self.workerOptions = [
             "--polling-time",
-            str(self.am_getOption("WorkerPollingTime", 2)),
+            str(self.am_getOption("WorkerPollingTime", 0.1)),
             "--max-polling-time",
             str(self.am_getOption("WorkerMaxPollingTime", 10)),
         ]

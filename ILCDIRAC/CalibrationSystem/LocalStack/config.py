@@ -121,6 +121,39 @@ def build_config(
     return cfg
 
 
+#: The OpenSSL configuration of the service process (its OPENSSL_CONF). A DISET call is one TLS
+#: connection: the client's last handshake message and its first request are both small, and on
+#: a connection with unacknowledged data Nagle's algorithm holds a small segment until the ACK.
+#: After the handshake an OpenSSL 3 server sends two TLS 1.3 session tickets in two writes: the
+#: first carries the ACK that releases the client's request, the second is held until the client
+#: acknowledges the first, and the server's first answer then waits behind it for the client's
+#: delayed ACK: about 40 ms per call. With one ticket nothing waits (the client's request
+#: acknowledges it). DISET does not reuse TLS sessions, so the ticket is never used either, but
+#: none at all leaves the client's request waiting for the server's delayed ACK instead.
+#: Setting TCP_NODELAY on the server's sockets would also do, but DIRAC 9 has no option for it:
+#: only its private transport classes (Core/DISET/private/Transports) hold the sockets, and
+#: OpenSSL's configuration file is the supported way to set what an application does not expose.
+#: ``{tickets}``: TLS 1.3 session tickets per handshake (OpenSSL's default is 2).
+OPENSSL_CONFIG = """# OpenSSL configuration of the Calibration service (OPENSSL_CONF): see LocalStack/config.py
+openssl_conf = calibration_service
+[calibration_service]
+ssl_conf = calibration_ssl
+[calibration_ssl]
+system_default = calibration_tls
+[calibration_tls]
+NumTickets = {tickets}
+"""
+#: One ticket: the service answers without waiting for delayed ACKs (see OPENSSL_CONFIG).
+SESSION_TICKETS = 1
+
+
+def write_openssl_config(path: Path, tickets: int = SESSION_TICKETS) -> None:
+    """Write the service's OpenSSL configuration (OPENSSL_CONFIG) with ``tickets`` session tickets."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OPENSSL_CONFIG.format(tickets=tickets))
+
+
 def write_config(cfg: CFG, path: Path) -> None:
     """Write the cfg atomically, readable by its owner only (it holds the DB password)."""
     path = Path(path)

@@ -141,8 +141,10 @@ def _follow(client, calibrationID, timeout, say):
 
 
 def _report(result, truthFile, say):
-    """Print the constants next to where the built-in detector's calibration must end, and the
-    iterations of each phase; 0 if every constant is within its statistical tolerance.
+    """Print the constants with their statistical uncertainties next to where the built-in
+    detector's calibration must end (the deviation also in units of the uncertainty), the
+    iterations of each phase and the statistics-limited phases; 0 if every constant is within its
+    statistical tolerance.
 
     The model's responses are non-linear, so a phase stops, within its accuracy, short of its
     fixed point: the reference is the procedure replayed on the model's expected distributions
@@ -165,18 +167,25 @@ def _report(result, truthFile, say):
         observed[(step["Stage"], step["Phase"])] = step["PhaseIteration"]
     say("Iterations per phase, calibrated (expected): " + ", ".join(
         f"{stage}/{phase}: {observed.get((stage, phase), 0)} ({count})" for (stage, phase), count in run.iterations.items()))
-    say(f"{'constant':<31}{'initial':>11}{'calibrated':>12}{'expected':>11}{'fixed point':>13}{'deviation':>11}"
-        f"{'tolerance':>11}")
+    say(f"{'constant':<31}{'initial':>11}{'calibrated':>12}{'uncertainty':>13}{'expected':>11}{'fixed point':>13}"
+        f"{'deviation':>11}{'in σ':>7}{'tolerance':>11}")
     outside = []
+    uncertainties = result["uncertainties"]
     for name, value in result["parameters"].items():
         deviation = _first(value) / _first(expected[name]) - 1
+        uncertainty = _first(uncertainties[name]) if name in uncertainties else None
+        pull = f"{(_first(value) - _first(expected[name])) / uncertainty:>+7.1f}" if uncertainty else f"{'-':>7}"
         tolerance = tolerances[name].total
         if abs(deviation) > tolerance:
             outside.append(name)
         say(
-            f"{name:<31}{_first(initial[name]):>11.5g}{_first(value):>12.5g}{_first(expected[name]):>11.5g}"
-            f"{_first(fixed[name]):>13.5g}{deviation:>+10.2%}{tolerance:>10.2%}{'' if abs(deviation) <= tolerance else '  <-'}"
+            f"{name:<31}{_first(initial[name]):>11.5g}{_first(value):>12.5g}"
+            f"{'-' if uncertainty is None else f'{uncertainty:.2g}':>13}{_first(expected[name]):>11.5g}"
+            f"{_first(fixed[name]):>13.5g}{deviation:>+10.2%}{pull}{tolerance:>10.2%}"
+            f"{'' if abs(deviation) <= tolerance else '  <-'}"
         )
+    for note in result["statisticsLimited"]:
+        say(f"Statistics-limited: {note}")
     if outside:
         say(f"Outside their tolerance: {', '.join(outside)}")
         return 1

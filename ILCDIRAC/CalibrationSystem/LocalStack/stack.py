@@ -4,7 +4,8 @@ Everything lives in one work directory::
 
     DIR/pki/        CA, host and user certificates, <user>.proxy
     DIR/mysql/      MariaDB data, socket, the DB user's password (0600)
-    DIR/etc/        dirac.cfg of the service, the agent and the users (DIRAC_ROOT_PATH=DIR)
+    DIR/etc/        dirac.cfg of the service, the agent and the users (DIRAC_ROOT_PATH=DIR), and
+                    openssl.cnf, the service's OpenSSL configuration (config.OPENSSL_CONFIG)
     DIR/host/etc/   the same cfg with UseServerCertificate=yes (DIRAC_ROOT_PATH for host clients)
     DIR/logs/       mariadb.log, service.log, agent.log
     DIR/jobs/       the agent's local job directory
@@ -40,13 +41,16 @@ class LocalStack(ProcessStack):
     """Start, inspect and stop the local stack living in ``workdir``.
 
     ``template`` is the ConfigTemplate.cfg the component sections come from; ``overrides`` maps
-    absolute cfg paths to values applied last (e.g. a test's agent PollingTime). ``start()`` is
-    idempotent, and ``stop()`` works from another process through DIR/stack.json.
+    absolute cfg paths to values applied last (e.g. a test's agent PollingTime);
+    ``session_tickets`` is the number of TLS session tickets the service sends per connection
+    (see config.OPENSSL_CONFIG; 2 is OpenSSL's default). ``start()`` is idempotent, and ``stop()``
+    works from another process through DIR/stack.json.
     """
 
     def __init__(self, workdir: str | os.PathLike, template: str | os.PathLike = stack_config.DEFAULT_TEMPLATE,
                  overrides: dict[str, str] | None = None, dbname: str = stack_config.DATABASE,
-                 start_timeout: float = 60.0, stop_grace: float = 10.0):
+                 start_timeout: float = 60.0, stop_grace: float = 10.0,
+                 session_tickets: int = stack_config.SESSION_TICKETS):
         super().__init__(workdir, start_timeout, stop_grace)
         self.template = Path(template)
         self.overrides = dict(overrides or {})
@@ -54,6 +58,8 @@ class LocalStack(ProcessStack):
         self.pki = PKIPaths(self.workdir / "pki")
         self.bin_dir = Path(sys.prefix) / "bin"
         self.cfg_file = self.workdir / "etc" / "dirac.cfg"
+        self.openssl_config = self.workdir / "etc" / "openssl.cnf"
+        self.session_tickets = session_tickets
         self.host_root = self.workdir / "host"
 
     @property
@@ -135,6 +141,7 @@ class LocalStack(ProcessStack):
                                             template=self.template, overrides=self.overrides,
                                             use_server_certificate=host)
             stack_config.write_config(cfg, root / "etc" / "dirac.cfg")
+        stack_config.write_openssl_config(self.openssl_config, self.session_tickets)
 
     def set_overrides(self, overrides: dict[str, str | None]) -> None:
         """Change configuration overrides (a None value removes one) and rewrite the cfg files;
@@ -145,6 +152,14 @@ class LocalStack(ProcessStack):
                     self.overrides.pop(path, None)
                 else:
                     self.overrides[path] = value
+            self._write_configs()
+
+    def set_session_tickets(self, tickets: int) -> None:
+        """Change the TLS session tickets the service sends per connection (see
+        config.OPENSSL_CONFIG) and rewrite its OpenSSL configuration; a running service keeps the
+        old number until it is restarted."""
+        with self._locked():
+            self.session_tickets = tickets
             self._write_configs()
 
     def _dirac_script(self, name: str) -> str:
@@ -166,7 +181,8 @@ class LocalStack(ProcessStack):
         if port_open(self.service_port):
             raise StackError(f"port {self.service_port} of the Calibration service is taken by another "
                              f"process; stop it, or delete 'service_port' from {self.state_file}")
-        self._launch("service", [self._dirac_script("dirac-service"), SERVICE_COMPONENT])
+        self._launch("service", [self._dirac_script("dirac-service"), SERVICE_COMPONENT],
+                     dict(self._server_env(), OPENSSL_CONF=str(self.openssl_config)))
         return True
 
     def _launch_agent(self) -> None:

@@ -13,6 +13,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase, phase_label
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position, next_position
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import STATISTICS_LIMITED, step_statistics
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,18 @@ def advance(state, contents, settings, max_bytes):
         return StepOutcome(FAILED, state.parameters, False, None, None, f"Analysis of {where} failed: {error}")
     artifacts = {ARTIFACT_FILES[name]: content for name, content in outcome.artifacts.items()}
     plots = {plot_file_name(state, plot.name): plot for plot in outcome.plots}
-    ended = (dict(outcome.metrics), artifacts, plots)
+    previous_metrics = state.previous.metrics if state.previous is not None else {}
+    metrics = {**outcome.metrics, **step_statistics(previous_metrics, state.stage, phase.name, state.phase, outcome,
+                                                          state.parameters)}
+    ended = (metrics, artifacts, plots)
+    # A statistics-limited phase moves on (the same events cannot do better) but is not converged.
+    converged = outcome.converged and not outcome.statistics_note
+    where += _verdict(outcome)
     following = next_position(Position(state.stage, state.phase), outcome.converged, settings)
     if following is None:
-        return StepOutcome(FINISHED, outcome.constants, outcome.converged, None, None, f"Finished after {where}",
-                           *ended)
+        limited = list(metrics[STATISTICS_LIMITED].values())
+        message = f"Finished after {where}" + (f"; statistics-limited: {' | '.join(limited)}" if limited else "")
+        return StepOutcome(FINISHED, outcome.constants, converged, None, None, message, *ended)
     repeats = following == Position(state.stage, state.phase)
     if repeats and state.iteration >= settings["nMaxIterationsPerPhase"]:
         message = (
@@ -135,7 +143,17 @@ def advance(state, contents, settings, max_bytes):
         return StepOutcome(FAILED, outcome.constants, False, None, None, message, *ended)
     message = (
         f"{where} analysed: {'repeating' if repeats else 'moving on to'} {phase_label(following.phase)}"
-        f" (stage {following.stage})"
+        f" (stage {following.stage})" + (f"; {outcome.statistics_note}" if outcome.statistics_note else "")
     )
-    return StepOutcome(RUNNING, outcome.constants, outcome.converged, following,
+    return StepOutcome(RUNNING, outcome.constants, converged, following,
                        state.iteration + 1 if repeats else 1, message, *ended)
+
+
+def _verdict(outcome):
+    """' (deviation d ± u, accuracy a)' for a phase that measures a deviation from its target, ''
+    for one that does not."""
+    metrics = outcome.metrics
+    if "maxRelativeDeviation" not in metrics or "maxRelativeDeviationUncertainty" not in metrics:
+        return ""
+    return (f" (deviation {metrics['maxRelativeDeviation']:.2%} ± {metrics['maxRelativeDeviationUncertainty']:.2%},"
+            f" accuracy {metrics['accuracy']:.2%})")

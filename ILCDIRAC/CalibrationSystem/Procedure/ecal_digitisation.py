@@ -71,15 +71,19 @@ def _current_constants(constants):
     return calibr_ecal[0], endcap_factor
 
 
-def analyse(summaries, constants, settings):
+def analyse(summaries, constants, settings, previous=None):
     """New CalibrECAL [barrel, thick-layer] and ECALEndcapCorrectionFactor from the workers' summaries.
 
     C_B' = 10·C_B/μ_B and C_E' = 10·C_E/μ_E with C_E = C_B·factor; converged when both peaks,
-    measured with the current constants, are within digitisationAccuracy of 10 GeV.
+    measured with the current constants, are within digitisationAccuracy of 10 GeV and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainties: δC_B'/C_B' = δμ_B/μ_B
+    over the response slope (phase_tools.response_slope, 1 for μ_B proportional to C_B),
+    δfactor'/factor' = that of the barrel ⊕ that of the endcap.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the step before if it was of this phase (stage), else None
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         FitError if the peaks cannot be measured
     """
@@ -94,19 +98,33 @@ def analyse(summaries, constants, settings):
         )
         for region in REGION_SETTINGS
     }
+    slopes = {region: phase_tools.response_slope(previous, f"{region}Mean", peak.mean, TRUTH_ENERGY)
+              for region, peak in peaks.items()}
+    relative = {region: peak.mean_error / peak.mean / slopes[region] for region, peak in peaks.items()}
     new_barrel = TRUTH_ENERGY * barrel_constant / peaks["barrel"].mean
     new_endcap = TRUTH_ENERGY * barrel_constant * endcap_factor / peaks["endcap"].mean
     deviation = max(abs(peak.mean - TRUTH_ENERGY) for peak in peaks.values()) / TRUTH_ENERGY
     new_constants = phase_tools.copy_constants(constants)
     new_constants["CalibrECAL"] = [new_barrel, thick_layer_factor * new_barrel]
     new_constants["ECALEndcapCorrectionFactor"] = new_endcap / new_barrel
-    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy}
+    uncertainties = {
+        "CalibrECAL": phase_tools.scaled_uncertainty(new_constants["CalibrECAL"], relative["barrel"]),
+        "ECALEndcapCorrectionFactor": phase_tools.scaled_uncertainty(
+            new_constants["ECALEndcapCorrectionFactor"], phase_tools.relative_uncertainty(*relative.values())
+        ),
+    }
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, peaks, summaries, accuracy, TRUTH_ENERGY, TRUTH_ENERGY, "the ECal photon peak"
+    )
+    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, **statistics}
     for region, peak in peaks.items():
         metrics.update(phase_tools.peak_metrics(region, peak, TRUTH_ENERGY))
+        metrics[f"{region}ResponseSlope"] = slopes[region]
     plots = tuple(
         Distribution.of_peak(
-            peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY
+            peak, f"ecal_{region}", f"ECal {region}: 10 GeV photons", "ECal calorimeter hit energy [GeV]", TRUTH_ENERGY,
+            phase_tools.gather(summaries, region, LABEL),
         )
         for region, peak in peaks.items()
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), plots)
+    return PhaseOutcome(new_constants, metrics, within, plots, uncertainties=uncertainties, statistics_note=note)

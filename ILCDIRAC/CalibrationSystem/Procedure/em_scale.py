@@ -52,15 +52,18 @@ def collect(outputs, settings):
     return {"ecalToEm": ecal[selected].astype(np.float32)}
 
 
-def analyse(summaries, constants, settings):
+def analyse(summaries, constants, settings, previous=None):
     """New ECalToEMGeVCalibration = HCalToEMGeVCalibration from the workers' summaries.
 
     ECalToEM' = 10·ECalToEM/μ_EM (bins of pandoraPFAAccuracy x 10 GeV); converged when μ_EM,
-    measured with the current constant, is within pandoraPFAAccuracy of 10 GeV.
+    measured with the current constant, is within pandoraPFAAccuracy of 10 GeV and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainty: δμ_EM/μ_EM over the
+    response slope (phase_tools.response_slope), relative.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the step before if it was of this phase (stage), else None
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         FitError if the peaks cannot be measured
     """
@@ -75,12 +78,20 @@ def analyse(summaries, constants, settings):
     new_constants["ECalToEMGeVCalibration"] = new_value
     new_constants["HCalToEMGeVCalibration"] = new_value
     deviation = abs(peak.mean - TRUTH_ENERGY) / TRUTH_ENERGY
+    slope = phase_tools.response_slope(previous, "emMean", peak.mean, TRUTH_ENERGY)
+    uncertainty = phase_tools.scaled_uncertainty(new_value, peak.mean_error / peak.mean / slope)
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, {"ecalToEm": peak}, summaries, accuracy, TRUTH_ENERGY, TRUTH_ENERGY, "the photon EM energy peak"
+    )
     metrics = {
         "maxRelativeDeviation": deviation,
         "accuracy": accuracy,
+        **statistics,
         **phase_tools.peak_metrics("em", peak, TRUTH_ENERGY),
+        "emResponseSlope": slope,
     }
     plot = Distribution.of_peak(
-        peak, "em_scale", "EM scale: 10 GeV photons", "ECal EM energy of the photon PFO [GeV]", TRUTH_ENERGY
+        peak, "em_scale", "EM scale: 10 GeV photons", "ECal EM energy of the photon PFO [GeV]", TRUTH_ENERGY, values
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))
+    return PhaseOutcome(new_constants, metrics, within, (plot,), statistics_note=note,
+                        uncertainties={name: uncertainty for name in CONSTANTS})

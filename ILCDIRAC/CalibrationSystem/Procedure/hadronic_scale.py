@@ -259,17 +259,123 @@ def fit_intercepts(hcal, ecal, accuracy):
     return InterceptFit(*refined[:3], grid_ecal, grid_hcal, grid_chi2, *refined[3:])
 
 
-def analyse(summaries, constants, settings):
+def chi_square_terms(hcal, ecal, ecal_intercept, hcal_intercept):
+    """Per event q = (x·a + y·b − a·b)²/(x·a² + y·b²) (its χ² term times 0.55²) and the gradient
+    of q in (a, b) = (I_E, I_H).
+
+    :param hcal: the events' HCal hadronic energies x (GeV), float64
+    :param ecal: their ECal hadronic energies y (GeV), float64
+    :param float ecal_intercept: a (GeV)
+    :param float hcal_intercept: b (GeV)
+    :return: (q, gradient of shape (2, events))
+    """
+    x, y, a, b = hcal, ecal, ecal_intercept, hcal_intercept
+    n = x * a + y * b - a * b
+    d = x * a * a + y * b * b
+    q = n * n / d
+    grad_a = 2.0 * n * (x - b) / d - q * 2.0 * x * a / d
+    grad_b = 2.0 * n * (y - a) / d - q * 2.0 * y * b / d
+    return q, np.stack([grad_a, grad_b])
+
+
+def intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept, weights=None):
+    """Statistical covariance of the χ² minimum (I_E, I_H) from the events themselves (sandwich:
+    H⁻¹·Var(∇q)·H⁻¹/n with H the mean Hessian of q), right although the method's 0.55·√E is not the
+    detector's resolution, where the χ² curvature alone would be off by the ratio of the two.
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param float ecal_intercept: the minimum's I_E (GeV)
+    :param float hcal_intercept: its I_H (GeV)
+    :param weights: the events' weights (an expected distribution's), None for events of a sample
+    :return: 2 x 2 covariance of (I_E, I_H) in GeV², for as many events as the weights add up to
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64), np.asarray(ecal, dtype=np.float64)
+    weights = np.ones_like(hcal) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = weights.sum()
+    theta = np.array([ecal_intercept, hcal_intercept], dtype=np.float64)
+    inverse = np.linalg.inv(_mean_hessian(hcal, ecal, weights, theta))
+    gradient = chi_square_terms(hcal, ecal, *theta)[1]
+    spread = (gradient * weights) @ gradient.T / total
+    return inverse @ spread @ inverse / total
+
+
+def _mean_gradient(hcal, ecal, weights, theta):
+    return chi_square_terms(hcal, ecal, *theta)[1] @ weights / weights.sum()
+
+
+def _mean_hessian(hcal, ecal, weights, theta):
+    """The mean Hessian of q at theta = (I_E, I_H), by central differences of the gradient."""
+    step = 1e-4 * TARGET_ENERGY
+    hessian = np.column_stack([
+        (_mean_gradient(hcal, ecal, weights, theta + step * unit)
+         - _mean_gradient(hcal, ecal, weights, theta - step * unit)) / (2 * step)
+        for unit in np.eye(2)
+    ])
+    return 0.5 * (hessian + hessian.T)
+
+
+#: Newton's method stops when its step is below this fraction of T_K.
+NEWTON_TOLERANCE = 1e-9
+
+
+def newton_minimum(hcal, ecal, start, weights=None, max_steps=50):
+    """The χ² minimum (I_E, I_H) near ``start`` by Newton's method on the mean Hessian: cheap where
+    the grid scan is not, for events whose minimum lies near ``start`` (a worker's share of the
+    events around the minimum of all of them; an expected distribution's nodes).
+
+    :param hcal: the events' HCal hadronic energies x (GeV)
+    :param ecal: their ECal hadronic energies y (GeV)
+    :param start: (I_E, I_H) to start from (GeV)
+    :param weights: the events' weights, None for events of a sample
+    :param int max_steps: at most this many steps
+    :return: (I_E, I_H) as floats; FitError if the χ² has no curvature or the steps do not converge
+    """
+    hcal, ecal = np.asarray(hcal, dtype=np.float64), np.asarray(ecal, dtype=np.float64)
+    weights = np.ones_like(hcal) if weights is None else np.asarray(weights, dtype=np.float64)
+    theta = np.array(start, dtype=np.float64)
+    for _ in range(max_steps):
+        try:
+            step = np.linalg.solve(_mean_hessian(hcal, ecal, weights, theta),
+                                   _mean_gradient(hcal, ecal, weights, theta))
+        except np.linalg.LinAlgError:
+            raise FitError(f"{LABEL}: the chi-square has no curvature at {theta}") from None
+        theta = theta - step
+        if np.max(np.abs(step)) < NEWTON_TOLERANCE * TARGET_ENERGY:
+            return float(theta[0]), float(theta[1])
+    raise FitError(f"{LABEL}: the chi-square minimum did not converge within {max_steps} Newton steps (at {theta})")
+
+
+def _worker_intercepts(summaries, start):
+    """Each worker's χ² minimum (I_E, I_H) of its kaons in the band (newton_minimum from the
+    minimum of all, ``start``), those with fewer than MIN_EVENTS or no minimum left out."""
+    intercepts = []
+    for summary in summaries:
+        hcal = np.asarray(summary["hcalToHad"], dtype=np.float64)
+        ecal = np.asarray(summary["ecalToHad"], dtype=np.float64)
+        band = in_band(hcal, ecal) if hcal.size == ecal.size else np.zeros(0, dtype=bool)
+        if np.count_nonzero(band) >= MIN_EVENTS:
+            try:
+                intercepts.append(newton_minimum(hcal[band], ecal[band], start))
+            except FitError:
+                continue
+    return np.array(intercepts).reshape(-1, 2)
+
+
+def analyse(summaries, constants, settings, previous=None):
     """New hadronic scales from the workers' summaries.
 
     HCalToHad' = T_K·HCalToHad/I_H, ECalToHadBarrel' = T_K·ECalToHadBarrel/I_E with the refined
     intercepts (fit_intercepts), and the EndCap value is set to the barrel one; converged when both
     intercepts, measured with the current constants, are within pandoraPFAAccuracy of T_K
-    (relative to T_K).
+    (relative to T_K) and measured precisely enough for it (phase_tools.statistics_verdict).
+    Uncertainties: δI/I of each intercept (intercept_covariance) over its response slope
+    (phase_tools.response_slope), cross-checked by the spread of the workers' own intercepts.
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the step before if it was of this phase (stage), else None
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         FitError if too few kaons are left in the band
     """
@@ -301,8 +407,34 @@ def analyse(summaries, constants, settings):
     new_constants["ECalToHadGeVCalibrationBarrel"] = TARGET_ENERGY * ecal_scale / ecal_intercept
     new_constants["ECalToHadGeVCalibrationEndCap"] = new_constants["ECalToHadGeVCalibrationBarrel"]
     deviation = max(abs(hcal_intercept - TARGET_ENERGY), abs(ecal_intercept - TARGET_ENERGY)) / TARGET_ENERGY
+    covariance = intercept_covariance(hcal, ecal, ecal_intercept, hcal_intercept)
+    ecal_error, hcal_error = (float(v) for v in np.sqrt(np.diag(covariance)))
+    slopes = {axis: phase_tools.response_slope(previous, f"{axis}Intercept", value, TARGET_ENERGY)
+              for axis, value in (("ecal", ecal_intercept), ("hcal", hcal_intercept))}
+    uncertainties = {
+        "HCalToHadGeVCalibration":
+            new_constants["HCalToHadGeVCalibration"] * hcal_error / hcal_intercept / slopes["hcal"],
+        "ECalToHadGeVCalibrationBarrel":
+            new_constants["ECalToHadGeVCalibrationBarrel"] * ecal_error / ecal_intercept / slopes["ecal"],
+    }
+    uncertainties["ECalToHadGeVCalibrationEndCap"] = uncertainties["ECalToHadGeVCalibrationBarrel"]
+    uncertainty = max(ecal_error, hcal_error) / TARGET_ENERGY
+    within, note = phase_tools.statistics_verdict(deviation, uncertainty, accuracy, hcal.size, "the kaons' intercept")
+    workers = _worker_intercepts(summaries, (ecal_intercept, hcal_intercept)) if len(summaries) > 1 \
+        else np.zeros((0, 2))
+    spreads = {
+        f"{axis}InterceptWorkerSpread": phase_tools.worker_spread(workers[:, index])
+        for index, axis in enumerate(("ecal", "hcal"))
+    }
     edges = (float(grid[0]), float(grid[-1]))
     metrics = {
+        "maxRelativeDeviationUncertainty": uncertainty,
+        "ecalInterceptUncertainty": ecal_error,
+        "hcalInterceptUncertainty": hcal_error,
+        "interceptCorrelation": float(covariance[0, 1] / (ecal_error * hcal_error)),
+        "ecalResponseSlope": slopes["ecal"],
+        "hcalResponseSlope": slopes["hcal"],
+        **{name: value for name, value in spreads.items() if value is not None},
         "maxRelativeDeviation": deviation,
         "accuracy": accuracy,
         "target": TARGET_ENERGY,
@@ -310,6 +442,8 @@ def analyse(summaries, constants, settings):
         "hcalIntercept": hcal_intercept,
         "ecalRelativeDeviation": (ecal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
         "hcalRelativeDeviation": (hcal_intercept - TARGET_ENERGY) / TARGET_ENERGY,
+        "ecalRelativeDeviationUncertainty": ecal_error / TARGET_ENERGY,
+        "hcalRelativeDeviationUncertainty": hcal_error / TARGET_ENERGY,
         "ecalInterceptAtGridEdge": float(ecal_intercept in edges),
         "hcalInterceptAtGridEdge": float(hcal_intercept in edges),
         "ecalGridIntercept": fit.grid_ecal,
@@ -337,4 +471,4 @@ def analyse(summaries, constants, settings):
         (hcal_intercept, ecal_intercept),
         TARGET_ENERGY,
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), (plot,))
+    return PhaseOutcome(new_constants, metrics, within, (plot,), uncertainties=uncertainties, statistics_note=note)

@@ -127,15 +127,18 @@ def peak(values, region, accuracy):
     return phase_tools.positive_peak(fit_peak, values, accuracy, TRUTH_ENERGY, f"{LABEL}, HCal {region}")
 
 
-def analyse(summaries, constants, settings):
+def analyse(summaries, constants, settings, previous=None):
     """New CalibrHCALBarrel and CalibrHCALEndcap from the workers' summaries.
 
     C' = T_K·C/μ per region; converged when both peaks, measured with the current constants, are
-    within digitisationAccuracy of T_K (relative to T_K: upstream divided by 50, bug 4).
+    within digitisationAccuracy of T_K (relative to T_K: upstream divided by 50, bug 4) and measured
+    precisely enough for it (phase_tools.statistics_verdict). Uncertainty: δC'/C' = δμ/μ over the
+    response slope (phase_tools.response_slope).
 
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
+    :param previous: advance.StepRecord of the step before if it was of this phase (stage), else None
     :return: outcome.PhaseOutcome: the complete new constants, metrics, convergence verdict and plots;
         FitError if the peaks cannot be measured
     """
@@ -150,14 +153,26 @@ def analyse(summaries, constants, settings):
     new_constants = phase_tools.copy_constants(constants)
     for region, name in REGION_CONSTANTS.items():
         new_constants[name] = TARGET_ENERGY * current[region] / peaks[region].mean
+    slopes = {region: phase_tools.response_slope(previous, f"{region}Mean", result.mean, TARGET_ENERGY)
+              for region, result in peaks.items()}
+    uncertainties = {
+        name: phase_tools.scaled_uncertainty(
+            new_constants[name], peaks[region].mean_error / peaks[region].mean / slopes[region])
+        for region, name in REGION_CONSTANTS.items()
+    }
     deviation = max(abs(result.mean - TARGET_ENERGY) for result in peaks.values()) / TARGET_ENERGY
-    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, "target": TARGET_ENERGY}
+    statistics, within, note = phase_tools.peak_statistics(
+        fit_peak, peaks, summaries, accuracy, TRUTH_ENERGY, TARGET_ENERGY, "the HCal kaon peak"
+    )
+    metrics = {"maxRelativeDeviation": deviation, "accuracy": accuracy, "target": TARGET_ENERGY, **statistics}
     for region, result in peaks.items():
         metrics.update(phase_tools.peak_metrics(region, result, TARGET_ENERGY))
+        metrics[f"{region}ResponseSlope"] = slopes[region]
     plots = tuple(
         Distribution.of_peak(
-            result, f"hcal_{region}", f"HCal {region}: 50 GeV K0L", "HCal calorimeter hit energy [GeV]", TARGET_ENERGY
+            result, f"hcal_{region}", f"HCal {region}: 50 GeV K0L", "HCal calorimeter hit energy [GeV]", TARGET_ENERGY,
+            phase_tools.gather(summaries, region, LABEL),
         )
         for region, result in peaks.items()
     )
-    return PhaseOutcome(new_constants, metrics, bool(deviation < accuracy), plots)
+    return PhaseOutcome(new_constants, metrics, within, plots, uncertainties=uncertainties, statistics_note=note)

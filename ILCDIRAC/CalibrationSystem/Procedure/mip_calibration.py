@@ -20,7 +20,7 @@ import numpy as np
 from ILCDIRAC.CalibrationSystem.Procedure import hcal_digitisation, phase_tools
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_peak
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, PhaseOutcome
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.pfoanalysis_layout import BINNING_PARAMETERS, check_histogram
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 
@@ -227,6 +227,38 @@ def reference_endcap_mean(previous):
     return float(value)
 
 
+def bin_uncertainty(edges, peak):
+    """Relative uncertainty of a peak taken as a bin centre: the bin width/sqrt(12) (a uniform
+    distribution over the bin), over the peak.
+
+    :param edges: the histogram's bin edges
+    :param float peak: the peak position
+    :return: float
+    """
+    return float((edges[1] - edges[0]) / np.sqrt(12.0) / peak)
+
+
+def _worker_spread(summaries, measure):
+    """phase_tools.worker_spread of ``measure(summary)`` over the workers it can measure."""
+    values = []
+    for summary in summaries:
+        try:
+            values.append(measure(summary))
+        except (ProcedureError, KeyError, ValueError):
+            continue
+    return phase_tools.worker_spread(values)
+
+
+def _endcap_mean_uncertainty(previous, endcap_peak):
+    """Relative uncertainty of μ_EC: its fit error, from the phase-1 step's metrics or this step's fit."""
+    if endcap_peak is not None:
+        return endcap_peak.mean_error / endcap_peak.mean
+    if previous is None:
+        return 0.0
+    error = previous.metrics.get(hcal_digitisation.ENDCAP_MEAN_METRIC + "Uncertainty")
+    return float(error) / reference_endcap_mean(previous) if isinstance(error, (int, float)) else 0.0
+
+
 def _endcap_mean(summaries, settings, previous):
     """(μ_EC, where it comes from, the PeakFit when measured here or None)."""
     if previous is not None:
@@ -282,6 +314,11 @@ def summed_histogram(summaries, field, name):
 def analyse(summaries, constants, settings, previous=None):
     """GeV-to-MIP constants (1/MIP peak) and CalibrHCALOther from all workers' summaries; always converged.
 
+    Uncertainties: a peak is a bin centre, known to its bin width/sqrt(12) (bin_uncertainty); the
+    direction corrections to the spread of the workers' means (none with one worker: the
+    summaries hold no sum of squares); μ_EC to its fit error. CalibrHCALOther's relative
+    uncertainty is their quadratic sum. The workers' spread of the MIP peaks is a cross-check.
+
     :param list summaries: the decoded summaries of the step's workers
     :param dict constants: the constants the step ran with
     :param dict settings: the calibration settings
@@ -317,6 +354,29 @@ def analyse(summaries, constants, settings, previous=None):
     new_constants = phase_tools.copy_constants(constants)
     new_constants.update({constant: 1.0 / peak for constant, peak in mip_peaks.items()})
     new_constants["CalibrHCALOther"] = other
+    relative = {
+        **{constant: bin_uncertainty(totals[field][1], mip_peaks[constant])
+           for constant, (field, _) in MIP_SCALES.items()},
+        **{region: bin_uncertainty(totals[field][1], sim_peaks[region]) for region, (field, _) in SIM_MIP.items()},
+    }
+    spreads = {
+        f"{field}PeakWorkerSpread": _worker_spread(summaries, lambda summary, field=field, name=name: max_bin_peak(
+            summary[field], np.linspace(*summary[field + RANGE], len(summary[field]) + 1), name))
+        for field, name in MIP_SCALES.values()
+    }
+    direction_errors = {}
+    for region, (field, name) in DIRECTION.items():
+        spread = _worker_spread(summaries,
+                                lambda summary, field=field, name=name: direction_correction(summary[field], name))
+        spreads[f"{field}WorkerSpread"] = spread
+        direction_errors[region] = (spread or 0.0) / directions[region]
+    endcap_mean_error = _endcap_mean_uncertainty(previous, endcap_peak) if endcap_mean is not None else 0.0
+    other_relative = phase_tools.relative_uncertainty(
+        relative["endcap"], relative["ring"], *direction_errors.values(), endcap_mean_error
+    )
+    uncertainties = {constant: phase_tools.scaled_uncertainty(new_constants[constant], relative[constant])
+                     for constant in MIP_SCALES}
+    uncertainties["CalibrHCALOther"] = phase_tools.scaled_uncertainty(other, other_relative)
     metrics = {
         "ecalMipPeak": mip_peaks["ECalToMipCalibration"],
         "hcalMipPeak": mip_peaks["HCalToMipCalibration"],
@@ -331,6 +391,8 @@ def analyse(summaries, constants, settings, previous=None):
         "endcapMeanSource": source,
         "endcapMeanCorrection": KAON_KINETIC_ENERGY / endcap_mean if endcap_mean is not None else 1.0,
         **{f"{field}Entries": float(counts.sum()) for field, (counts, _) in totals.items()},
+        **{name: value for name, value in spreads.items() if value is not None},
+        "hcalOtherRelativeUncertainty": other_relative,
     }
     if endcap_mean is not None:
         metrics["endcapMean"] = endcap_mean
@@ -339,16 +401,18 @@ def analyse(summaries, constants, settings, previous=None):
     plots = (
         *(
             Distribution(field, f"{CALORIMETERS[constant]} MIP peak: 10 GeV muons",
-                         "direction-corrected calorimeter hit energy [GeV]", *totals[field], peak=mip_peaks[constant])
+                         "direction-corrected calorimeter hit energy [GeV]", *totals[field], peak=mip_peaks[constant],
+                         method=FULLEST_BIN)
             for constant, (field, name) in MIP_SCALES.items()
         ),
         *(
             Distribution(field, f"HCal {region} MIP peak: 10 GeV muons", "direction-corrected sim hit energy [GeV]",
-                         *totals[field], peak=sim_peaks[region])
+                         *totals[field], peak=sim_peaks[region], method=PEAK_FINDER)
             for region, (field, name) in SIM_MIP.items()
         ),
     )
     if endcap_peak is not None:
         plots += (Distribution.of_peak(endcap_peak, "kaon_hcal_endcap", "HCal endcap: 50 GeV K0L",
-                                       "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY),)
-    return PhaseOutcome(new_constants, metrics, True, plots)
+                                       "HCal calorimeter hit energy [GeV]", KAON_KINETIC_ENERGY,
+                                       phase_tools.gather(summaries, KAON_ENERGIES, LABEL)),)
+    return PhaseOutcome(new_constants, metrics, True, plots, uncertainties=uncertainties)

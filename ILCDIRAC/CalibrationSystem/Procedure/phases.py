@@ -77,12 +77,13 @@ def _phase(phase_id, module, previous_phase=None):
     )
 
 
+# An iterative phase reads its own step before: the response slope of its uncertainties.
 PHASES = {
-    0: _phase(0, ecal_digitisation),
-    1: _phase(1, hcal_digitisation),
+    0: _phase(0, ecal_digitisation, previous_phase=0),
+    1: _phase(1, hcal_digitisation, previous_phase=1),
     2: _phase(2, mip_calibration, previous_phase=1),  # CalibrHCALOther uses the last HCalDigi endcap peak
-    3: _phase(3, em_scale),
-    4: _phase(4, hadronic_scale),
+    3: _phase(3, em_scale, previous_phase=3),
+    4: _phase(4, hadronic_scale, previous_phase=4),
     5: _phase(5, photon_training),
 }
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from ILCDIRAC.CalibrationSystem.Procedure import phase_tools
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import PhaseOutcome
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import PdfComparison, PhaseOutcome
 from ILCDIRAC.CalibrationSystem.Procedure.photon_likelihood import (
-    histogram_names, merge_weighted, parse_likelihood, weighted_counts, write_likelihood)
+    KINDS, VARIABLES, histogram_names, merge_weighted, parse_likelihood, weighted_counts, write_likelihood)
 
 SAMPLES = ("zuds",)
 CONSTANTS = ()
@@ -117,4 +117,40 @@ def analyse(summaries, constants, settings):
         "energyBinsWithoutSignal": float(np.count_nonzero(merged.n_signal == 0)),
         "energyBinsWithoutBackground": float(np.count_nonzero(merged.n_background == 0)),
     }
-    return PhaseOutcome(phase_tools.copy_constants(constants), metrics, True, (), {ARTIFACT: write_likelihood(merged)})
+    return PhaseOutcome(phase_tools.copy_constants(constants), metrics, True, training_plots(merged),
+                        {ARTIFACT: write_likelihood(merged)})
+
+
+def _summed_pdf(likelihood, kind, variable, events):
+    """A variable's PDF over all energy bins, weighted by each bin's events, and its under/overflow."""
+    total = None
+    for k, n in enumerate(events):
+        contents = likelihood.histograms[f"Photon{kind}{variable}_{k}"][3] * n
+        total = contents if total is None else total + contents
+    norm = total.sum()
+    total = total / norm if norm > 0 else total
+    return total[1:-1], float(total[0] + total[-1])
+
+
+def training_plots(likelihood):
+    """One plot per likelihood variable: the photon (signal) and background PDFs summed over the
+    energy bins, so that a physicist sees what separates photons in the merged training. A variable
+    whose energy bins are binned differently cannot be summed and gets no plot.
+
+    :param likelihood: photon_likelihood.LikelihoodData, the merged likelihood
+    :return: tuple of outcome.PdfComparison
+    """
+    plots = []
+    for variable in VARIABLES:
+        binnings = {likelihood.histograms[f"Photon{kind}{variable}_{k}"][:3]
+                    for kind in KINDS for k in range(likelihood.n_signal.size)}
+        if len(binnings) != 1:
+            continue
+        nbins, low, high = binnings.pop()
+        signal, signal_outside = _summed_pdf(likelihood, "Sig", variable, likelihood.n_signal)
+        background, background_outside = _summed_pdf(likelihood, "Bkg", variable, likelihood.n_background)
+        plots.append(PdfComparison(
+            f"photon_{variable}", f"Photon training: {variable}, all energy bins", variable,
+            np.linspace(low, high, nbins + 1), signal, background, signal_outside, background_outside,
+            float(likelihood.n_signal.sum()), float(likelihood.n_background.sum())))
+    return tuple(plots)

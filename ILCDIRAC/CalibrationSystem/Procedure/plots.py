@@ -1,15 +1,22 @@
-"""PNG images of a step's plots (outcome.Distribution / outcome.Scatter) and of a calibration's convergence.
+"""PNG images of a step's plots (outcome.Distribution / Scatter / PdfComparison) and of a
+calibration's convergence.
 
-Why: a physicist judges a calibration by the peaks it fitted and by how the constants moved.
-Drawing uses matplotlib's object-oriented API on an Agg canvas (no pyplot, no global figure or
-backend state), so the threaded service can render concurrently; the PNG carries no software
-version or time stamp, so the same plot always gives the same bytes.
+Why: a physicist judges a calibration by the peaks it fitted and by how the constants moved, and
+reads plots in the conventions of the field: mplhep's ROOT style, data as points with √N errors,
+μ ± δμ and χ²/ndf in the legend. Drawing uses matplotlib's object-oriented API on an Agg canvas
+(no pyplot, no global figure or backend state); the style is matplotlib's one global, so drawings
+in the threaded service take turns under a lock. The PNG carries no software version or time
+stamp, so the same plot always gives the same bytes.
 """
 import io
 import math
 import re
+import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
 
+import matplotlib
+import mplhep
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
@@ -21,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from ILCDIRAC.CalibrationSystem.Procedure.constants import CONSTANTS
-from ILCDIRAC.CalibrationSystem.Procedure.outcome import Distribution, Scatter
+from ILCDIRAC.CalibrationSystem.Procedure.outcome import FULLEST_BIN, PEAK_FINDER, Distribution, PdfComparison, Scatter
 from ILCDIRAC.CalibrationSystem.Procedure.phases import PHASE_TABLE
 
 DPI = 100
@@ -32,14 +39,38 @@ PALETTE_SIZE = 96
 #: Above this many points a Scatter is drawn as a 2-D histogram: readable, and the PNG stays small.
 MAX_MARKERS = 2000
 DENSITY_BINS = 60
-#: A Distribution's x axis ends a little beyond the bin where this fraction of the entries is reached.
+#: A Distribution's x axis spans a little more than the bins holding this fraction of the entries.
 SHOWN_FRACTION = 0.999
+#: Up to this many bins a histogram is drawn as points with error bars, above as a line.
+MAX_ERRORBAR_BINS = 100
+#: Units GeV values are shown in, largest first, with their factor from GeV.
+ENERGY_UNITS = (("GeV", 1.0), ("MeV", 1e3), ("keV", 1e6))
+#: mplhep's ROOT style (the look of the reference tools' plots), scaled to our figure sizes.
+HEP_STYLE = {
+    **mplhep.style.ROOT, "font.size": 11, "axes.linewidth": 1.0, "xtick.major.size": 6, "xtick.minor.size": 3,
+    "ytick.major.size": 6, "ytick.minor.size": 3, "axes.titlesize": "medium", "legend.fontsize": "small",
+}
+#: The convergence plot's many small labels at a low resolution: a font whose 'i' keeps its dot.
+CONVERGENCE_STYLE = {"font.sans-serif": ["DejaVu Sans"], "font.size": 10}
+# matplotlib's rc parameters are global: drawings in the HEP style take turns.
+_DRAWING = threading.Lock()
 #: Height in inches of one line of the unchanged-constants table under the convergence panels.
 FOOTER_LINE = 0.2
 HISTORY_KEYS = ("Step", "Stage", "Phase", "Parameters")
+#: Metrics named '<quantity>RelativeDeviation' are a converging phase's measured deviations.
+DEVIATION_SUFFIX = "RelativeDeviation"
+#: Colours and markers of the elements of a FloatVec, and of a phase's measured quantities.
+ELEMENT_COLOURS = ("tab:blue", "tab:orange", "tab:purple")
+MARKERS = ("o-", "s--", "^:")
 _UNIT = re.compile(r"\[([^\]]+)\]\s*$")
 #: Background colour of phase N in the convergence plot (light, so the points stay visible).
 PHASE_COLOURS = ("#dbe9f6", "#fde0c5", "#d9f0d3", "#f2d4e8", "#e8e3f3", "#fff2b3")
+
+
+@contextmanager
+def _hep_style(changes=None):
+    with _DRAWING, matplotlib.rc_context({**HEP_STYLE, **(changes or {})}):
+        yield
 
 
 def _png(figure, dpi=DPI):
@@ -68,19 +99,65 @@ def _unit(label):
     return match.group(1) if match else ""
 
 
-def _with_unit(value, unit):
-    return f"{value:.4g} {unit}".rstrip()
+def _with_unit(value, unit, digits=4):
+    return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def _measured(value, error, unit):
+    """'10.91 ± 0.03 GeV': the error to two significant digits and the value to the same decimal;
+    four significant digits without an error."""
+    if error is None or not (math.isfinite(error) and error > 0):
+        return _with_unit(value, unit)
+    decimals = max(0, 1 - math.floor(math.log10(error)))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f} {unit}".rstrip()
+
+
+def _display_unit(unit, magnitude):
+    """(unit, factor) to show GeV values of about ``magnitude`` in: MeV below 0.1 GeV, keV below
+    0.1 MeV, so that a MIP peak reads '57 keV', not '5.7e-05 GeV'."""
+    if unit != "GeV" or not magnitude > 0:
+        return unit, 1.0
+    for name, factor in ENERGY_UNITS:
+        if magnitude * factor >= 0.1:
+            return name, factor
+    return ENERGY_UNITS[-1]
 
 
 def _shown_range(counts, edges):
-    """x range that leaves out a long, nearly empty tail (e.g. a MIP peak in a histogram booked up
-    to 40 MIPs): up to where 99.9 % of the entries are, plus a margin; and how many are cut off."""
+    """x range that leaves out long, nearly empty tails (e.g. a MIP peak in a histogram booked from
+    0 up to 40 MIPs): from where 0.1 % of the entries are reached to where 99.9 % are, plus a
+    margin; and how many entries lie entirely below and above it."""
     total = counts.sum()
     if total <= 0:
-        return edges[0], edges[-1], 0.0
-    last = int(np.searchsorted(np.cumsum(counts), SHOWN_FRACTION * total))
-    high = min(edges[-1], edges[last + 1] + 0.1 * (edges[last + 1] - edges[0]))
-    return edges[0], high, float(counts[edges[1:] > high].sum())
+        return edges[0], edges[-1], 0.0, 0.0
+    cumulative = np.cumsum(counts)
+    first = int(np.searchsorted(cumulative, (1 - SHOWN_FRACTION) * total, side="right"))
+    last = int(np.searchsorted(cumulative, SHOWN_FRACTION * total))
+    margin = 0.1 * (edges[last + 1] - edges[first])
+    low, high = max(edges[0], edges[first] - margin), min(edges[-1], edges[last + 1] + margin)
+    return low, high, float(counts[edges[1:] <= low].sum()), float(counts[edges[:-1] >= high].sum())
+
+
+def _outside(below, above):
+    parts = [f"{count:.0f} {where}" for count, where in ((below, "below"), (above, "above")) if count]
+    return f" ({', '.join(parts)} the axis)" if parts else ""
+
+
+def _fit_label(plot, unit, factor):
+    """Legend text of the peak: the fit's μ ± δμ, σ and χ²/ndf, or how the peak was found without one."""
+    mean = _measured(plot.peak * factor, None if plot.mean_error is None else plot.mean_error * factor, unit)
+    if plot.gaussian is not None:
+        text = f"Gaussian fit: μ = {mean}, σ = {_with_unit(plot.gaussian[2] * factor, unit, 3)}"
+        if plot.chi2 is not None and plot.ndf:
+            text += f"\nχ²/ndf = {plot.chi2:.1f}/{plot.ndf}"
+        if plot.fit_bin_width is not None:
+            text += f", in {_with_unit(plot.fit_bin_width * factor, unit, 3)} bins"
+        return text
+    if plot.method == "window-mean":
+        return f"mean of the fit window (fit rejected): {mean}"
+    if plot.method in (FULLEST_BIN, PEAK_FINDER):
+        return f"peak ({plot.method}, no fit): {mean}"
+    return f"peak {mean}"
 
 
 def _draw_distribution(plot, figure):
@@ -91,39 +168,58 @@ def _draw_distribution(plot, figure):
             f"Distribution {plot.name!r} needs increasing edges, one more than its {counts.size} counts;"
             f" got {edges.size} edges"
         )
-    unit = _unit(plot.xlabel)
+    unit, factor = _display_unit(_unit(plot.xlabel), abs(plot.peak) if plot.peak is not None else edges[-1])
+    edges = edges * factor
     ax = figure.add_subplot()
-    low, high, hidden = _shown_range(counts, edges)
-    beyond = f", {hidden:.0f} beyond the axis" if hidden else ""
-    ax.stairs(counts, edges, color="tab:blue", linewidth=1.2, label=f"data ({counts.sum():.0f} entries{beyond})")
+    low, high, below, above = _shown_range(counts, edges)
+    entries = counts.sum() + plot.below + plot.above
+    label = f"data: {entries:.0f} entries{_outside(plot.below + below, plot.above + above)}"
+    if counts.size <= MAX_ERRORBAR_BINS:
+        mplhep.histplot(counts, edges, yerr=np.sqrt(counts), histtype="errorbar", color="black", markersize=3,
+                        flow=None, label=label, ax=ax)
+    else:
+        mplhep.histplot(counts, edges, histtype="step", color="black", flow=None, label=label, ax=ax)
     if plot.window is not None:
-        w_low, w_high = (float(v) for v in plot.window)
-        ax.axvspan(w_low, w_high, color="tab:orange", alpha=0.2, linewidth=0,
-                   label=f"fit window {w_low:.4g}–{_with_unit(w_high, unit)}")
+        w_low, w_high = (float(v) * factor for v in plot.window)
+        ax.axvspan(w_low, w_high, color="tab:orange", alpha=0.15, linewidth=0,
+                   label=f"fit window {w_low:.3g}–{_with_unit(w_high, unit, 3)}")
         low, high = min(low, w_low), max(high, w_high)
-    if plot.gaussian is not None:
-        amplitude, mean, sigma = (float(v) for v in plot.gaussian)
-        x_low, x_high = plot.window if plot.window is not None else (low, high)
-        x = np.linspace(float(x_low), float(x_high), 200)
-        ax.plot(x, amplitude * np.exp(-0.5 * ((x - mean) / sigma) ** 2), color="tab:red", linewidth=1.5,
-                label=f"Gaussian fit: μ = {_with_unit(mean, unit)}, σ = {_with_unit(sigma, unit)}")
     if plot.peak is not None:
-        ax.axvline(float(plot.peak), color="tab:red", linestyle=":", linewidth=1.5,
-                   label=f"peak {_with_unit(float(plot.peak), unit)}")
-        low, high = min(low, float(plot.peak)), max(high, float(plot.peak))
+        peak = float(plot.peak) * factor
+        if plot.gaussian is not None:
+            amplitude, mean, sigma = (float(v) for v in plot.gaussian)
+            mean, sigma = mean * factor, sigma * factor
+            x = np.linspace(low, high, 400)
+            y = amplitude * np.exp(-0.5 * ((x - mean) / sigma) ** 2)
+            fitted = (x >= plot.window[0] * factor) & (x <= plot.window[1] * factor) if plot.window else True
+            ax.plot(x, np.where(fitted, y, np.nan), color="tab:red", linewidth=1.8, label=_fit_label(plot, unit, factor))
+            ax.plot(x, np.where(fitted, np.nan, y), color="tab:red", linewidth=1.0, linestyle="--")
+        elif plot.method in (FULLEST_BIN, PEAK_FINDER):
+            index = int(np.clip(np.searchsorted(edges, peak) - 1, 0, counts.size - 1))
+            ax.axvspan(edges[index], edges[index + 1], color="tab:red", alpha=0.35, linewidth=0, zorder=0,
+                       label=_fit_label(plot, unit, factor))
+        else:
+            ax.axvline(peak, color="tab:red", linestyle=":", linewidth=1.5, label=_fit_label(plot, unit, factor))
+        low, high = min(low, peak), max(high, peak)
     if plot.target is not None:
-        ax.axvline(float(plot.target), color="black", linestyle="--", linewidth=1.2,
-                   label=f"target {_with_unit(float(plot.target), unit)}")
-        low, high = min(low, float(plot.target)), max(high, float(plot.target))
+        target = float(plot.target) * factor
+        ax.axvline(target, color="tab:blue", linestyle="--", linewidth=1.2, label=f"target {_with_unit(target, unit)}")
+        low, high = min(low, target), max(high, target)
     ax.set_xlim(low, high)
-    ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.25)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useMathText=True)
+    ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.6)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     widths = np.diff(edges)
     uniform = np.allclose(widths, widths[0], rtol=1e-6)
     ax.set_ylabel(f"Entries / {_with_unit(widths[0], unit)}" if uniform else "Entries per bin")
-    ax.set_xlabel(plot.xlabel)
+    ax.set_xlabel(_UNIT.sub(f"[{unit}]", plot.xlabel) if unit else plot.xlabel)
     ax.set_title(plot.title, y=1.0)
-    ax.legend(loc="best", fontsize="small", frameon=False)
+    _legend_data_first(ax, label)
+
+
+def _legend_data_first(ax, data_label):
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda index: labels[index] != data_label)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper left", frameon=False)
 
 
 def _draw_scatter(plot, figure):
@@ -165,29 +261,50 @@ def _draw_scatter(plot, figure):
     ax.legend(loc="upper right", fontsize="small", frameon=False)
 
 
+def _draw_pdfs(plot, figure):
+    edges = _array(plot.edges, f"PdfComparison {plot.name!r} edges")
+    ax = figure.add_subplot()
+    for values, outside, events, colour, what in (
+        (plot.signal, plot.signal_outside, plot.signal_events, "tab:blue", "photons (signal)"),
+        (plot.background, plot.background_outside, plot.background_events, "tab:red", "background"),
+    ):
+        values = _array(values, f"PdfComparison {plot.name!r} {what}")
+        if values.size + 1 != edges.size:
+            raise ValueError(f"PdfComparison {plot.name!r}: {values.size} {what} values for {edges.size} edges")
+        beyond = f", {outside:.1%} outside the axis" if outside else ""
+        mplhep.histplot(values, edges, histtype="step", color=colour, flow=None, ax=ax,
+                        label=f"{what}: {events:.0f} events{beyond}")
+    ax.set_ylim(0, max(float(np.max(plot.signal, initial=0)), float(np.max(plot.background, initial=0)), 1e-3) * 1.4)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel("Fraction of events per bin")
+    ax.set_title(plot.title, y=1.0)
+    ax.legend(loc="upper right", frameon=False)
+
+
 def render_plot(plot):
     """PNG bytes of an outcome.Distribution (histogram, shaded fit window, Gaussian, peak and target
     lines) or an outcome.Scatter (points, fitted line, ideal line).
 
-    :param plot: outcome.Distribution or outcome.Scatter
+    :param plot: outcome.Distribution, Scatter or PdfComparison
     :return: bytes (PNG)
     """
-    figure = Figure(figsize=(6.4, 4.6))
-    figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
-    if isinstance(plot, Distribution):
-        _draw_distribution(plot, figure)
-    elif isinstance(plot, Scatter):
-        _draw_scatter(plot, figure)
-    else:
-        raise TypeError(f"render_plot draws an outcome.Distribution or outcome.Scatter, got {type(plot).__name__}")
-    return _png(figure)
+    draw = {Distribution: _draw_distribution, Scatter: _draw_scatter, PdfComparison: _draw_pdfs}.get(type(plot))
+    if draw is None:
+        raise TypeError(
+            f"render_plot draws an outcome.Distribution, Scatter or PdfComparison, got {type(plot).__name__}")
+    with _hep_style():
+        figure = Figure(figsize=(6.4, 4.6))
+        figure.subplots_adjust(left=0.12, right=0.96, bottom=0.11, top=0.92)
+        draw(plot, figure)
+        return _png(figure)
 
 
 def render_plots(plots):
     """PNG bytes of a step's plots; a plot whose data cannot be drawn is reported, not raised, so
     that it never stops the others (nor the calibration).
 
-    :param dict plots: {file name: outcome.Distribution or outcome.Scatter}
+    :param dict plots: {file name: outcome.Distribution, Scatter or PdfComparison}
     :return: ({file name: PNG bytes}, {file name: why it could not be drawn})
     """
     files, failures = {}, {}
@@ -199,25 +316,34 @@ def render_plots(plots):
     return files, failures
 
 
-def _first_value(value, step, name):
-    """A constant's plotted value: the number, or element 0 of a FloatVec; NaN when absent."""
+def _elements(value, step, name):
+    """A constant's plotted values: [the number], or every element of a FloatVec; [NaN] when absent."""
     if value is None:
-        return math.nan
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if len(value) == 0:
-            raise ValueError(f"Step {step}: constant {name} is an empty list; a FloatVec needs at least one value")
-        value = value[0]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"Step {step}: constant {name} must be a number or a list of numbers, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"Step {step}: constant {name} is {number}; only finite values can be plotted")
-    return number
+        return [math.nan]
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not items:
+        raise ValueError(f"Step {step}: constant {name} is an empty list; a FloatVec needs at least one value")
+    numbers = []
+    for item in items:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Step {step}: constant {name} must be a number or a list of numbers, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"Step {step}: constant {name} is {number}; only finite values can be plotted")
+        numbers.append(number)
+    return numbers
+
+
+def _series(rows):
+    """steps x elements array of per-step element lists, NaN where a step has fewer elements."""
+    width = max(len(row) for row in rows)
+    return np.array([row + [math.nan] * (width - len(row)) for row in rows])
 
 
 def _history_table(history):
-    """Steps (sorted), their (stage, phase) and name -> values, checking every entry."""
+    """Steps (sorted), their (stage, phase), name -> steps x elements values, and the metrics."""
     if not isinstance(history, (list, tuple)) or not history:
         raise ValueError("convergence_plot needs a non-empty list of history entries (one per step)")
     entries = []
@@ -230,20 +356,42 @@ def _history_table(history):
             key = (int(entry["Step"]), int(entry["Stage"]), int(entry["Phase"]))
         except (TypeError, ValueError):
             raise ValueError(f"History entry {index}: Step, Stage and Phase must be integers") from None
-        entries.append((key, entry["Parameters"]))
+        metrics = entry.get("Metrics")
+        entries.append((key, entry["Parameters"], metrics if isinstance(metrics, Mapping) else {}))
     entries.sort(key=lambda item: item[0][0])
-    steps = [key[0] for key, _ in entries]
+    steps = [key[0] for key, _, _ in entries]
     if len(set(steps)) != len(steps):
         raise ValueError(f"History has repeated step numbers {sorted(steps)}; give one entry per step")
-    names = {name for _, parameters in entries for name in parameters}
+    names = {name for _, parameters, _ in entries for name in parameters}
     if not names:
         raise ValueError("The history has no constants to plot: every 'Parameters' dict is empty")
     ordered = [name for name in CONSTANTS if name in names] + sorted(names - set(CONSTANTS))
     values = {
-        name: np.array([_first_value(parameters.get(name), key[0], name) for key, parameters in entries])
+        name: _series([_elements(parameters.get(name), key[0], name) for key, parameters, _ in entries])
         for name in ordered
     }
-    return np.array(steps), [key[1:] for key, _ in entries], values
+    return np.array(steps), [key[1:] for key, _, _ in entries], values, [metrics for _, _, metrics in entries]
+
+
+def _deviations(steps, positions, metrics):
+    """phase -> (accuracy, {measured quantity: (deviation, its uncertainty) per step in %, NaN in
+    other phases' steps}) from the metrics '<quantity>RelativeDeviation', its 'Uncertainty' (NaN,
+    no error bar, where a step has none) and 'accuracy' of the phases that converge."""
+    phases = {}
+    for index, ((_, phase), step_metrics) in enumerate(zip(positions, metrics)):
+        accuracy = step_metrics.get("accuracy")
+        if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool):
+            continue
+        _, quantities = phases.setdefault(phase, (float(accuracy), {}))
+        for key, value in step_metrics.items():
+            if key.endswith(DEVIATION_SUFFIX) and key != "max" + DEVIATION_SUFFIX and isinstance(value, (int, float)):
+                quantity = key[: -len(DEVIATION_SUFFIX)]
+                series = quantities.setdefault(quantity, np.full((2, len(steps)), math.nan))
+                series[0, index] = 100.0 * float(value)
+                error = step_metrics.get(key + "Uncertainty")
+                if isinstance(error, (int, float)) and not isinstance(error, bool):
+                    series[1, index] = 100.0 * float(error)
+    return {phase: entry for phase, entry in sorted(phases.items()) if entry[1]}
 
 
 def _segments(steps, positions):
@@ -257,18 +405,18 @@ def _segments(steps, positions):
     return runs
 
 
-def _constant_label(name):
-    """The constant's name, with '[0]' for a FloatVec of which only the first element is plotted."""
-    return name + " [0]" if name in CONSTANTS and CONSTANTS[name].kind == "floatvec" else name
+def phase_label(phase):
+    """'phase 0 (ECalDigi)': a phase as the plots and the summary page name it.
 
-
-def _phase_label(phase):
+    :param int phase: a phase id
+    :return: str
+    """
     return f"phase {phase} ({PHASE_TABLE[phase].name})" if phase in PHASE_TABLE else f"phase {phase}"
 
 
 def _changed(series):
     present = series[np.isfinite(series)]
-    return present.size > 1 and bool(np.any(present != present[0]))
+    return present.size > 1 and bool(np.any(present != present.flat[0]))
 
 
 def _stage_spans(bounds, segments):
@@ -282,79 +430,134 @@ def _stage_spans(bounds, segments):
     return spans
 
 
+def _value_text(values):
+    return ", ".join(f"{value:.5g}" for value in values)
+
+
 def _unchanged_table(figure, names, values, columns, width, height):
     """The constants without a panel and their value, in the panels' columns under the panels."""
     figure.text(0.1 / width, (0.15 + FOOTER_LINE * math.ceil(len(names) / columns)) / height,
                 "Constants that do not change:", fontsize="small", va="bottom", weight="bold")
     for number, name in enumerate(names):
         row, column = divmod(number, columns)
-        finite = values[name][np.isfinite(values[name])]
-        text = f"{_constant_label(name)} = {finite[0]:.6g}" if finite.size else f"{_constant_label(name)}: not set"
+        finite = values[name][np.all(np.isfinite(values[name]), axis=1)]
+        text = f"{name} = {_value_text(finite[-1])}" if finite.size else f"{name}: not set"
         x = (0.1 + column * (width - 0.2) / columns) / width
         y = (0.15 + FOOTER_LINE * (math.ceil(len(names) / columns) - 1 - row)) / height
         figure.text(x, y, text, fontsize="small", va="bottom")
 
 
-def convergence_plot(history):
-    """PNG bytes: one panel per constant against the step (element 0 for FloatVec constants); the
-    background colour says which phase each step ran, black lines mark where a new stage starts.
+def _shade(ax, bounds, segments, stages, colours, label_stages):
+    """The phase backgrounds and the stage lines: one collection each, as single patches per step and
+    panel would cost most of the rendering time."""
+    shading = [((left, 0), (left, 1), (right, 1), (right, 0)) for left, right in bounds]
+    ax.add_collection(PolyCollection(shading, facecolors=[colours[s[3]] for s in segments], linewidths=0,
+                                     transform=ax.get_xaxis_transform(), zorder=0), autolim=False)
+    ax.vlines([left for left, _, _ in stages[1:]], 0, 1, colors="black", linewidth=1.0,
+              transform=ax.get_xaxis_transform())
+    if label_stages:
+        for left, right, stage in stages:
+            ax.text((left + right) / 2, 1.02, f"S{stage}", transform=ax.get_xaxis_transform(),
+                    fontsize="x-small", ha="center", va="bottom")
+
+
+def _deviation_panel(ax, steps, phase, accuracy, quantities):
+    limit = 100.0 * accuracy
+    ax.axhspan(-limit, limit, color="tab:green", alpha=0.25, linewidth=0, zorder=1)
+    ax.axhline(0.0, color="black", linewidth=0.6, zorder=1)
+    reach = limit
+    for number, (quantity, (series, errors)) in enumerate(quantities.items()):
+        # NaN outside the phase's steps: lines join the steps of one run of the phase only
+        ax.errorbar(steps, series, yerr=np.nan_to_num(errors), fmt=MARKERS[number % len(MARKERS)],
+                    color=ELEMENT_COLOURS[number % 3], markersize=4, elinewidth=1.0, capsize=2, label=quantity)
+        measured = np.isfinite(series)
+        reach = max(reach, float(np.max(np.abs(series[measured]) + np.nan_to_num(errors[measured]), initial=0.0)))
+    ax.set_ylim(-1.15 * reach, 1.15 * reach)
+    ax.set_ylabel("peak/target − 1 [%]", fontsize="small")
+    ax.set_title(f"{phase_label(phase)}, ±{limit:.3g} %", fontsize="medium", y=1.0, pad=12)
+    ax.legend(loc="lower right", fontsize="x-small", ncols=len(quantities), frameon=False, handletextpad=0.2)
+
+
+def _constant_panel(ax, name, steps, series, final, final_step):
+    elements = series.shape[1]
+    for element in range(elements):
+        label = f"[{element}]" if elements > 1 else None
+        ax.plot(steps, series[:, element], "o-", color=ELEMENT_COLOURS[element % 3], markersize=3, linewidth=1.2,
+                label=label)
+    if final is not None:
+        ax.plot([final_step] * len(final), final, "*", color="black", markersize=9, zorder=3)
+    if elements > 1:
+        ax.legend(loc="best", fontsize="x-small", frameon=False, ncols=elements)
+    ax.set_title(name, fontsize="medium", y=1.0, pad=4)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+
+
+def convergence_plot(history, final=None):
+    """PNG bytes: first, for each phase that converges, the deviation of its measured peaks from
+    their targets in % against the ±accuracy band it had to reach; then one panel per constant
+    against the step (every element of a FloatVec), with the value written to the steering file
+    (``final``: the calibration's constants after its last step's update) as a star after the last
+    step. The background colour says which phase each step ran, black lines mark a new stage.
 
     Constants that never change get no panel but are listed with their value underneath (unless
     none changes), which keeps a full calibration's plot readable, small and fast to draw.
-    ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}}.
+    ``history``: list of {'Step', 'Stage', 'Phase', 'Parameters': {name: float | list}, 'Metrics'
+    (optional): {name: value}}; a step's Parameters are the constants it ran with.
 
     :param list history: the calibration's steps, as ``CalibrationDB.getSteps`` returns them
+    :param dict final: the constants written to the steering file (None: not drawn)
     :return: bytes (PNG)
     """
-    steps, positions, values = _history_table(history)
-    panels = {name: series for name, series in values.items() if _changed(series)} or values
+    steps, positions, values, metrics = _history_table(history)
+    written = {name: _elements(value, "final", name) for name, value in (final or {}).items() if name in values}
+    changing = {name for name, series in values.items()
+                if _changed(series) or (name in written and _changed(np.vstack([series, _series([written[name]])])))}
+    panels = [name for name in values if name in changing] or list(values)
     fixed = [name for name in values if name not in panels]
-    n_panels = len(panels)
+    deviations = _deviations(steps, positions, metrics)
+    n_panels = len(deviations) + len(panels)
     columns = 1 if n_panels == 1 else 2 if n_panels <= 4 else 3
     rows = math.ceil(n_panels / columns)
     segments = _segments(steps, positions)
     phases = sorted({phase for *_, phase in segments})
-    legend_rows = math.ceil((len(phases) + 1) / 3)
+    legend_rows = math.ceil((len(phases) + 2) / 3)
     header = 0.45 + FOOTER_LINE * legend_rows
     footer = FOOTER_LINE * (math.ceil(len(fixed) / columns) + 1) if fixed else 0.0
-    width, height = 3.3 * columns + 0.5, 1.75 * rows + 0.35 + header + footer
-    figure = Figure(figsize=(width, height))
-    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=(0.5 + footer) / height,
-                           top=1 - header / height, wspace=0.32, hspace=0.45)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
-    spacing = float(np.min(np.diff(steps))) if steps.size > 1 else 1.0
-    bounds = [(steps[first] - spacing / 2, steps[last] + spacing / 2) for first, last, *_ in segments]
-    colours = {phase: PHASE_COLOURS[phase % len(PHASE_COLOURS)] for phase in phases}
-    stages = _stage_spans(bounds, segments)
-    for index, (name, series) in enumerate(panels.items()):
-        ax = axes.flat[index]
-        # One collection each for the phase backgrounds and the stage lines: single patches per
-        # step and panel would cost most of the rendering time.
-        shading = [((left, 0), (left, 1), (right, 1), (right, 0)) for left, right in bounds]
-        ax.add_collection(PolyCollection(shading, facecolors=[colours[s[3]] for s in segments], linewidths=0,
-                                         transform=ax.get_xaxis_transform(), zorder=0), autolim=False)
-        ax.vlines([left for left, _, _ in stages[1:]], 0, 1, colors="black", linewidth=1.0,
-                  transform=ax.get_xaxis_transform())
-        if index < columns:
-            for left, right, stage in stages:
-                ax.text((left + right) / 2, 1.02, f"S{stage}", transform=ax.get_xaxis_transform(),
-                        fontsize="x-small", ha="center", va="bottom")
-        ax.plot(steps, series, "o-", color="tab:blue", markersize=3, linewidth=1.2)
-        # An explicit y skips matplotlib's costly search for tick labels above the axes.
-        ax.set_title(_constant_label(name), fontsize="medium", y=1.0, pad=12 if index < columns else 4)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ax.tick_params(labelsize="small")
-        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(3))
-        ax.set_xlim(bounds[0][0], bounds[-1][1])
-    for ax in axes.flat[n_panels:]:
-        ax.set_visible(False)
-    for ax in axes.flat[max(n_panels - columns, 0): n_panels]:  # the lowest panel of each column
-        ax.xaxis.set_tick_params(labelbottom=True)
-        ax.set_xlabel("step")
-    handles = [Patch(color=colours[phase], label=_phase_label(phase)) for phase in phases]
-    handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
-    figure.legend(handles=handles, loc="upper center", ncols=3, fontsize="small", frameon=False)
-    if fixed:
-        _unchanged_table(figure, fixed, values, columns, width, height)
-    return _png(figure, CONVERGENCE_DPI)
+    width, height = 3.3 * columns + 0.5, 1.85 * rows + 0.35 + header + footer
+    with _hep_style(CONVERGENCE_STYLE):
+        figure = Figure(figsize=(width, height))
+        figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=(0.5 + footer) / height,
+                               top=1 - header / height, wspace=0.32, hspace=0.55)
+        axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+        spacing = float(np.min(np.diff(steps))) if steps.size > 1 else 1.0
+        bounds = [(steps[first] - spacing / 2, steps[last] + spacing / 2) for first, last, *_ in segments]
+        colours = {phase: PHASE_COLOURS[phase % len(PHASE_COLOURS)] for phase in phases}
+        stages = _stage_spans(bounds, segments)
+        final_step = steps[-1] + spacing
+        for index, ax in enumerate(axes.flat[:n_panels]):
+            _shade(ax, bounds, segments, stages, colours, index < columns)
+            if index < len(deviations):
+                phase = list(deviations)[index]
+                _deviation_panel(ax, steps, phase, *deviations[phase])
+            else:
+                name = panels[index - len(deviations)]
+                _constant_panel(ax, name, steps, values[name], written.get(name), final_step)
+            ax.tick_params(labelsize="small")
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            ax.set_xlim(bounds[0][0], final_step + spacing / 2 if written else bounds[-1][1])
+        for ax in axes.flat[n_panels:]:
+            ax.set_visible(False)
+        for ax in axes.flat[max(n_panels - columns, 0): n_panels]:  # the lowest panel of each column
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("step")
+        handles = [Patch(color=colours[phase], label=phase_label(phase)) for phase in phases]
+        handles.append(Line2D([], [], color="black", linewidth=1.0, label="new stage (S1, S2, ... above the panels)"))
+        if written:
+            handles.append(Line2D([], [], color="black", marker="*", linestyle="", markersize=9,
+                                  label="value written to the steering file"))
+        figure.legend(handles=handles, loc="upper center", ncols=3, fontsize="small", frameon=False)
+        if fixed:
+            _unchanged_table(figure, fixed, {name: _series([written[name]]) if name in written else values[name]
+                                             for name in fixed}, columns, width, height)
+        return _png(figure, CONVERGENCE_DPI)

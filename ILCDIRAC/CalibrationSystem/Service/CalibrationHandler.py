@@ -13,12 +13,10 @@ the agent's cycle analyses any complete step left over. Refusals carry the Calib
 error codes (``ILCDIRAC.Core.Utilities.DErrno``), which a worker reads with ``isRefusal``.
 """
 import datetime
-import socket
 
 from DIRAC import S_ERROR, S_OK, gConfig, gLogger
 from DIRAC.ConfigurationSystem.Client.PathFinder import getAgentSection
 from DIRAC.Core.DISET.RequestHandler import RequestHandler
-from DIRAC.Core.DISET.private.TransportPool import getGlobalTransportPool
 from DIRAC.Core.Security import Locations, Properties
 
 from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED, KILLED, RUNNING
@@ -27,6 +25,7 @@ from ILCDIRAC.CalibrationSystem.Procedure.advance import ARTIFACT_FILES, results
 from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output, plan_calibration
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.summary import decode_summary
+from ILCDIRAC.CalibrationSystem.Service.AnalysisClock import AnalysisClock
 from ILCDIRAC.CalibrationSystem.Service.CalibrationPolicy import CalibrationPolicy, isInteger
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
     DEFAULT_RETENTION_MINUTES,
@@ -67,6 +66,7 @@ class CalibrationHandlerMixin:
         except RuntimeError as error:
             return S_ERROR(f"Cannot use the CalibrationDB: {error}")
         cls.maxResultSize = maxResultSize()
+        cls.analysisClock = AnalysisClock()
         keyFile = cls.srv_getCSOption("WorkerCredentialKeyFile", "") or Locations.getHostCertificateAndKeyLocation()[1]
         try:
             cls.credentialKey = loadKey(keyFile)
@@ -74,7 +74,7 @@ class CalibrationHandlerMixin:
             return S_ERROR(f"Cannot read the worker credential secret (WorkerCredentialKeyFile {keyFile}): {error}")
         cls.stepAdvancer = None
         if cls.srv_getCSOption("AdvanceOnLastResult", True):
-            cls.stepAdvancer = StepAdvancer(cls.calibrationDB, cls.maxResultSize, cls.log)
+            cls.stepAdvancer = StepAdvancer(cls.calibrationDB, cls.maxResultSize, cls.log, cls.analysisClock)
             running = cls.calibrationDB.getCalibrations(statuses=[RUNNING])
             for calibration in running["Value"] if running["OK"] else []:
                 cls.stepAdvancer.trigger(calibration["CalibrationID"])
@@ -228,7 +228,9 @@ class CalibrationHandlerMixin:
         """The outcome of a finished calibration.
 
         :param int calibrationID: the calibration
-        :return: S_OK({'calibrationID', 'status', 'parameters' (final constants),
+        :return: S_OK({'calibrationID', 'status', 'parameters' (final constants), 'uncertainties'
+            (statistical uncertainty of each measured constant, in its shape), 'statisticsLimited'
+            (notes of the phases whose statistics could not reach their accuracy),
             'steeringFile' (the user's steering file with the final constants),
             'steeringFileInput' (as given), 'settings', 'history' (constants and metrics of
             every step), 'events' (the event log), 'files' ({name: content}: the plots of every
@@ -347,15 +349,25 @@ class CalibrationHandlerMixin:
         :param int stepOnWorker: the last step the worker processed (-1 at its start)
         :param str credential: the calibration's worker credential
         :return: S_OK(parameter set dict) when there is a newer step or the calibration has
-            ended (``calibrationIsFinished`` True), S_OK(None) while the worker must wait
+            ended (``calibrationIsFinished`` True); while the worker must wait,
+            S_OK({'currentStep', 'calibrationIsFinished': False, 'resultsMissing': how many more
+            results the step needs before it is analysed (0 while it is being analysed),
+            'nextStepIn': in how many seconds its analysis is expected to end, None if unknown}),
+            which tells the worker when to ask again
         """
         result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
             return result
         calibration = result["Value"]
-        if calibration["Status"] == RUNNING and calibration["Step"] <= stepOnWorker:
-            return S_OK(None)
-        return S_OK(self._parameterSet(calibration))
+        if calibration["Status"] != RUNNING or calibration["Step"] > stepOnWorker:
+            return S_OK(self._parameterSet(calibration))
+        missing = self._resultsMissing(calibration)
+        if not missing["OK"]:
+            return missing
+        return S_OK({"currentStep": calibration["Step"], "calibrationIsFinished": False,
+                     "resultsMissing": missing["Value"],
+                     "nextStepIn": self.analysisClock.expectedIn(calibrationID, calibration["Step"],
+                                                                 calibration["Phase"])})
 
     types_getInputDataDict = [_INT, _INT, str]
 
@@ -439,8 +451,12 @@ class CalibrationHandlerMixin:
         :param int workerID: the worker
         :param bytes content: the encoded summary (``Procedure.summary.encode_summary``)
         :param str credential: the calibration's worker credential
-        :return: S_OK({'Stored': bool, 'Message': str}): not stored when the step is over or
-            the worker already reported it; S_ERROR(ECALREQUEST) for a malformed or oversized result
+        :return: S_OK({'Stored': bool, 'Message': str, 'ResultsMissing', 'AnalysisSeconds'}): not
+            stored when the step is over or the worker already reported it; ResultsMissing is how many
+            more results the step needs before it is analysed (0 once it has enough, or is over; None
+            if they could not be counted); AnalysisSeconds how long this service's last analysis of
+            the phase took (None if it has not analysed it; absent when the step is over);
+            S_ERROR(ECALREQUEST) for a malformed or oversized result
         """
         result = self._policy().workerCalibration(self.calibrationDB, calibrationID, credential)
         if not result["OK"]:
@@ -465,28 +481,28 @@ class CalibrationHandlerMixin:
             decode_summary(content, phaseID, self.maxResultSize)
         except ProcedureError as error:
             return S_ERROR(ECALREQUEST, f"Result refused: {error}")
-        result = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
-        if not result["OK"]:
-            return result
-        if result["Value"]:
-            self._triggerIfComplete(calibration)
-            return S_OK({"Stored": True, "Message": f"Result of worker {workerID} for step {stepID} stored"})
-        if stepID != calibration["Step"] or calibration["Status"] != RUNNING:
+        stored = self.calibrationDB.addResult(calibrationID, stageID, phaseID, stepID, workerID, content)
+        if not stored["OK"]:
+            return stored
+        if stepID != calibration["Step"] or calibration["Status"] != RUNNING:  # then nothing was stored
             message = f"Step {stepID} is over (calibration at step {calibration['Step']}, {calibration['Status']})"
-        else:
-            message = f"Worker {workerID} had already reported step {stepID}"
-        return S_OK({"Stored": False, "Message": message})
+            return S_OK({"Stored": False, "Message": message, "ResultsMissing": 0})
+        missing = self._resultsMissing(calibration)
+        if not missing["OK"]:  # no reason to fail the upload: the agent's cycle finds a complete step
+            self.log.warn("Cannot count the step's results; the agent's cycle will see the step", missing["Message"])
+        elif stored["Value"] and missing["Value"] == 0 and self.stepAdvancer is not None:
+            self.stepAdvancer.trigger(calibrationID)
+        message = (f"Result of worker {workerID} for step {stepID} stored" if stored["Value"]
+                   else f"Worker {workerID} had already reported step {stepID}")
+        return S_OK({"Stored": stored["Value"], "Message": message, "ResultsMissing": missing.get("Value"),
+                     "AnalysisSeconds": self.analysisClock.lastDuration(calibrationID, phaseID)})
 
-    def _triggerIfComplete(self, calibration):
-        """Have the step analysed in the background if this result completed it. A count that fails
-        is no reason to fail the upload: the agent's cycle finds the complete step."""
-        if self.stepAdvancer is None:
-            return
+    def _resultsMissing(self, calibration):
+        """S_OK(how many more results the current step needs before it is analysed; 0 once it has enough)."""
         counted = self.calibrationDB.countResults(calibration["CalibrationID"], calibration["Step"])
         if not counted["OK"]:
-            self.log.warn("Cannot count the step's results; the agent's cycle will see the step", counted["Message"])
-        elif counted["Value"] >= results_needed(calibration["NumberOfJobs"], calibration["Settings"]):
-            self.stepAdvancer.trigger(calibration["CalibrationID"])
+            return counted
+        return S_OK(max(0, results_needed(calibration["NumberOfJobs"], calibration["Settings"]) - counted["Value"]))
 
     # ------------------------------------------------------------------ agent (TrustedHost)
 
@@ -512,24 +528,9 @@ class CalibrationHandlerMixin:
 
 
 class CalibrationHandler(CalibrationHandlerMixin, RequestHandler):
-    """The DISET handler of the CalibrationService."""
+    """The DISET handler of the CalibrationService.
 
-    @classmethod
-    def initializeHandler(cls, serviceInfoDict):
-        """Once, when the service starts: the DISET option TCPNoDelay, then the service's own.
-
-        :param dict serviceInfoDict: DIRAC's description of the service
-        :return: S_OK, or S_ERROR if the service cannot start
-        """
-        cls.tcpNoDelay = cls.srv_getCSOption("TCPNoDelay", True)
-        return super().initializeHandler(serviceInfoDict)
-
-    def initialize(self):
-        """Per request: send replies at once instead of letting Nagle hold them ~40 ms."""
-        if self.tcpNoDelay:
-            transport = getGlobalTransportPool().get(self.srv_getTransportID())
-            if transport is not None:
-                try:
-                    transport.getSocket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError as error:
-                    self.log.debug("Cannot set TCP_NODELAY", str(error))
+    Its replies do not wait ~40 ms for the client's delayed ACK as long as OpenSSL sends one TLS
+    session ticket per connection (``NumTickets = 1`` in the OPENSSL_CONF the local stack starts it
+    with; see the admin guide): DIRAC offers no TCP_NODELAY option for its sockets.
+    """

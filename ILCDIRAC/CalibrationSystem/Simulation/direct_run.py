@@ -16,13 +16,15 @@ import numpy as np
 from ILCDIRAC.CalibrationSystem.Procedure.advance import StepRecord, analysis_inputs
 from ILCDIRAC.CalibrationSystem.Procedure.phases import get_phase
 from ILCDIRAC.CalibrationSystem.Procedure.procedure import Position, first_position, next_position
+from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import step_statistics
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import generate
 
 
 @dataclass(frozen=True)
 class DirectStep:
-    """One step: where, the constants it ran with, the analysis' metrics, the new constants and
-    the convergence verdict."""
+    """One step: where, the constants it ran with, the analysis' metrics (with the uncertainties and
+    statistics-limited phases advance adds), the new constants and the convergence verdict (False
+    for a statistics-limited step, which moves on all the same)."""
 
     stage: int
     phase: int
@@ -53,9 +55,11 @@ def run_directly(truth, settings, start, events):
         outputs = {sample: generate(sample, numbers, constants, truth, position.stage) for sample in phase.samples}
         outcome = phase.analyse([phase.collect(outputs, settings)], constants, settings,
                                 **analysis_inputs(position.stage, phase, previous))
-        steps.append(DirectStep(position.stage, position.phase, iteration, constants, dict(outcome.metrics),
-                                outcome.constants, outcome.converged))
-        previous = StepRecord(position.stage, position.phase, len(steps) - 1, dict(outcome.metrics))
+        metrics = {**outcome.metrics, **step_statistics(previous.metrics if previous else {}, position.stage,
+                                                        phase.name, position.phase, outcome, constants)}
+        steps.append(DirectStep(position.stage, position.phase, iteration, constants, metrics,
+                                outcome.constants, outcome.converged and not outcome.statistics_note))
+        previous = StepRecord(position.stage, position.phase, len(steps) - 1, metrics)
         constants = outcome.constants
         following = next_position(position, outcome.converged, settings)
         if following == Position(*position):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ILCDIRAC.CalibrationSystem.Procedure.hadronic_scale import intercept_covariance, newton_minimum
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     KAON_ECAL_FRACTION, KAON_ECAL_START, KAON_SPLIT_FRACTION, ecal_scales, hadron_resolution, hcal_region, hcal_scales,
@@ -130,30 +131,6 @@ def kaon_points(truth, constants, stage):
     return KaonPoints(x[keep], y[keep], w[keep])
 
 
-def _terms(points, ecal_intercept, hcal_intercept):
-    """Per node: q = (x·a + y·b − a·b)²/(x·a² + y·b²) (χ² × 0.55²) and its gradient in (a, b)."""
-    x, y, a, b = points.x, points.y, ecal_intercept, hcal_intercept
-    n = x * a + y * b - a * b
-    d = x * a * a + y * b * b
-    q = n * n / d
-    grad_a = 2.0 * n * (x - b) / d - q * 2.0 * x * a / d
-    grad_b = 2.0 * n * (y - a) / d - q * 2.0 * y * b / d
-    return q, np.stack([grad_a, grad_b])
-
-
-def _mean_gradient(points, theta):
-    _, gradient = _terms(points, *theta)
-    return gradient @ points.weight / points.weight.sum()
-
-
-def _hessian(points, theta):
-    step = 1e-4 * KAON_KINETIC_ENERGY
-    columns = [(_mean_gradient(points, theta + step * unit) - _mean_gradient(points, theta - step * unit)) / (2 * step)
-               for unit in np.eye(2)]
-    hessian = np.column_stack(columns)
-    return 0.5 * (hessian + hessian.T)
-
-
 @dataclass(frozen=True)
 class InterceptEstimate:
     """The χ² minimum (I_E, I_H) in GeV; ``covariance``: its statistical covariance for
@@ -167,24 +144,15 @@ class InterceptEstimate:
 
 
 def intercept_estimate(points, events, start=(KAON_KINETIC_ENERGY, KAON_KINETIC_ENERGY)):
-    """Minimum of the expected χ² of ``points`` (Newton's method from ``start``).
+    """Minimum of the expected χ² of ``points`` (hadronic_scale.newton_minimum from ``start``).
 
     :param KaonPoints points: kaon_points
     :param int events: generated kaons of the sample, for the covariance
     :param start: (I_E, I_H) to start from (GeV)
     :return: InterceptEstimate
     """
-    theta = np.array(start, dtype=np.float64)
-    for _ in range(_NEWTON_STEPS):
-        step = np.linalg.solve(_hessian(points, theta), _mean_gradient(points, theta))
-        theta = theta - step
-        if np.max(np.abs(step)) < 1e-9 * KAON_KINETIC_ENERGY:
-            break
-    else:
-        raise ArithmeticError(f"The expected chi-square minimum did not converge (at {theta})")
+    theta = newton_minimum(points.x, points.y, start, points.weight, _NEWTON_STEPS)
     total = points.weight.sum()
-    _, gradient = _terms(points, *theta)
-    spread = (gradient * points.weight) @ gradient.T / total
-    inverse = np.linalg.inv(_hessian(points, theta))
     count = events * total
-    return InterceptEstimate(float(theta[0]), float(theta[1]), inverse @ spread @ inverse / count, float(count))
+    covariance = intercept_covariance(points.x, points.y, *theta, weights=points.weight) * total / count
+    return InterceptEstimate(float(theta[0]), float(theta[1]), covariance, float(count))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ILCDIRAC.CalibrationSystem.Procedure.errors import FitError
-from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_gaussian, fit_peak, min_rms_window
+from ILCDIRAC.CalibrationSystem.Procedure.histogram import fit_edges, fit_gaussian, fit_peak, min_rms_window
 from ILCDIRAC.CalibrationSystem.Procedure.samples import KAON_KINETIC_ENERGY, NOMINAL_ENERGY
 from ILCDIRAC.CalibrationSystem.Simulation.detector_model import (
     CONVERSION_BASE, CONVERSION_SLOPE, GAP_LOSS, KAON_ECAL_START, PHOTON_SPLIT_FRACTION, ecal_scales,
@@ -217,7 +217,7 @@ class PeakEstimate:
 
 def peak_estimate(mixture, accuracy, truth_energy, events):
     """The phase's peak of ``mixture`` for a sample of ``events`` generated events, without noise:
-    histogram.fit_peak's window and fit on the expected histogram.
+    histogram.fit_peak's window on the expected histogram and its fit on the expected fit histogram.
 
     :param Mixture mixture: the selected energy's distribution
     :param float accuracy: relative bin width (digitisationAccuracy or pandoraPFAAccuracy)
@@ -228,8 +228,9 @@ def peak_estimate(mixture, accuracy, truth_energy, events):
     count = events * mixture.weight
     counts, edges = mixture.histogram(accuracy, truth_energy, count, mixture.maximum(count, 0.5))
     window = min_rms_window(counts, edges, WINDOW_FRACTION)
+    fine_edges = fit_edges(window, edges)
     try:
-        mean, method = fit_gaussian(counts, edges, window).mean, 'gaussian'
+        mean, method = fit_gaussian(count * np.diff(mixture.cdf(fine_edges)), fine_edges, window).mean, 'gaussian'
     except FitError:
         mean, method = window.mean, 'window-mean'
     return PeakEstimate(float(mean), float(count), method)

@@ -7,15 +7,18 @@ import json
 
 from DIRAC import S_ERROR, S_OK
 
+from ILCDIRAC.CalibrationSystem.Procedure.constants import written_value
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import decode_plots
 from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot, render_plots
+from ILCDIRAC.CalibrationSystem.Procedure.result_page import CONVERGENCE_PLOT, summary_page
 from ILCDIRAC.CalibrationSystem.Procedure.steering import render_final_steering
+from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import final_uncertainties, statistics_limitations
 
 STEERING_FILE = "steeringFile.xml"
 STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
 SUMMARY_FILE = "calibration.json"
-CONVERGENCE_PLOT = "convergence.png"
+SUMMARY_PAGE = "summary.html"
 #: How long a finished calibration is kept once its results were copied (agent option
 #: TimeToKeepCalibrationResultsInMinutes), in minutes.
 DEFAULT_RETENTION_MINUTES = 7 * 24 * 60
@@ -44,7 +47,8 @@ def collectResult(calibrationDB, calibration):
     steeringInput = files["Value"].pop(STEERING_FILE_INPUT, steering["Value"])
     try:
         finalSteering = render_final_steering(steering["Value"], calibration["Parameters"], calibration["Settings"])
-        files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"])
+        # the last step's update is in the calibration's constants only: the plot ends with them
+        files["Value"][CONVERGENCE_PLOT] = convergence_plot(history["Value"], calibration["Parameters"])
     except (ProcedureError, ValueError) as error:
         return S_ERROR(f"Cannot write the results of calibration {calibrationID}: {error}")
     return S_OK(
@@ -53,6 +57,8 @@ def collectResult(calibrationDB, calibration):
             "status": calibration["Status"],
             "statusMessage": calibration["StatusMessage"],
             "parameters": calibration["Parameters"],
+            "uncertainties": final_uncertainties(history["Value"]),
+            "statisticsLimited": statistics_limitations(history["Value"]),
             "steeringFile": finalSteering.decode(errors="surrogateescape"),
             "steeringFileInput": steeringInput.decode(errors="surrogateescape"),
             "settings": calibration["Settings"],
@@ -74,21 +80,33 @@ def resultFiles(result):
 
     :param dict result: the value of ``getResult``
     :return: {file name: bytes}: steeringFile.xml (final constants), steeringFile.xml_INPUT,
-        calibration.json (constants, settings, history, event log), the plots and any other files
-        of the result
+        calibration.json (constants and their uncertainties, statistics-limited phases, settings,
+        history, event log), the plots, summary.html (a self-contained page of the constants and
+        plots) and any other files of the result
     """
     files = {name: _bytes(content) for name, content in result["files"].items()}
     files[STEERING_FILE] = _bytes(result["steeringFile"])
     files[STEERING_FILE_INPUT] = _bytes(result["steeringFileInput"])
     summary = {
-        key: result[key] for key in ("calibrationID", "status", "statusMessage", "parameters", "settings", "events")
+        key: result[key]
+        for key in ("calibrationID", "status", "statusMessage", "parameters", "uncertainties", "statisticsLimited",
+                    "settings", "events")
     }
     summary["history"] = [
         {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in step.items()}
         for step in result["history"]
     ]
+    # the constants as the steering files hold them (7 significant digits), not a double's 17
+    summary["parameters"] = _written(summary["parameters"])
+    for step in summary["history"]:
+        step["Parameters"] = _written(step["Parameters"])
     files[SUMMARY_FILE] = json.dumps(summary, indent=1, sort_keys=True).encode()
+    files[SUMMARY_PAGE] = summary_page(result, files)
     return files
+
+
+def _written(constants):
+    return {name: written_value(value) for name, value in constants.items()}
 
 
 def _bytes(content):

@@ -5,7 +5,6 @@ worker's input files and takes the one that can read them.
 """
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Simulation.builtin_reconstruction import reconstruct as builtin_reconstruct
-from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
 from ILCDIRAC.CalibrationSystem.Simulation.synthetic_samples import is_synthetic_file
 
 MODES = ("auto", "builtin", "marlin")
@@ -29,4 +28,8 @@ def choose_reconstruction(mode, setup, input_data, work_directory, init_script=N
         mode = "builtin" if files and all(is_synthetic_file(name) for name in files) else "marlin"
     if mode == "builtin":
         return builtin_reconstruct
+    # imported here: Marlin's output reader (uproot, awkward) would add a quarter of a second to the
+    # start of every worker of the built-in model, which local jobs sharing a few cores all pay
+    from ILCDIRAC.CalibrationSystem.Worker.marlin import MarlinReconstruction
+
     return MarlinReconstruction(setup["softwareVersion"], work_directory, init_script)

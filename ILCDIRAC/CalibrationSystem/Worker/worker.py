@@ -1,9 +1,10 @@
 """The worker loop of the seed: ask for constants, reconstruct, report, wait for the next step.
 
 A worker reprocesses the same slice of events at every step with the constants the service
-hands out, and uploads a compact summary of what the current phase needs. It polls with
-back-off (never busy-waits), rides out a service that is down for a while, and leaves when
-the calibration has ended.
+hands out, and uploads a compact summary of what the current phase needs. It polls for the next
+step when the service's answers say it is likely to be there (polling.NextStepWait; never
+busy-waits), rides out a service that is down for a while, and leaves when the calibration has
+ended.
 """
 import os
 import time
@@ -23,6 +24,7 @@ from ILCDIRAC.CalibrationSystem.Worker.pandora_settings import (
     write_calibration_settings,
     write_training_settings,
 )
+from ILCDIRAC.CalibrationSystem.Worker.polling import NextStepWait
 from ILCDIRAC.Core.Utilities.DErrno import isRefusal
 
 
@@ -30,7 +32,7 @@ class CalibrationWorker:
     """One worker of one calibration."""
 
     def __init__(self, client, calibrationID, workerID, credential, reconstructionFor, workDirectory=".",
-                 pollingTime=2.0, maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
+                 pollingTime=0.1, maxPollingTime=10.0, serviceTimeout=600.0, sleep=time.sleep):
         """
         :param client: a CalibrationClient (or anything with the service's methods)
         :param int calibrationID: the calibration
@@ -39,10 +41,13 @@ class CalibrationWorker:
         :param reconstructionFor: callable(setup, inputData) -> reconstruct, where
             reconstruct(steering bytes, settings) -> worker_output.ReconstructionOutput
         :param str workDirectory: where input files downloaded by the job and the step's files are
-        :param float pollingTime: first wait between two polls; doubled up to ``maxPollingTime``
-        :param float maxPollingTime: longest wait between two polls
+        :param float pollingTime: shortest wait between two polls for the next step (see
+            polling.NextStepWait), and first wait before calling a failing service again
+        :param float maxPollingTime: longest wait between two polls; a failing service is called
+            again with waits doubling from ``pollingTime`` up to it
         :param float serviceTimeout: how long the service may fail to answer before giving up
         :param sleep: the function that waits (``time.sleep``; replaced in tests)
+        :raises ValueError: unless 0 < pollingTime <= maxPollingTime
         """
         self.client = client
         self.calibrationID = calibrationID
@@ -53,6 +58,7 @@ class CalibrationWorker:
         self.workDirectory = workDirectory
         self.pollingTime = pollingTime
         self.maxPollingTime = maxPollingTime
+        self.nextStepWait = NextStepWait(pollingTime, maxPollingTime)
         self.serviceTimeout = serviceTimeout
         self.sleep = sleep
         self.log = gLogger.getSubLogger(f"CalibrationWorker/{calibrationID}/{workerID}")
@@ -74,29 +80,32 @@ class CalibrationWorker:
             self.reconstruct = self.reconstructionFor(setup["Value"], inputData["Value"])
         except ProcedureError as error:
             return S_ERROR(f"Worker {self.workerID} cannot reconstruct: {error}")
-        step, processed, wait = -1, 0, self.pollingTime
+        jobs, waits = setup["Value"]["numberOfJobs"], self.nextStepWait
+        step, processed = -1, 0
         while True:
             result = self._call("getNewParameters", self.calibrationID, step)
             if not result["OK"]:
                 return result
             parameterSet = result["Value"]
-            if parameterSet is None or (
-                not parameterSet["calibrationIsFinished"] and parameterSet["currentStep"] <= step
-            ):
-                self.sleep(wait)
-                wait = min(2 * wait, self.maxPollingTime)
-                continue
-            wait = self.pollingTime
             if parameterSet["calibrationIsFinished"]:
                 self.log.notice("Calibration ended", f"{parameterSet['calibrationStatus']} after {processed} steps")
                 return S_OK(processed)
+            if parameterSet["currentStep"] <= step:
+                self.sleep(waits.afterPoll(parameterSet.get("resultsMissing"), parameterSet.get("nextStepIn")))
+                continue
+            started = time.monotonic()
             result = self._processStep(parameterSet, setup["Value"], inputData["Value"])
             if not result["OK"]:
                 return result
             step = parameterSet["currentStep"]
             processed += 1
+            wait = waits.afterReport(result["Value"]["ResultsMissing"], jobs, time.monotonic() - started,
+                                     result["Value"].get("AnalysisSeconds"))
+            if wait:
+                self.sleep(wait)
 
     def _processStep(self, parameterSet, setup, inputData):
+        """Reconstruct and report one step: S_OK(submitResult's answer) or S_ERROR."""
         stage, phaseID, step = (parameterSet[k] for k in ("currentStage", "currentPhase", "currentStep"))
         self.log.info("Processing", f"stage {stage} phase {phaseID} step {step}")
         try:
@@ -108,7 +117,7 @@ class CalibrationWorker:
         if not result["OK"]:
             return result
         self.log.info("Reported", result["Value"]["Message"])
-        return S_OK()
+        return result
 
     def _summarise(self, phaseID, step, stage, parameters, setup, inputData):
         """Reconstruct this worker's events of every sample the phase needs with ``parameters``;

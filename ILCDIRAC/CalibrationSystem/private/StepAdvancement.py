@@ -17,6 +17,7 @@ The plots of a step are kept with it undrawn and drawn afterwards (``drawPending
 agent): the next constants do not need them, and drawing takes longer than the analysis.
 """
 import threading
+from contextlib import nullcontext
 
 from DIRAC import S_ERROR, S_OK, gConfig
 from DIRAC.ConfigurationSystem.Client.PathFinder import getServiceSection
@@ -54,13 +55,16 @@ def _state(calibration, previous):
     )
 
 
-def advanceStep(calibrationDB, calibrationID, limit, source):
+def advanceStep(calibrationDB, calibrationID, limit, source, clock=None):
     """Analyse the calibration's current step if it has enough results, and commit what it decides.
 
     :param calibrationDB: the caller's CalibrationDB
     :param int calibrationID: the calibration
     :param int limit: the size limit of a result (``maxResultSize()``)
     :param str source: who analyses, for the event log ('service' or 'agent')
+    :param clock: the service's ``Service.AnalysisClock.AnalysisClock``, which times the analysis
+        (reading the results, the analysis and its commit) for the workers waiting for it; None
+        for the agent
     :return: S_OK(message saying what the analysis decided); S_OK(None) if the calibration is not
         running, its step lacks results, or another caller committed that step first; S_ERROR for
         a fault that is not physics (DErrno.EMYSQL from the DB, ECALANALYSIS for a result that
@@ -79,6 +83,13 @@ def advanceStep(calibrationDB, calibrationID, limit, source):
         return counted
     if counted["Value"] < needed:
         return S_OK(None)
+    with clock.timing(calibrationID, step, calibration["Phase"]) if clock else nullcontext():
+        return _analyse(calibrationDB, calibration, limit, source)
+
+
+def _analyse(calibrationDB, calibration, limit, source):
+    """Analyse the calibration's current step, which has enough results, and commit the outcome."""
+    calibrationID, step = calibration["CalibrationID"], calibration["Step"]
     inputs = calibrationDB.getStepInputs(calibrationID, step)
     if not inputs["OK"]:
         return inputs
@@ -140,16 +151,18 @@ class StepAdvancer:
     """The service's background step analysis: one thread that advances the calibrations whose
     step has just been completed, so that no request waits for an analysis."""
 
-    def __init__(self, calibrationDB, limit, log):
+    def __init__(self, calibrationDB, limit, log, clock=None):
         """Start the thread.
 
         :param calibrationDB: the service's CalibrationDB
         :param int limit: the size limit of a result
         :param log: the service's logger
+        :param clock: the service's AnalysisClock, which times the analyses (see ``advanceStep``)
         """
         self.calibrationDB = calibrationDB
         self.limit = limit
         self.log = log
+        self.clock = clock
         self._pending = []
         self._condition = threading.Condition()
         threading.Thread(target=self._run, name="StepAdvancer", daemon=True).start()
@@ -171,7 +184,7 @@ class StepAdvancer:
                     self._condition.wait()
                 calibrationID = self._pending.pop(0)
             try:
-                result = advanceStep(self.calibrationDB, calibrationID, self.limit, "service")
+                result = advanceStep(self.calibrationDB, calibrationID, self.limit, "service", self.clock)
             except Exception as error:  # noqa: BLE001 - the thread must outlive any fault; the agent retries
                 result = S_ERROR(ECALANALYSIS, f"{type(error).__name__}: {error}")
             if not result["OK"]:

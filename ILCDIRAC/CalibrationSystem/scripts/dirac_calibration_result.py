@@ -3,8 +3,8 @@
 Fetch the result of a finished calibration into a directory and print its final constants.
 
 Writes the steering file with the final constants (steeringFile.xml), the one given at the
-start (steeringFile.xml_INPUT), calibration.json (constants, settings and history of every
-step), the plots and, after the photon training, the photon likelihood file. Exits with 1 and
+start (steeringFile.xml_INPUT), calibration.json (constants and their statistical
+uncertainties, settings and history of every step), the plots and, after the photon training, the photon likelihood file. Exits with 1 and
 the service's reason while the calibration is running, or if it failed or was killed.
 
 Example:
@@ -41,11 +41,14 @@ def main():
     written = _write(resultFiles(result), outputDir)
     initial = result["history"][0]["Parameters"] if result["history"] else {}
     print(f"Calibration {calibrationID}: {result['status']} after {len(result['history'])} steps")
+    uncertainties = result["uncertainties"]
     rows = [
-        (name, formatConstant(initial.get(name, "-")), formatConstant(value))
+        (name, formatConstant(initial.get(name, "-")), formatConstant(value), formatConstant(uncertainties.get(name, "-")))
         for name, value in sorted(result["parameters"].items())
     ]
-    print(formatTable(("Constant", "Initial", "Final"), rows))
+    print(formatTable(("Constant", "Initial", "Final", "Uncertainty"), rows))
+    for note in result["statisticsLimited"]:
+        print(f"Statistics-limited: {note}")
     print(f"\nFiles written to {os.path.abspath(outputDir)}:")
     for name, size in written:
         print(f"  {name} ({size} bytes)")

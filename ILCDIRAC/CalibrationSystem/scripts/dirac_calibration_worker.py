@@ -16,7 +16,7 @@ from DIRAC.Core.Base.Script import Script
 @Script()
 def main():
     defaults = {
-        "polling-time": "2",
+        "polling-time": "0.1",
         "max-polling-time": "10",
         "service-timeout": "600",
         "reconstruction": "auto",
@@ -24,7 +24,7 @@ def main():
     }
     Script.registerSwitch("", "calibration-id=", "ID of the calibration (required)")
     Script.registerSwitch("", "worker-id=", "ID of this worker within the calibration (required)")
-    Script.registerSwitch("", "polling-time=", "first wait between polls, seconds (default 2)")
+    Script.registerSwitch("", "polling-time=", "shortest wait between polls, seconds (default 0.1)")
     Script.registerSwitch("", "max-polling-time=", "longest wait between polls, seconds (default 10)")
     Script.registerSwitch("", "service-timeout=", "how long the service may be unreachable, seconds (default 600)")
     Script.registerSwitch("", "reconstruction=", "auto (default), builtin (detector model) or marlin")
@@ -54,18 +54,22 @@ def main():
     if not credential:
         gLogger.error(f"No worker credential: set {ENVIRONMENT_VARIABLE} or provide the file {CREDENTIAL_FILE}")
         dexit(2)
-    worker = CalibrationWorker(
-        CalibrationClient(),
-        calibrationID,
-        workerID,
-        credential,
-        lambda setup, inputData: choose_reconstruction(
-            options["reconstruction"], setup, inputData, os.getcwd(), options["ilcsoft-init"]
-        ),
-        pollingTime=timing["polling-time"],
-        maxPollingTime=timing["max-polling-time"],
-        serviceTimeout=timing["service-timeout"],
-    )
+    try:
+        worker = CalibrationWorker(
+            CalibrationClient(),
+            calibrationID,
+            workerID,
+            credential,
+            lambda setup, inputData: choose_reconstruction(
+                options["reconstruction"], setup, inputData, os.getcwd(), options["ilcsoft-init"]
+            ),
+            pollingTime=timing["polling-time"],
+            maxPollingTime=timing["max-polling-time"],
+            serviceTimeout=timing["service-timeout"],
+        )
+    except ValueError as error:
+        gLogger.error(f"--polling-time and --max-polling-time: {error}")
+        dexit(2)
     result = worker.run()
     if not result["OK"]:
         gLogger.error("Worker failed", result["Message"])
