@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian 12 machine, as root: the Debian packages that
-# DIRAC's compiled dependencies and the private MariaDB need, and the headless Chromium (with
-# the fonts its page checks are measured in) that tests/unit/test_docs.py opens the built
-# documentation in; then .venv with the pinned Python packages and this package (editable).
-# Idempotent: a second run only checks stamps.
+# DIRAC's compiled dependencies, the private MariaDB and the production-like stack's runit need,
+# and the headless Chromium (with the fonts its page checks are measured in) that
+# tests/unit/test_docs.py opens the built documentation in; then .venv with the pinned Python
+# packages and this package (editable). Idempotent: a second run only checks stamps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES="mariadb-server mariadb-client libmariadb-dev pkg-config swig libssl-dev gcc openssl chromium fonts-liberation"
+# runit alone: its recommended runit-init would replace the machine's init
+RUNIT_PACKAGE="runit"
 DIRAC_VERSION=9.1.22
 VENV=.venv
 
@@ -15,14 +17,16 @@ missing=""
 for pkg in $DEBIAN_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
-if [ -n "$missing" ]; then
-  echo "bootstrap: installing Debian packages:$missing"
+dpkg-query -W -f='${Status}' "$RUNIT_PACKAGE" 2>/dev/null | grep -q "install ok installed" || missing_runit=1
+if [ -n "$missing" ] || [ -n "${missing_runit:-}" ]; then
+  echo "bootstrap: installing Debian packages:$missing${missing_runit:+ $RUNIT_PACKAGE}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The MariaDB packages must not start the system server: the project runs its own.
+  # The packages must not start system services (MariaDB, runit): the project runs its own.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.calibration
   [ -e /usr/sbin/policy-rc.d ] || { cp /usr/sbin/policy-rc.d.calibration /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; }
-  apt-get install -y -qq $missing >/dev/null
+  [ -z "$missing" ] || apt-get install -y -qq $missing >/dev/null
+  [ -z "${missing_runit:-}" ] || apt-get install -y -qq --no-install-recommends "$RUNIT_PACKAGE" >/dev/null
   [ -n "${added_policy:-}" ] && rm -f /usr/sbin/policy-rc.d
   rm -f /usr/sbin/policy-rc.d.calibration
 fi

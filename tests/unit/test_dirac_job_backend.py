@@ -12,8 +12,9 @@ import pytest
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Interfaces.API.Job import Job as RealDiracJob
 
-from ILCDIRAC.CalibrationSystem.JobBackends import DiracJobBackend as module
-from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DiracJobBackend
+from fake_user_proxy import FakeProxy
+from ILCDIRAC.CalibrationSystem.JobBackends import DIRACJobBackend as module
+from ILCDIRAC.CalibrationSystem.JobBackends.DIRACJobBackend import DIRACJobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import CREDENTIAL_FILE, ENVIRONMENT_VARIABLE
 
@@ -23,30 +24,6 @@ def _job(command=None, owner="alice", group="ilc_user", environment=None):
         command = ["/opt/venv/bin/dirac-calibration-worker", "--calibration-id", "7", "--worker-id", "3",
                    "--polling-time", "2", "--max-polling-time", "10"]
     return JobDescription(7, 3, 11, owner, group, "/CN=alice", command, environment or {})
-
-
-class FakeProxy:
-    """Stands in for executeWithUserProxy: records the proxy kwargs, then runs the function
-    'under the proxy' (``active``) or fails like a proxy download that did not work."""
-
-    def __init__(self):
-        self.calls = []
-        self.error = None
-        self.active = False
-
-    def __call__(self, function):
-        def wrapped(*args, **kwargs):
-            proxy = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("proxy") or key == "executionLock"}
-            self.calls.append(proxy)
-            if self.error:
-                return S_ERROR(self.error)
-            self.active = True
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.active = False
-
-        return wrapped
 
 
 @pytest.fixture
@@ -81,7 +58,7 @@ def dirac(monkeypatch):
 
 @pytest.fixture
 def backend(dirac):
-    return DiracJobBackend()
+    return DIRACJobBackend()
 
 
 # ---------------------------------------------------------------------- construction
@@ -89,7 +66,7 @@ def backend(dirac):
 
 def test_the_constructor_makes_no_dirac_call(dirac):
     options = {"JobCPUTime": "3600", "JobSite": "LCG.CERN.ch, LCG.DESY-HH.de", "Platform": "x86_64-el9"}
-    backend = DiracJobBackend(options)
+    backend = DIRACJobBackend(options)
     assert backend.name == "DIRAC"
     assert (backend.cpuTime, backend.sites, backend.platform) == (3600, ["LCG.CERN.ch", "LCG.DESY-HH.de"], "x86_64-el9")
     assert backend.outputSandbox == ["*.log", "*.xml", "*.txt"]
@@ -111,7 +88,7 @@ def test_the_constructor_makes_no_dirac_call(dirac):
 )
 def test_bad_options_are_refused_with_a_clear_message(dirac, options, complaint):
     with pytest.raises(ValueError, match=complaint.replace("[", r"\[").replace("]", r"\]")):
-        DiracJobBackend(options)
+        DIRACJobBackend(options)
 
 
 # ---------------------------------------------------------------------- submission
@@ -142,7 +119,7 @@ def test_submit_runs_as_the_owner(backend, dirac):
 
 
 def test_submit_applies_every_option_and_the_environment(dirac):
-    backend = DiracJobBackend({
+    backend = DIRACJobBackend({
         "JobCPUTime": 7200,
         "JobSite": ["LCG.CERN.ch"],
         "BannedSites": "LCG.Bad.org,LCG.Worse.org",
@@ -240,7 +217,7 @@ def test_a_job_without_owner_is_never_submitted_with_the_host_certificate(backen
 
 def test_a_job_attribute_dirac_refuses_stops_the_submission(dirac):
     dirac.diracJob.setDestination.return_value = S_ERROR("Specified site {'LCG.Nowhere.org'} is not in list")
-    result = DiracJobBackend({"JobSite": "LCG.Nowhere.org"}).submit(_job())
+    result = DIRACJobBackend({"JobSite": "LCG.Nowhere.org"}).submit(_job())
     assert not result["OK"]
     assert "LCG.Nowhere.org" in result["Message"]
     dirac.Dirac.assert_not_called()
@@ -474,92 +451,3 @@ def test_kill_of_nothing_asks_nothing(backend, dirac):
     assert backend.kill([]) == S_OK([])
     dirac.JobMonitoringClient.assert_not_called()
     dirac.WMSClient.assert_not_called()
-
-
-# ---------------------------------------------------------------------- results
-
-
-def _calibration(**changes):
-    calibration = {"CalibrationID": 7, "OutputPath": "/ilc/user/a/alice/calib/", "OutputSE": "CERN-DST-EOS",
-                   "Owner": "alice", "OwnerGroup": "ilc_user"}
-    return dict(calibration, **changes)
-
-
-@pytest.fixture
-def dataManager(dirac, monkeypatch):
-    """DataManager() replaced; putAndRegister records what the local file held when called."""
-    fake = mock.Mock(name="DataManager")
-    fake.uploaded = {}
-    fake.paths = []
-    fake.insideProxy = []
-
-    def putAndRegister(lfn, fileName, diracSE, overwrite=False):
-        with open(fileName, "rb") as stream:
-            fake.uploaded[lfn] = stream.read()
-        fake.paths.append(fileName)
-        fake.insideProxy.append(dirac.proxy.active)
-        return S_OK({"Successful": {lfn: {"put": 0.1, "register": 0.1}}, "Failed": {}})
-
-    fake.return_value.putAndRegister.side_effect = putAndRegister
-    monkeypatch.setattr(module, "DataManager", fake)
-    return fake
-
-
-def test_results_are_stored_and_registered_as_the_owner(backend, dirac, dataManager):
-    files = {"calibration.json": b"{}", "steeringFile.xml": b"<marlin/>", "plot.png": b"\x89PNG"}
-    result = backend.copyResults(_calibration(), files)
-    assert result["OK"], result["Message"]
-    assert result["Value"] == "/ilc/user/a/alice/calib/calib7"
-    calls = dataManager.return_value.putAndRegister.call_args_list
-    assert [(c.args[0], c.args[2], c.kwargs) for c in calls] == [
-        (f"/ilc/user/a/alice/calib/calib7/{name}", "CERN-DST-EOS", {"overwrite": True}) for name in sorted(files)
-    ]
-    assert dataManager.uploaded == {f"/ilc/user/a/alice/calib/calib7/{n}": c for n, c in files.items()}
-    assert dirac.proxy.calls == [{"proxyUserName": "alice", "proxyUserGroup": "ilc_user", "executionLock": True}]
-    assert dataManager.insideProxy == [True, True, True]
-    dataManager.assert_called_once_with()
-    assert not any(os.path.exists(path) for path in dataManager.paths)
-
-
-def test_a_failed_upload_names_the_file_and_dirac_message(backend, dirac, dataManager):
-    dataManager.return_value.putAndRegister.side_effect = [
-        S_OK({"Successful": {}, "Failed": {"x": {"register": {}}}}),
-        S_ERROR("Failed to put file to Storage Element. SE is banned"),
-    ]
-    result = backend.copyResults(_calibration(), {"a.xml": b"1", "b.xml": b"2"})
-    assert result["Message"] == (
-        "Cannot copy the results of calibration 7 to /ilc/user/a/alice/calib/calib7 on CERN-DST-EOS as alice/ilc_user: "
-        "a.xml: stored but not registered in the file catalogue; "
-        "b.xml: Failed to put file to Storage Element. SE is banned"
-    )
-
-
-def test_an_exception_while_copying_is_an_error(backend, dirac, dataManager):
-    dataManager.side_effect = RuntimeError("no file catalogue configured")
-    result = backend.copyResults(_calibration(), {"a.xml": b"1"})
-    assert not result["OK"]
-    assert "RuntimeError: no file catalogue configured" in result["Message"]
-
-
-@pytest.mark.parametrize(
-    "changes, files, complaint",
-    [
-        ({"OutputPath": "relative/path"}, {"a.xml": b"1"}, "must be an absolute LFN"),
-        ({"OutputSE": ""}, {"a.xml": b"1"}, "the SE must be named"),
-        ({"Owner": ""}, {"a.xml": b"1"}, "owner and owner group must both be known"),
-        ({}, {"../a.xml": b"1"}, "['../a.xml'] are not plain file names"),
-    ],
-)
-def test_results_that_cannot_be_copied_safely_are_refused(backend, dirac, dataManager, changes, files, complaint):
-    result = backend.copyResults(_calibration(**changes), files)
-    assert not result["OK"]
-    assert complaint in result["Message"]
-    assert dirac.proxy.calls == []
-    dataManager.assert_not_called()
-
-
-def test_no_owner_proxy_no_copy(backend, dirac, dataManager):
-    dirac.proxy.error = "Can't download proxy"
-    result = backend.copyResults(_calibration(), {"a.xml": b"1"})
-    assert result["Message"].endswith("as alice/ilc_user: Can't download proxy")
-    dataManager.assert_not_called()

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import signal
+import stat
 import sys
 import time
 
@@ -66,7 +67,7 @@ def _gone(process):
 def backend(tmp_path):
     directory = tmp_path / "jobs"
     directory.mkdir()
-    backend = LocalJobBackend(str(directory))
+    backend = LocalJobBackend({"LocalJobDirectory": str(directory)})
     yield backend
     # Leave no process behind, whatever the test did: the process group of every submitted job
     # (a job runs in its own session, so its group id is its wrapper's pid).
@@ -217,7 +218,7 @@ def test_restarted_backend_reports_the_same_statuses(backend):
     assert backend.kill([ids["killed"]])["Value"] == [ids["killed"]]
     _wait(lambda: _status(backend, ids["killed"])[0] == ATTEMPT_KILLED)
 
-    restarted = LocalJobBackend(backend.directory)
+    restarted = LocalJobBackend({"LocalJobDirectory": backend.directory})
     statuses = restarted.getStatus(list(ids.values()))["Value"]
 
     assert {key: statuses[jobID][0] for key, jobID in ids.items()} == {
@@ -287,7 +288,8 @@ def test_job_with_a_path_in_its_name_is_refused(backend, tmp_path):
 def test_environment_is_passed_to_the_job(tmp_path):
     directory = tmp_path / "jobs"
     directory.mkdir()
-    backend = LocalJobBackend(str(directory), environment={"BASE_ONLY": "base", "SHARED": "from backend"})
+    backend = LocalJobBackend({"LocalJobDirectory": str(directory)},
+                              environment={"BASE_ONLY": "base", "SHARED": "from backend"})
     code = (
         "import json, os; json.dump({k: os.environ.get(k) for k in ('BASE_ONLY', 'SHARED', 'JOB_ONLY', 'HOME')},"
         " open('env.json', 'w'))"
@@ -299,3 +301,26 @@ def test_environment_is_passed_to_the_job(tmp_path):
     assert _finalStatus(backend, jobID)[0] == ATTEMPT_DONE
     with open(directory / jobID / "env.json") as stream:
         assert json.load(stream) == {"BASE_ONLY": "base", "SHARED": "from job", "JOB_ONLY": "job", "HOME": None}
+
+
+def test_the_worker_credential_is_readable_by_its_owner_only(backend):
+    jobID = backend.submit(_job(_python("pass"), environment={"CALIBRATION_WORKER_CREDENTIAL": "s3cret"}))["Value"]
+    jobDir = os.path.join(backend.directory, jobID)
+    assert _finalStatus(backend, jobID)[0] == ATTEMPT_DONE
+    with open(os.path.join(jobDir, "job.json")) as stream:
+        assert json.load(stream)["environment"] == {"CALIBRATION_WORKER_CREDENTIAL": "s3cret"}
+    for path in (jobDir, os.path.join(jobDir, "job.json"), os.path.join(jobDir, "pid.json")):
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, f"{path} is readable by others"
+
+
+def test_the_agent_puts_the_jobs_into_its_work_directory_by_default(tmp_path):
+    backend = LocalJobBackend.fromOptions({"LocalJobDirectory": ""}, str(tmp_path))
+    assert backend.directory == str(tmp_path / "jobs")
+    assert stat.S_IMODE(os.stat(backend.directory).st_mode) == 0o700
+    chosen = LocalJobBackend.fromOptions({"LocalJobDirectory": str(tmp_path / "elsewhere")}, str(tmp_path))
+    assert chosen.directory == str(tmp_path / "elsewhere")
+
+
+def test_a_backend_without_a_directory_is_refused():
+    with pytest.raises(ValueError, match="LocalJobDirectory must name the directory of the local jobs"):
+        LocalJobBackend()

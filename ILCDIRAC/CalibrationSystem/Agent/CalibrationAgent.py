@@ -21,6 +21,7 @@ import sys
 
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Core.Base.AgentModule import AgentModule
+from DIRAC.Core.Utilities import DErrno
 
 from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
 from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
@@ -36,16 +37,15 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
     RUNNING,
 )
 from ILCDIRAC.CalibrationSystem.DB.CalibrationDB import CalibrationDB
-from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DEFAULT_OPTIONS as DIRAC_BACKEND_OPTIONS
-from ILCDIRAC.CalibrationSystem.JobBackends.DiracJobBackend import DiracJobBackend
+from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import loadJobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
-from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 from ILCDIRAC.CalibrationSystem.Procedure.advance import results_needed
 from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import (
     DEFAULT_RETENTION_MINUTES,
     collectResult,
     resultFiles,
 )
+from ILCDIRAC.CalibrationSystem.Utilities.ResultCopy import RESULT_STORAGES, STORAGE_ELEMENT, copyResults
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import ENVIRONMENT_VARIABLE
 from ILCDIRAC.CalibrationSystem.private.StepAdvancement import advanceStep, drawPendingPlots, maxResultSize
 
@@ -54,24 +54,19 @@ class CalibrationAgent(AgentModule):
     """Submits, follows and resubmits worker jobs; triggers step advancement."""
 
     def initialize(self):
-        """Once, when the agent starts: the CalibrationDB, the job backend chosen by ``JobBackend``
-        (Local or DIRAC) and the options of the agent's CS section.
+        """Once, when the agent starts: the CalibrationDB, the job backend named by ``JobBackend``
+        (DIRAC, Local, or one another extension provides) and the options of the agent's CS section.
 
-        :return: S_OK, or S_ERROR for an unknown JobBackend or unusable DIRAC backend options
+        :return: S_OK, or S_ERROR for an unknown JobBackend or ResultStorage or unusable backend options
         """
         self.calibrationDB = CalibrationDB(parentLogger=self.log)
-        backendName = self.am_getOption("JobBackend", "Local")
-        if backendName == "Local":
-            directory = self.am_getOption("LocalJobDirectory", os.path.join(self.am_getWorkDirectory(), "jobs"))
-            os.makedirs(directory, exist_ok=True)
-            self.backend = LocalJobBackend(directory)
-        elif backendName == "DIRAC":
-            try:
-                self.backend = DiracJobBackend({k: self.am_getOption(k, v) for k, v in DIRAC_BACKEND_OPTIONS.items()})
-            except ValueError as error:
-                return S_ERROR(f"DIRAC job backend options: {error}")
-        else:
-            return S_ERROR(f"Unknown JobBackend {backendName!r}: use Local or DIRAC")
+        loaded = loadJobBackend(self.am_getOption("JobBackend", "DIRAC"), self.am_getOption, self.am_getWorkDirectory())
+        if not loaded["OK"]:
+            return loaded
+        self.backend = loaded["Value"]
+        self.resultStorage = self.am_getOption("ResultStorage", STORAGE_ELEMENT)
+        if self.resultStorage not in RESULT_STORAGES:
+            return S_ERROR(f"Unknown ResultStorage {self.resultStorage!r}: use one of {', '.join(RESULT_STORAGES)}")
         self.resubmissionFraction = float(self.am_getOption("ResubmissionFraction", 0.1))
         self.maxFailedAttemptsPerJob = float(self.am_getOption("MaxFailedAttemptsPerJob", 1.0))
         self.workerOptions = [
@@ -96,16 +91,24 @@ class CalibrationAgent(AgentModule):
         finished results and remove those past the retention time. An error skips the calibration it
         concerns for this cycle and is logged; none is raised.
 
-        :return: S_OK, or S_ERROR if the running calibrations cannot be read
+        :return: S_OK, or S_ERROR if the running calibrations cannot be read or the service refuses
+            the agent (its host is not a TrustedHost)
         """
         result = self.calibrationDB.getCalibrations(statuses=[RUNNING])
         if not result["OK"]:
             return result
-        self._forEachCalibration(result["Value"], self._runCalibration)
+        refusals = self._forEachCalibration(result["Value"], self._runCalibration)["Value"]
         for task in (self._drawPlots, self._killLeftoverJobs, self._copyResults, self._removeExpired):
             result = task()
             if not result["OK"]:
                 self.log.error("Agent task failed", f"{task.__name__}: {result['Message']}")
+        if refusals:
+            # Nothing moves while the service refuses the agent: the cycle must not look successful
+            return S_ERROR(
+                f"The Calibration service refuses this agent ({refusals[0]}): its host needs the TrustedHost "
+                "property in the Registry (dirac-admin-add-host), which the service sees at its next "
+                "configuration refresh or when it is restarted"
+            )
         return S_OK()
 
     # ------------------------------------------------------------------ running calibrations
@@ -252,13 +255,18 @@ class CalibrationAgent(AgentModule):
 
     def _forEachCalibration(self, calibrations, action):
         """Apply ``action(calibration) -> S_OK/S_ERROR`` to each: an error skips that calibration only,
-        and is logged."""
+        and is logged.
+
+        :return: S_OK(the messages of the errors that are the service refusing the agent)
+        """
+        refusals = []
         for calibration in calibrations:
             result = action(calibration)
             if not result["OK"]:
                 self.log.error("Calibration skipped for this cycle", f"{calibration['CalibrationID']}: "
                                                                       f"{result['Message']}")
-        return S_OK()
+                refusals += _refusal(result)
+        return S_OK(refusals)
 
     def _killLeftoverJobs(self):
         """Follow the jobs of ended calibrations: those of killed or failed ones are killed; the
@@ -306,7 +314,7 @@ class CalibrationAgent(AgentModule):
         collected = collectResult(self.calibrationDB, calibration)
         if not collected["OK"]:
             return collected
-        copied = self.backend.copyResults(calibration, resultFiles(collected["Value"]))
+        copied = copyResults(calibration, resultFiles(collected["Value"]), self.resultStorage)
         if not copied["OK"]:
             return S_ERROR(f"Cannot copy results: {copied['Message']}")
         return self.calibrationDB.setResultsCopied(calibration["CalibrationID"], calibration["OutputPath"])
@@ -326,3 +334,8 @@ class CalibrationAgent(AgentModule):
         if removed["OK"]:
             self.log.notice("Removed calibration after the retention time", str(calibration["CalibrationID"]))
         return removed
+
+
+def _refusal(result):
+    """[the message] if the service refused the call as not authorised, else []."""
+    return [result["Message"]] if DErrno.cmpError(result, DErrno.ENOAUTH) else []

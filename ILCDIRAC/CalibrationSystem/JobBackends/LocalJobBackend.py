@@ -3,7 +3,8 @@
 Each job gets a directory ``<LocalJobDirectory>/<jobID>/`` with its description, the pid and
 start time of its wrapper, its output and, once it ends, its exit code. Everything the backend
 knows is in those files, so an agent that restarts finds its jobs again; a job runs in its own
-session, so a kill reaches the worker and anything it started.
+session, so a kill reaches the worker and anything it started. The description holds the worker
+credential: the job directory and its files are readable by their owner only.
 """
 import json
 import os
@@ -20,6 +21,7 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
     ATTEMPT_KILLED,
     ATTEMPT_RUNNING,
 )
+from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import JobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 
 _DESCRIPTION, _PID, _EXIT_CODE, _KILLED, _OUTPUT = "job.json", "pid.json", "exit_code", "killed", "output.log"
@@ -27,19 +29,37 @@ _DESCRIPTION, _PID, _EXIT_CODE, _KILLED, _OUTPUT = "job.json", "pid.json", "exit
 HOST_CERTIFICATE_SWITCH = ["-o", "/DIRAC/Security/UseServerCertificate=yes"]
 
 
-class LocalJobBackend:
+class LocalJobBackend(JobBackend):
     """Submit, follow and kill worker jobs as local process groups."""
 
     name = "Local"
+    #: LocalJobDirectory: where the job directories live ('' in the agent: its work directory's jobs/)
+    OPTIONS = {"LocalJobDirectory": ""}
 
-    def __init__(self, directory, environment=None):
+    def __init__(self, options=None, environment=None):
         """
-        :param str directory: where the job directories live
+        :param dict options: LocalJobDirectory, where the job directories live (required)
         :param dict environment: the jobs' environment (default: this process's)
+        :raises ValueError: without a LocalJobDirectory
         """
-        self.directory = directory
+        super().__init__(options)
+        self.directory = str(self.options["LocalJobDirectory"]).strip()
+        if not self.directory:
+            raise ValueError("LocalJobDirectory must name the directory of the local jobs")
         self.environment = dict(os.environ if environment is None else environment)
         self._children = {}
+
+    @classmethod
+    def fromOptions(cls, options, workDirectory):
+        """The backend of the agent: its jobs in LocalJobDirectory, by default ``<work directory>/jobs``.
+
+        :param dict options: LocalJobDirectory from the agent's CS section ('' for the default)
+        :param str workDirectory: the agent's work directory
+        :return: the backend, its directory created (owner-only)
+        """
+        directory = str(options.get("LocalJobDirectory") or "").strip() or os.path.join(workDirectory, "jobs")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return cls({"LocalJobDirectory": directory})
 
     def _jobDir(self, jobID):
         if not isinstance(jobID, str) or not jobID or os.sep in jobID or jobID.startswith("."):
@@ -58,9 +78,9 @@ class LocalJobBackend:
             return S_ERROR(f"Cannot start local job {jobID}: environment names and values must be strings")
         try:
             jobDir = self._jobDir(jobID)
-            os.makedirs(jobDir)
-            with open(os.path.join(jobDir, _DESCRIPTION), "w") as stream:
-                json.dump(job.asDict(), stream)
+            os.makedirs(jobDir, mode=0o700)
+            os.chmod(jobDir, 0o700)  # whatever the umask
+            _writeAtomically(os.path.join(jobDir, _DESCRIPTION), json.dumps(job.asDict()))
             command = [sys.executable, "-m", "ILCDIRAC.CalibrationSystem.JobBackends.LocalJobWrapper", jobDir, "--"]
             with open(os.path.join(jobDir, _OUTPUT), "ab") as output:
                 process = subprocess.Popen(
@@ -181,22 +201,6 @@ class LocalJobBackend:
             if process.poll() is not None:
                 del self._children[jobID]
 
-    def copyResults(self, calibration, files):
-        """Write a calibration's result files into OutputPath/calib<ID>/ on this host.
-
-        :param dict calibration: the calibration's row (CalibrationID, OutputPath)
-        :param dict files: {file name: bytes}, from ``resultFiles``
-        :return: S_OK(the directory written) or S_ERROR
-        """
-        directory = os.path.join(calibration["OutputPath"], f"calib{calibration['CalibrationID']}")
-        try:
-            os.makedirs(directory, exist_ok=True)
-            for name, content in files.items():
-                _writeAtomically(os.path.join(directory, name), content)
-        except OSError as error:
-            return S_ERROR(f"Cannot write the results into {directory}: {error}")
-        return S_OK(directory)
-
     def killAll(self):
         """Kill every job of this backend that is still running (used when a stack stops).
 
@@ -216,7 +220,8 @@ def _readText(path):
 
 
 def _writeAtomically(path, content):
+    """Write a file readable by its owner only, all at once."""
     partial = f"{path}.partial"
-    with open(partial, "wb" if isinstance(content, bytes) else "w") as stream:
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
         stream.write(content)
     os.replace(partial, path)

@@ -27,7 +27,7 @@ DEFAULT_GROUP = "ilc_user"
 AGENT_POLLING_TIME = 2
 
 
-def _section(cfg: CFG, path: str) -> CFG:
+def section(cfg: CFG, path: str) -> CFG:
     """The section at a '/'-separated path, created (with its parents) if missing."""
     node = cfg
     for name in [part for part in path.split("/") if part]:
@@ -37,10 +37,10 @@ def _section(cfg: CFG, path: str) -> CFG:
     return node
 
 
-def _set(cfg: CFG, path: str, value: object) -> None:
+def set_option(cfg: CFG, path: str, value: object) -> None:
     """Set an option at a '/'-separated path, creating the sections on the way."""
     parent, _, option = path.strip("/").rpartition("/")
-    _section(cfg, parent).setOption(option, str(value))
+    section(cfg, parent).setOption(option, str(value))
 
 
 def _template_section(template: CFG, path: str) -> CFG:
@@ -48,21 +48,22 @@ def _template_section(template: CFG, path: str) -> CFG:
     return template.getAsCFG(path) if template.isSection(path) else CFG()
 
 
-def _registry() -> CFG:
-    """VO, users (by DN), their groups and the host with the properties the agent needs."""
+def registry(host_properties: tuple[str, ...] = HOST_PROPERTIES) -> CFG:
+    """VO, users (by DN), their groups and the host with ``host_properties`` (by default those
+    the agent needs)."""
     cfg = CFG()
-    _set(cfg, "DefaultGroup", DEFAULT_GROUP)
-    _set(cfg, f"VO/{VO}/VOAdmin", next(iter(USER_GROUPS)))
-    _set(cfg, f"VO/{VO}/DefaultGroup", DEFAULT_GROUP)
+    set_option(cfg, "DefaultGroup", DEFAULT_GROUP)
+    set_option(cfg, f"VO/{VO}/VOAdmin", next(iter(USER_GROUPS)))
+    set_option(cfg, f"VO/{VO}/DefaultGroup", DEFAULT_GROUP)
     for user in USER_GROUPS:
-        _set(cfg, f"Users/{user}/DN", user_dn(user))
+        set_option(cfg, f"Users/{user}/DN", user_dn(user))
     for group in sorted(set(USER_GROUPS.values())):
         members = [user for user, grp in USER_GROUPS.items() if grp == group]
-        _set(cfg, f"Groups/{group}/Users", ", ".join(members))
-        _set(cfg, f"Groups/{group}/Properties", "NormalUser")
-        _set(cfg, f"Groups/{group}/VO", VO)
-    _set(cfg, f"Hosts/{HOST}/DN", host_dn())
-    _set(cfg, f"Hosts/{HOST}/Properties", ", ".join(HOST_PROPERTIES))
+        set_option(cfg, f"Groups/{group}/Users", ", ".join(members))
+        set_option(cfg, f"Groups/{group}/Properties", "NormalUser")
+        set_option(cfg, f"Groups/{group}/VO", VO)
+    set_option(cfg, f"Hosts/{HOST}/DN", host_dn())
+    set_option(cfg, f"Hosts/{HOST}/Properties", ", ".join(host_properties))
     return cfg
 
 
@@ -85,35 +86,38 @@ def build_config(
     workdir = Path(workdir)
     tmpl = CFG().loadFromFile(str(template))
     cfg = CFG()
-    _set(cfg, "DIRAC/VirtualOrganization", VO)
-    _set(cfg, "DIRAC/Hostname", HOST)
-    _set(cfg, "DIRAC/Security/CALocation", str(pki.ca_dir))
-    _set(cfg, "DIRAC/Security/CertFile", str(pki.host_cert))
-    _set(cfg, "DIRAC/Security/KeyFile", str(pki.host_key))
+    set_option(cfg, "DIRAC/VirtualOrganization", VO)
+    set_option(cfg, "DIRAC/Hostname", HOST)
+    set_option(cfg, "DIRAC/Security/CALocation", str(pki.ca_dir))
+    set_option(cfg, "DIRAC/Security/CertFile", str(pki.host_cert))
+    set_option(cfg, "DIRAC/Security/KeyFile", str(pki.host_key))
     if use_server_certificate:
-        _set(cfg, "DIRAC/Security/UseServerCertificate", "yes")
-    _set(cfg, "LocalSite/Site", SITE)
-    _set(cfg, "LocalSite/InstancePath", str(workdir))
-    _set(cfg, "DiracX/DisabledVOs", VO)
-    cfg.createNewSection("Registry", contents=_registry())
+        set_option(cfg, "DIRAC/Security/UseServerCertificate", "yes")
+    set_option(cfg, "LocalSite/Site", SITE)
+    set_option(cfg, "LocalSite/InstancePath", str(workdir))
+    set_option(cfg, "DiracX/DisabledVOs", VO)
+    cfg.createNewSection("Registry", contents=registry())
 
     system = f"Systems/{SYSTEM}"
-    _set(cfg, f"{system}/URLs/{SERVICE}", f"dips://{HOST}:{service_port}/{SYSTEM}/{SERVICE}")
+    set_option(cfg, f"{system}/URLs/{SERVICE}", f"dips://{HOST}:{service_port}/{SYSTEM}/{SERVICE}")
     for kind, name in (("Services", SERVICE), ("Agents", AGENT), ("Databases", DATABASE)):
-        _section(cfg, f"{system}/{kind}").createNewSection(name, contents=_template_section(tmpl, f"{kind}/{name}"))
+        section(cfg, f"{system}/{kind}").createNewSection(name, contents=_template_section(tmpl, f"{kind}/{name}"))
     service, agent, database = (f"{system}/Services/{SERVICE}", f"{system}/Agents/{AGENT}",
                                 f"{system}/Databases/{DATABASE}")
-    _set(cfg, f"{service}/Port", service_port)
-    _set(cfg, f"{service}/Protocol", "dips")
-    _set(cfg, f"{agent}/PollingTime", AGENT_POLLING_TIME)
-    _set(cfg, f"{agent}/LocalJobDirectory", str(workdir / "jobs"))
-    _set(cfg, f"{database}/DBName", db_params["dbname"])
-    _set(cfg, f"{database}/Host", db_params["host"])
-    _set(cfg, f"{database}/Port", db_params["port"])
-    _set(cfg, f"{database}/User", db_params["user"])
-    _set(cfg, f"{database}/Password", db_params["password"])
+    set_option(cfg, f"{service}/Port", service_port)
+    set_option(cfg, f"{service}/Protocol", "dips")
+    set_option(cfg, f"{agent}/PollingTime", AGENT_POLLING_TIME)
+    # The local deployment: workers as processes of this host, results into its directories
+    set_option(cfg, f"{agent}/JobBackend", "Local")
+    set_option(cfg, f"{agent}/LocalJobDirectory", str(workdir / "jobs"))
+    set_option(cfg, f"{agent}/ResultStorage", "Local")
+    set_option(cfg, f"{database}/DBName", db_params["dbname"])
+    set_option(cfg, f"{database}/Host", db_params["host"])
+    set_option(cfg, f"{database}/Port", db_params["port"])
+    set_option(cfg, f"{database}/User", db_params["user"])
+    set_option(cfg, f"{database}/Password", db_params["password"])
     for path, value in (overrides or {}).items():
-        _set(cfg, path, value)
+        set_option(cfg, path, value)
     return cfg
 
 

@@ -106,28 +106,50 @@ class MariaDB:
                                    f"({last}). Log tail:\n{log()}")
             time.sleep(0.05)
 
-    def password(self) -> str:
-        """The DB user's password: made once, kept in a 0600 file."""
-        if not self.password_file.exists():
+    def password(self, account: str = "") -> str:
+        """The password of an account (by default the DB user's): made once, kept in a 0600 file."""
+        path = self.password_file.with_name(f"password-{account}") if account else self.password_file
+        if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(24))
-        return self.password_file.read_text().strip()
+        return path.read_text().strip()
+
+    @staticmethod
+    def _drop_remote_roots(cursor) -> None:
+        """mariadb-install-db also makes password-less root accounts for 127.0.0.1, ::1 and the
+        host name; they are dropped so that only the socket (owner-only) gives root access."""
+        cursor.execute("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
+        for (host,) in cursor.fetchall():
+            cursor.execute("DROP USER 'root'@%s", (host,))
+
+    def ensure_account(self, user: str, host: str, administrator: bool = False) -> str:
+        """A TCP account with its own password (idempotent; the password is re-applied); an
+        administrator gets every privilege WITH GRANT OPTION, as DIRAC's installer needs for
+        creating databases and granting them. Returns the password.
+        """
+        password = self.password(user)
+        conn = self._root_connection()
+        try:
+            cursor = conn.cursor()
+            self._drop_remote_roots(cursor)
+            cursor.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
+            cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+            if administrator:
+                cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", (user, host))
+            conn.commit()
+        finally:
+            conn.close()
+        return password
 
     def ensure_database(self, dbname: str, user: str) -> None:
-        """Create the database and its TCP user (idempotent; the password is re-applied).
-
-        mariadb-install-db also makes password-less root accounts for 127.0.0.1, ::1 and the
-        host name; they are dropped so that only the socket (owner-only) gives root access.
-        """
+        """Create the database and its TCP user (idempotent; the password is re-applied)."""
         password = self.password()
         conn = self._root_connection()
         try:
             cursor = conn.cursor()
-            cursor.execute("SELECT Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'")
-            for (host,) in cursor.fetchall():
-                cursor.execute("DROP USER 'root'@%s", (host,))
+            self._drop_remote_roots(cursor)
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{dbname}`")
             cursor.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
             cursor.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))

@@ -76,6 +76,14 @@ class PKIPaths:
     def host_key(self) -> Path:
         return self.root / "host" / "hostkey.pem"
 
+    def named_host_cert(self, name: str) -> Path:
+        """The certificate of another host of the installation (its CN is ``name``; like every
+        host here it answers as localhost)."""
+        return self.root / "hosts" / name / "hostcert.pem"
+
+    def named_host_key(self, name: str) -> Path:
+        return self.root / "hosts" / name / "hostkey.pem"
+
     def user_cert(self, user: str) -> Path:
         return self.root / "users" / user / "usercert.pem"
 
@@ -91,9 +99,9 @@ def user_dn(user: str) -> str:
     return f"/O={ORGANISATION}/OU=Users/CN={user}"
 
 
-def host_dn() -> str:
-    """The DN of the host certificate (``Registry/Hosts/localhost/DN``)."""
-    return f"/O={ORGANISATION}/OU=Hosts/CN={HOST_NAME}"
+def host_dn(name: str = HOST_NAME) -> str:
+    """The DN of a host certificate (``Registry/Hosts/<host>/DN``): by default the stack's."""
+    return f"/O={ORGANISATION}/OU=Hosts/CN={name}"
 
 
 def _openssl(*args: str) -> str:
@@ -139,8 +147,9 @@ def _link_ca(paths: PKIPaths) -> None:
     link.symlink_to(os.path.relpath(paths.ca_cert, paths.ca_dir))
 
 
-def ensure_certificates(root: Path, users: list[str]) -> PKIPaths:
-    """Create the CA, the host certificate and every user's certificate that is missing.
+def ensure_certificates(root: Path, users: list[str], hosts: tuple[str, ...] = ()) -> PKIPaths:
+    """Create the CA, the host certificate, the certificates of the other ``hosts`` and every
+    user's certificate that is missing.
 
     Existing files are kept, so a restarted stack keeps its identities (and its DNs in the cfg).
     """
@@ -152,6 +161,9 @@ def ensure_certificates(root: Path, users: list[str]) -> PKIPaths:
         _link_ca(paths)
     if not paths.host_cert.exists():
         _issue(paths, host_dn(), "host", paths.host_cert, paths.host_key)
+    for host in hosts:
+        if not paths.named_host_cert(host).exists():
+            _issue(paths, host_dn(host), "host", paths.named_host_cert(host), paths.named_host_key(host))
     for user in users:
         if not paths.user_cert(user).exists():
             _issue(paths, user_dn(user), "user", paths.user_cert(user), paths.user_key(user))

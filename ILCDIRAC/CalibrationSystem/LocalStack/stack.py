@@ -12,105 +12,32 @@ Everything lives in one work directory::
     DIR/stack.json  ports and the identity (pid + kernel start time) of every process started
     DIR/env.sh, env-bob.sh, env-host.sh   source to act as alice, bob or the host
 
-Processes run in their own sessions (so a signal to the group reaches their children) and are
-recorded in stack.json, so that another process (the CLI) can stop them later. A pid is only
-signalled if the process still has the start time recorded, so a stale file never hits an
-unrelated process.
+This is the development flavour: no Configuration Server, every process reads the one cfg.
 """
 
-import fcntl
-import json
 import os
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from ILCDIRAC.CalibrationSystem.LocalStack import config as stack_config
 from ILCDIRAC.CalibrationSystem.LocalStack.mariadb import MariaDB
 from ILCDIRAC.CalibrationSystem.LocalStack.pki import PKIPaths, ensure_certificates, ensure_proxies
+from ILCDIRAC.CalibrationSystem.LocalStack.processes import (
+    FOREIGN_VARS,
+    ProcessStack,
+    StackError,
+    dirac_env,
+    port_open,
+    tail,
+)
 
 SERVICE_COMPONENT = f"{stack_config.SYSTEM}/{stack_config.SERVICE}"
 AGENT_COMPONENT = f"{stack_config.SYSTEM}/{stack_config.AGENT}"
 DB_USER = "calibration"
-#: Variables that would make a DIRAC process pick other credentials or another configuration.
-_FOREIGN_VARS = ("GRID_PROXY_FILE", "X509_USER_PROXY", "DIRACSYSCONFIG", "DIRAC_ROOT_PATH",
-                 "DIRAC_X509_HOST_CERT", "DIRAC_X509_HOST_KEY")
-_LOG_TAIL_LINES = 40
 
 
-class StackError(RuntimeError):
-    """The stack could not be started or stopped; the message says why and where to look."""
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (state first), or None if there is no such process."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(")") + 2:].split()
-
-
-def _start_time(pid: int) -> int | None:
-    """Kernel start time of a process (clock ticks since boot): with the pid, its identity."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def _running(pid: int) -> bool:
-    """True while any thread of the process is not a zombie. The main thread turns zombie
-    first; the others may still be exiting and still hold the open files (a listening port)."""
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return False
-    for task in tasks:
-        try:
-            data = (task / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if data[data.rindex(")") + 2] not in "ZX":
-            return True
-    return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a process of the process group is running."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _proc_stat(int(entry.name))
-            if fields and int(fields[2]) == pgid and _running(int(entry.name)):
-                return True
-    return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} does not exist)"
-
-
-class LocalStack:
+class LocalStack(ProcessStack):
     """Start, inspect and stop the local stack living in ``workdir``.
 
     ``template`` is the ConfigTemplate.cfg the component sections come from; ``overrides`` maps
@@ -124,51 +51,16 @@ class LocalStack:
                  overrides: dict[str, str] | None = None, dbname: str = stack_config.DATABASE,
                  start_timeout: float = 60.0, stop_grace: float = 10.0,
                  session_tickets: int = stack_config.SESSION_TICKETS):
-        self.workdir = Path(workdir).resolve()
+        super().__init__(workdir, start_timeout, stop_grace)
         self.template = Path(template)
         self.overrides = dict(overrides or {})
         self.dbname = dbname
-        self.start_timeout = start_timeout
-        self.stop_grace = stop_grace
         self.pki = PKIPaths(self.workdir / "pki")
         self.bin_dir = Path(sys.prefix) / "bin"
-        self.state_file = self.workdir / "stack.json"
-        self.log_dir = self.workdir / "logs"
         self.cfg_file = self.workdir / "etc" / "dirac.cfg"
         self.openssl_config = self.workdir / "etc" / "openssl.cnf"
         self.session_tickets = session_tickets
         self.host_root = self.workdir / "host"
-        self._children: dict[str, subprocess.Popen] = {}
-        self._state = self._load_state()
-
-    # ------------------------------------------------------------------ state
-
-    def _load_state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {"processes": {}}
-
-    def _save_state(self) -> None:
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps(self._state, indent=2, sort_keys=True))
-        tmp.replace(self.state_file)
-
-    @contextmanager
-    def _locked(self):
-        """Serialise start/stop between processes; the state is re-read under the lock."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.workdir / ".stack.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._state = self._load_state()
-            yield
-
-    def _port(self, name: str, host: str) -> int:
-        """A port chosen free once and then kept, so that URLs in the cfg stay valid."""
-        if name not in self._state:
-            self._state[name] = _free_port(host)
-            self._save_state()
-        return self._state[name]
 
     @property
     def service_port(self) -> int:
@@ -194,10 +86,7 @@ class LocalStack:
     # ------------------------------------------------------------------ environments
 
     def _env(self, root: Path, proxy: Path | None) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in _FOREIGN_VARS}
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", os.defpath)])
-        env["DIRAC_ROOT_PATH"] = str(root)
-        env["X509_CERT_DIR"] = str(self.pki.ca_dir)
+        env = dirac_env(root, self.pki.ca_dir, [self.bin_dir])
         if proxy is not None:
             env["X509_USER_PROXY"] = str(proxy)
         return env
@@ -220,7 +109,7 @@ class LocalStack:
 
     def _write_env_script(self, path: Path, env: dict[str, str], who: str) -> None:
         lines = [f"# Source this file in bash to act as {who} on the local stack in {self.workdir}.",
-                 f"unset {' '.join(var for var in _FOREIGN_VARS if var not in env)}".rstrip()]
+                 f"unset {' '.join(var for var in FOREIGN_VARS if var not in env)}".rstrip()]
         for var in ("DIRAC_ROOT_PATH", "X509_CERT_DIR", "X509_USER_PROXY"):
             if var in env:
                 lines.append(f"export {var}={shlex.quote(env[var])}")
@@ -233,91 +122,13 @@ class LocalStack:
             self._write_env_script(self.workdir / name, self.user_env(user), user)
         self._write_env_script(self.workdir / "env-host.sh", self.host_env(), "the host (localhost)")
 
-    # ------------------------------------------------------------------ process control
-
-    def _alive(self, name: str) -> bool:
-        """True if the recorded process is still the one we started and not a zombie."""
-        record = self._state["processes"].get(name)
-        if not record:
-            return False
-        child = self._children.get(name)
-        if child is not None and child.poll() is not None:
-            return False
-        return _start_time(record["pid"]) == record["start_time"] and _running(record["pid"])
-
-    def _launch(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
-        """Start a command in its own session (with the servers' environment unless ``env``),
-        output appended to DIR/logs/<name>.log."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(command)}\n".encode())
-            log.flush()
-            child = subprocess.Popen(command, cwd=self.workdir, env=env or self._server_env(),
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self._children[name] = child
-        self._state["processes"][name] = {"pid": child.pid, "start_time": _start_time(child.pid),
-                                          "command": command, "log": str(log_path)}
-        self._save_state()
-
-    def _reap(self, name: str, pid: int) -> None:
-        """Collect the exit status if the process is a child of this Python (launched by this
-        or another LocalStack instance), so that no zombie is left behind."""
-        child = self._children.get(name)
-        if child is not None:
-            child.poll()
-            return
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-    def _terminate(self, name: str, kill: bool = False) -> None:
-        """Stop a recorded process and its process group: SIGTERM, then SIGKILL after the grace
-        period (at once if ``kill``). A record that no longer matches a live process is dropped."""
-        record = self._state["processes"].get(name)
-        if record is None:
-            return
-        if self._alive(name):
-            pgid = record["pid"]
-            os.killpg(pgid, signal.SIGKILL if kill else signal.SIGTERM)
-            deadline = time.monotonic() + (0 if kill else self.stop_grace)
-            while time.monotonic() < deadline and _group_alive(pgid):
-                self._reap(name, pgid)
-                time.sleep(0.05)
-            if _group_alive(pgid):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline and _group_alive(pgid):
-                    time.sleep(0.05)
-            self._reap(name, pgid)
-        self._children.pop(name, None)
-        del self._state["processes"][name]
-        self._save_state()
-
-    def _wait_for_port(self, name: str, port: int) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not _port_open(port):
-            if not self._alive(name):
-                raise StackError(f"{name} exited during start-up. Tail of {self.log_dir / name}.log:\n"
-                                 f"{_tail(self.log_dir / f'{name}.log')}")
-            if time.monotonic() > deadline:
-                raise StackError(f"{name} did not accept connections on port {port} within "
-                                 f"{self.start_timeout:.0f} s. Tail of {self.log_dir / name}.log:\n"
-                                 f"{_tail(self.log_dir / f'{name}.log')}")
-            time.sleep(0.05)
-
     # ------------------------------------------------------------------ components
 
     def _start_mariadb(self) -> MariaDB:
         server = self.mariadb
         if not self._alive("mariadb"):
             self._terminate("mariadb")
-            if _port_open(server.port):
+            if port_open(server.port):
                 raise StackError(f"port {server.port} of the stack's MariaDB is taken by another process; "
                                  f"stop it, or delete 'mysql_port' from {self.state_file}")
             server.initialise()
@@ -367,7 +178,7 @@ class LocalStack:
         if self._alive("service"):
             return False
         self._terminate("service")
-        if _port_open(self.service_port):
+        if port_open(self.service_port):
             raise StackError(f"port {self.service_port} of the Calibration service is taken by another "
                              f"process; stop it, or delete 'service_port' from {self.state_file}")
         self._launch("service", [self._dirac_script("dirac-service"), SERVICE_COMPONENT],
@@ -417,7 +228,7 @@ class LocalStack:
             # proxies are made while mariadbd boots
             ensure_proxies(self.pki, stack_config.USER_GROUPS, env=self._server_env())
             server.wait_ready(lambda: self._alive("mariadb"), self.start_timeout,
-                              lambda: _tail(self.log_dir / "mariadb.log"))
+                              lambda: tail(self.log_dir / "mariadb.log"))
             server.ensure_database(self.dbname, DB_USER)
             self._write_configs()
             self._write_env_scripts()
@@ -427,22 +238,19 @@ class LocalStack:
                 self._wait_for_port("service", self.service_port)
             if not self._alive("agent"):
                 raise StackError(f"agent exited during start-up. Tail of {self.log_dir / 'agent.log'}:\n"
-                                 f"{_tail(self.log_dir / 'agent.log')}")
+                                 f"{tail(self.log_dir / 'agent.log')}")
 
     def stop(self) -> None:
         """Stop the agent, the worker jobs it started, the service and MariaDB."""
-        with self._locked():
-            self._terminate("agent")
-            self._kill_jobs()
-            for name in ("service", "mariadb"):
-                self._terminate(name)
+        self._stop_all([lambda: self._terminate("agent"), self._kill_jobs, lambda: self._terminate("service"),
+                        lambda: self._terminate("mariadb")])
 
     def _kill_jobs(self) -> None:
         """End the local worker jobs, which run in sessions of their own (imported here: the
         backend needs DIRAC, which the rest of the stack does not load)."""
         from ILCDIRAC.CalibrationSystem.JobBackends.LocalJobBackend import LocalJobBackend
 
-        result = LocalJobBackend(str(self.workdir / "jobs")).killAll()
+        result = LocalJobBackend({"LocalJobDirectory": str(self.workdir / "jobs")}).killAll()
         if not result["OK"]:
             raise StackError(f"Cannot stop the local worker jobs: {result['Message']}")
 

@@ -5,8 +5,7 @@ As in iLCDirac, a worker job is submitted, and killed, under the calibration own
 owner's own job. Reading job states needs no particular right, so it uses the agent's own
 credentials. Kills cannot use the host certificate: DIRAC 9's JobPolicy takes the caller's rights
 from the properties of its *group*, and a host's group ('hosts') has none, so a host gets no Kill
-right even with JobAdministrator among its host properties. The results of a finished
-calibration are stored and registered as the owner's files, as iLCDirac did, under the same proxy.
+right even with JobAdministrator among its host properties.
 
 The calibration's worker credential reaches the job in its input sandbox (readable by the owner
 only), not in its environment: the JDL can be read by anyone who may monitor jobs.
@@ -21,7 +20,6 @@ from functools import partial
 
 from DIRAC import S_ERROR, S_OK
 from DIRAC.Core.Utilities.Proxy import executeWithUserProxy
-from DIRAC.DataManagementSystem.Client.DataManager import DataManager
 from DIRAC.Interfaces.API.Dirac import Dirac
 from DIRAC.Interfaces.API.Job import Job
 from DIRAC.WorkloadManagementSystem.Client import JobStatus
@@ -35,10 +33,11 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
     ATTEMPT_RUNNING,
     ATTEMPT_WAITING,
 )
+from ILCDIRAC.CalibrationSystem.JobBackends.JobBackend import JobBackend
 from ILCDIRAC.CalibrationSystem.JobBackends.JobDescription import JobDescription
 from ILCDIRAC.CalibrationSystem.Utilities.WorkerCredential import CREDENTIAL_FILE, ENVIRONMENT_VARIABLE
 
-DEFAULT_OPTIONS = {
+OPTIONS = {
     "JobCPUTime": 86400,
     "JobSite": [],
     "BannedSites": [],
@@ -76,24 +75,22 @@ STATUS_MAP = {
 }
 
 
-class DiracJobBackend:
+class DIRACJobBackend(JobBackend):
     """Submit, follow and kill worker jobs through the DIRAC WMS."""
 
     name = "DIRAC"
+    OPTIONS = OPTIONS
 
     def __init__(self, options=None):
         """
-        :param dict options: from the agent's CS section; keys of ``DEFAULT_OPTIONS`` only.
+        :param dict options: from the agent's CS section; keys of ``OPTIONS`` only.
             JobCPUTime (seconds), JobSite and BannedSites (site names, list or comma-separated),
             OutputSandbox (file patterns), Platform (a DIRAC platform, '' for any),
             WorkerExecutable (the worker program's name on the worker node)
         :raises ValueError: on an unknown option or an unusable value
         """
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-        if unknown:
-            raise ValueError(f"Unknown DIRAC job backend options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-        options = dict(DEFAULT_OPTIONS, **options)
+        super().__init__(options)
+        options = self.options
         try:
             self.cpuTime = int(options["JobCPUTime"])
         except (TypeError, ValueError):
@@ -278,41 +275,6 @@ class DiracJobBackend:
         return error
 
 
-    # ------------------------------------------------------------------ results
-
-    def copyResults(self, calibration, files):
-        """Store a calibration's result files as OutputPath/calib<ID>/<name> on OutputSE and
-        register them in the catalogue, as the owner.
-
-        Files already there are replaced, so a copy that failed half-way can simply be repeated.
-
-        :param dict calibration: the calibration's row (CalibrationID, OutputPath, OutputSE, Owner, OwnerGroup)
-        :param dict files: {file name: bytes}, from ``resultFiles``
-        :return: S_OK(the LFN directory) or S_ERROR
-        """
-        calibrationID, outputPath, outputSE = (calibration[k] for k in ("CalibrationID", "OutputPath", "OutputSE"))
-        owner, group = calibration["Owner"], calibration["OwnerGroup"]
-        directory = f"{outputPath.rstrip('/')}/calib{calibrationID}"
-        label = f"the results of calibration {calibrationID} to {directory} on {outputSE}"
-        if not outputPath.startswith("/") or not outputSE:
-            return S_ERROR(f"Cannot copy {label}: the output path must be an absolute LFN and the SE must be named")
-        if not owner or not group:
-            # Without both, executeWithUserProxy would silently use the host certificate
-            return S_ERROR(f"Cannot copy {label}: its owner and owner group must both be known")
-        bad = [name for name in files if not _isFileName(name)]
-        if bad:
-            return S_ERROR(f"Cannot copy {label}: {bad} are not plain file names")
-        try:
-            result = executeWithUserProxy(_putAndRegister)(
-                directory, files, outputSE, proxyUserName=owner, proxyUserGroup=group, executionLock=True
-            )
-        except Exception as error:  # pylint: disable=broad-except
-            result = S_ERROR(f"{type(error).__name__}: {error}")
-        if not result["OK"]:
-            return S_ERROR(f"Cannot copy {label} as {owner}/{group}: {result['Message']}")
-        return S_OK(directory)
-
-
 def _killJobs(numbers):
     """Kill with the credentials in place (the owner's proxy)."""
     return WMSClient().killJob(numbers)
@@ -324,31 +286,6 @@ def _writeSecret(directory, name, content):
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as stream:
         stream.write(content)
     return path
-
-
-def _putAndRegister(directory, files, storageElement):
-    """Upload and register every file with the credentials in place (the owner's proxy);
-    S_ERROR naming the files that failed."""
-    dataManager = DataManager()
-    failures = []
-    with tempfile.TemporaryDirectory(prefix="calibration_results_") as local:
-        for name, content in sorted(files.items()):
-            path = os.path.join(local, name)
-            with open(path, "wb") as stream:
-                stream.write(content if isinstance(content, bytes) else content.encode())
-            result = dataManager.putAndRegister(f"{directory}/{name}", path, storageElement, overwrite=True)
-            if not result["OK"]:
-                failures.append(f"{name}: {result['Message']}")
-            elif result["Value"]["Failed"]:
-                failures.append(f"{name}: stored but not registered in the file catalogue")
-    if failures:
-        return S_ERROR("; ".join(failures))
-    return S_OK()
-
-
-def _isFileName(name):
-    """Whether a result file name stays inside its calibration's directory."""
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
 
 
 def _asList(name, value):
