@@ -85,18 +85,24 @@ def test_format_constant_and_time():
     assert su.formatTime(None) == "-"
 
 
-@pytest.mark.parametrize(
-    "argv, expected",
-    [
-        (["--watch"], ["--watch=10"]),
-        (["--watch", "--count", "2"], ["--watch=10", "--count", "2"]),
-        (["--watch", "2.5", "4"], ["--watch", "2.5", "4"]),
-        (["4", "--watch=3"], ["4", "--watch=3"]),
-        (["--", "--watch"], ["--", "--watch"]),
-    ],
-)
-def test_a_bare_watch_gets_the_default_interval(argv, expected):
-    assert status._defaultWatchInterval(argv) == expected
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("0.5s", 0.5), ("2m", 120), (" 1m ", 60)])
+def test_an_interval_is_a_duration_with_its_unit(text, seconds):
+    assert status.parseDuration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["6", "6 h", "s", "0s", "-1s", "infs", "nanm", "5sm", ""])
+def test_an_interval_without_a_unit_or_not_positive_is_refused(text):
+    with pytest.raises(ValueError, match="write a positive duration with its unit, e.g. 30s or 2m"):
+        status.parseDuration(text)
+
+
+def test_watch_with_a_value_says_how_to_give_the_interval(capsys):
+    status._refuseWatchValue(["4", "--watch", "--", "--watch=3"])   # after '--' it is an argument
+    with pytest.raises(SystemExit) as stop:
+        status._refuseWatchValue(["4", "--watch=3"])
+    assert stop.value.code == su.USAGE_ERROR
+    assert "--watch=3: --watch takes no value; give the interval with its unit, e.g. --watch --interval 3s" in \
+        capsys.readouterr().err
 
 
 def test_status_output_column():
@@ -162,3 +168,53 @@ def test_options_collect_repeated_switches_and_check_them(tmp_path):
         create._options(switches + [("events-per-file", "gamma=many")], [])
     with pytest.raises(ValueError, match="gives the muon sample twice"):
         create._options(switches + [("input-files", "muon=other.txt")], [])
+
+
+@pytest.mark.parametrize("arguments, asked", [
+    (["--help"], True), (["-h"], True), (["1", "--help"], True), (["--", "--help"], False), (["--helpme"], False),
+    ([], False),
+])
+def test_help_requested(arguments, asked):
+    assert su.helpRequested(arguments) is asked
+
+
+def test_log_on_stderr_leaves_stdout_to_the_result(capsys):
+    import logging
+    import sys
+
+    from DIRAC import gLogger
+
+    root = logging.getLogger("dirac")
+    before = logging.StreamHandler(sys.stdout)   # as DIRAC's default backend, made before the script runs
+    root.addHandler(before)
+    try:
+        with su.logOnStderr(["--settings", "x.json"]):
+            during = logging.StreamHandler(sys.stdout)   # as the backends DIRAC makes while parsing
+            root.addHandler(during)
+            gLogger.always("Running without remote configuration")
+            print("a note")
+        print(12)
+        gLogger.always("later message")
+    finally:
+        root.removeHandler(before)
+        root.removeHandler(during)
+    captured = capsys.readouterr()
+    assert captured.out == "12\n"
+    assert "Running without remote configuration" in captured.err and "a note" in captured.err
+    assert "later message" in captured.err
+
+
+def test_log_on_stderr_keeps_the_help_on_stdout(capsys):
+    with su.logOnStderr(["--help"]):
+        print("Usage:")
+    assert capsys.readouterr().out == "Usage:\n"
+
+
+def test_client_or_exit_says_to_source_env_sh(capsys, monkeypatch):
+    from ILCDIRAC.CalibrationSystem.Client import CalibrationClient as client
+
+    monkeypatch.setattr(client, "serviceConfigured", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        su.clientOrExit()
+    assert stop.value.code == su.REQUEST_FAILED
+    assert capsys.readouterr().err == f"ERROR: {client.NO_SERVICE_MESSAGE}\n"

@@ -3,6 +3,8 @@
 Kept free of any service call so that every script reports the service's own message and
 this module can be tested without a running service.
 """
+import contextlib
+import logging
 import sys
 
 from DIRAC import exit as DIRACExit
@@ -54,6 +56,38 @@ def parseAssignment(text, switch):
     return key.strip(), value.strip()
 
 
+def helpRequested(arguments):
+    """Whether a command line asks for the help (-h or --help before a '--').
+
+    :param list arguments: the command line without the program name
+    :return: bool
+    """
+    for argument in arguments:
+        if argument == "--":
+            return False
+        if argument in ("-h", "--help") or argument.startswith("--help="):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def logOnStderr(arguments):
+    """While it lasts, DIRAC's log messages (its 'Running without remote configuration' banner, the
+    service's notes) go to stderr, so that stdout carries only the script's result, as in
+    ``ID=$(dirac-calibration-create ...)``. The help, which is the result of --help, stays on stdout.
+
+    :param list arguments: the command line without the program name
+    """
+    if helpRequested(arguments):
+        yield
+        return
+    for handler in logging.getLogger("dirac").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):  # the log handlers DIRAC creates meanwhile take sys.stdout
+        yield
+
+
 def usageError(message):
     """Stop a script that was called wrongly, saying what is wrong."""
     print(f"ERROR: {message}", file=sys.stderr)
@@ -72,6 +106,16 @@ def valueOrExit(result):
         return returnValueOrRaise(result)
     except SErrorException as error:
         fail(error.result["Message"])
+
+
+def clientOrExit():
+    """A CalibrationClient; if the configuration does not know the service (env.sh not sourced),
+    exit saying what to do instead of failing at the first call."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import NO_SERVICE_MESSAGE, CalibrationClient, serviceConfigured
+
+    if not serviceConfigured():
+        fail(NO_SERVICE_MESSAGE)
+    return CalibrationClient()
 
 
 def reportOutcomes(outcomes):

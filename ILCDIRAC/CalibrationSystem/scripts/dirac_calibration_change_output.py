@@ -11,7 +11,7 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import argumentsOrExit, idsOrExit, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import argumentsOrExit, clientOrExit, idsOrExit, valueOrExit
 
 
 @Script()
@@ -25,9 +25,7 @@ def main():
     calibrationText, path, storageElement = Script.getPositionalArgs(group=True)
     (calibrationID,) = idsOrExit([calibrationText])
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    print(valueOrExit(CalibrationClient().changeDirectoryToCopyTo(calibrationID, path, storageElement)))
+    print(valueOrExit(clientOrExit().changeDirectoryToCopyTo(calibrationID, path, storageElement)))
     DIRACExit(0)
 
 

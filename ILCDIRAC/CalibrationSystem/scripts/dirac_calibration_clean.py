@@ -12,7 +12,7 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import idsOrExit, reportOutcomes, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, idsOrExit, reportOutcomes, valueOrExit
 
 
 @Script()
@@ -22,9 +22,7 @@ def main():
 
     calibrationIDs = idsOrExit(arguments)
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    DIRACExit(reportOutcomes(valueOrExit(CalibrationClient().cleanCalibrations(calibrationIDs))))
+    DIRACExit(reportOutcomes(valueOrExit(clientOrExit().cleanCalibrations(calibrationIDs))))
 
 
 if __name__ == "__main__":

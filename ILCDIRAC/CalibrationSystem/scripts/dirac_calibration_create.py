@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """
-Create a calibration and print its ID.
+Create a calibration and print its ID: the only output on stdout, so that
+ID=$(dirac-calibration-create ...) holds the ID; messages and the service's notes go to stderr.
 
 The settings file is a JSON object with calibration settings (e.g. "stopStage",
 "digitisationAccuracy") and the job keys "numberOfJobs", "steeringFile" (a path, relative to
@@ -25,17 +26,31 @@ Example:
 """
 import json
 import os
+import sys
 
 from DIRAC.Core.Base.Script import Script
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import parseAssignment, usageError, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
+    clientOrExit,
+    logOnStderr,
+    parseAssignment,
+    usageError,
+    valueOrExit,
+)
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 
 
 @Script()
 def main():
+    with logOnStderr(sys.argv[1:]):
+        calibrationID = _create()
+    print(calibrationID)
+
+
+def _create():
+    """Create the calibration the command line describes; its ID."""
     Script.registerSwitch("", "settings=", "JSON file of settings and job keys (required)")
     Script.registerSwitch("", "preset=", "detector preset the settings start from: CLIC (default) or CLD")
     Script.registerSwitch("", "input-files=", "TYPE=FILE: the sample TYPE's files, one LFN per line (repeatable)")
@@ -49,10 +64,7 @@ def main():
         inputFiles, counts = _inputs(directories, fileLists, eventsPerFile)
     except ValueError as error:
         usageError(str(error))
-
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    print(valueOrExit(CalibrationClient().createCalibration(inputFiles, counts, settings)))
+    return valueOrExit(clientOrExit().createCalibration(inputFiles, counts, settings))
 
 
 def _options(switches, directories):
@@ -107,8 +119,10 @@ def _readSettingsFile(path, pathKeys):
         raise ValueError(f"The settings file {path!r} must hold a JSON object {{setting: value}}")
     if not isinstance(content.get("steeringFile"), str):
         raise ValueError(f"The settings file {path!r} must give steeringFile: the path of the Marlin steering file")
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import isLFN
+
     for key in pathKeys:
-        if isinstance(content.get(key), str):
+        if isinstance(content.get(key), str) and not isLFN(content[key]):
             content[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(content[key]))
     return content
 

@@ -12,7 +12,7 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import idsOrExit, reportOutcomes, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, idsOrExit, reportOutcomes, valueOrExit
 
 
 @Script()
@@ -24,9 +24,7 @@ def main():
     calibrationIDs = idsOrExit(arguments)
     reason = dict(switches).get("reason", "")
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    DIRACExit(reportOutcomes(valueOrExit(CalibrationClient().killCalibrations(calibrationIDs, reason))))
+    DIRACExit(reportOutcomes(valueOrExit(clientOrExit().killCalibrations(calibrationIDs, reason))))
 
 
 if __name__ == "__main__":
