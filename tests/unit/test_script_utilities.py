@@ -218,3 +218,10 @@ def test_client_or_exit_says_to_source_env_sh(capsys, monkeypatch):
         su.clientOrExit()
     assert stop.value.code == su.REQUEST_FAILED
     assert capsys.readouterr().err == f"ERROR: {client.NO_SERVICE_MESSAGE}\n"
+
+
+def test_jobs_of_an_ended_calibration_not_yet_seen_to_end_are_ending():
+    jobs = {"Waiting": 2, "Running": 1, "Done": 3, "Unsubmitted": 1}
+    assert status.jobCounts({"status": "Running", "jobs": jobs}) == jobs
+    assert status.jobCounts({"status": "Finished", "jobs": jobs}) == {"Ending": 3, "Done": 3, "Unsubmitted": 1}
+    assert status.jobCounts({"status": "Killed", "jobs": {"Killed": 2}}) == {"Killed": 2}

@@ -4,7 +4,8 @@ Show your calibrations: status, position (stage/phase/step), results of the curr
 jobs, and where the results go.
 
 With --watch the table is refreshed until Ctrl-C, or N times with --count N, every 10 s or
-every --interval DURATION, written with its unit: 30s, 2m.
+every --interval DURATION, written with its unit: 30s, 2m. The jobs of a calibration that has
+ended and are not yet known to have ended are shown as Ending.
 
 Example:
   $ dirac-calibration-status
@@ -16,6 +17,12 @@ import time
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_RUNNING,
+    ATTEMPT_SUBMITTING,
+    ATTEMPT_WAITING,
+    RUNNING,
+)
 from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
     clientOrExit,
     REQUEST_FAILED,
@@ -27,6 +34,10 @@ from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
 )
 
 DEFAULT_WATCH_SECONDS = 10
+#: The job states of workers that have not been seen to end, and how they are shown once their
+#: calibration has ended.
+LIVE_ATTEMPT_STATUSES = (ATTEMPT_SUBMITTING, ATTEMPT_WAITING, ATTEMPT_RUNNING)
+ENDING = "Ending"
 #: Seconds per unit of an --interval.
 DURATION_UNITS = {"s": 1, "m": 60}
 CLEAR_SCREEN = "\033[H\033[2J"
@@ -118,8 +129,24 @@ def _show(statuses, wanted):
     return REQUEST_FAILED if missing else 0
 
 
+def jobCounts(status):
+    """{job state: number of workers} to show for a calibration.
+
+    The job states are those the agent saw at its last sync with the job backend. A calibration
+    often ends between two syncs (the service analyses the last step as soon as the results are
+    in), so its workers may still be recorded as Waiting or Running although they are leaving (or
+    will be killed after a grace time): for an ended calibration they are counted as Ending.
+    """
+    counts = dict(status["jobs"])
+    if status["status"] != RUNNING:
+        ending = sum(counts.pop(state, 0) for state in LIVE_ATTEMPT_STATUSES)
+        if ending:
+            counts[ENDING] = ending
+    return counts
+
+
 def _row(status):
-    jobs = " ".join(f"{name}:{number}" for name, number in sorted(status["jobs"].items())) or "-"
+    jobs = " ".join(f"{name}:{number}" for name, number in sorted(jobCounts(status).items())) or "-"
     return (
         status["calibrationID"],
         status["status"],
