@@ -99,13 +99,17 @@ def create(stack, created, *arguments):
     return calibrationID
 
 
+def run_to_end(stack, samples, settings, created, db, expected):
+    """A stage-1-phase-0 calibration created from the gamma sample directory, run to its end."""
+    calibrationID = create(stack, created, "--settings", settings, samples["directories"]["gamma"])
+    wait_for(lambda: calibration_status(db, calibrationID) != "Running", 180, what="the calibration to end")
+    assert calibration_status(db, calibrationID) == expected
+    return calibrationID
+
+
 @pytest.fixture(scope="module")
 def finished(stack, samples, settings_files, created, db):
-    """A stage-1-phase-0 calibration created from the gamma sample directory, run to its end."""
-    calibrationID = create(stack, created, "--settings", settings_files["ecal"], samples["directories"]["gamma"])
-    wait_for(lambda: calibration_status(db, calibrationID) != "Running", 180, what="the calibration to end")
-    assert calibration_status(db, calibrationID) == "Finished"
-    return calibrationID
+    return run_to_end(stack, samples, settings_files["ecal"], created, db, "Finished")
 
 
 #: An accuracy no sample reaches and one iteration: the calibration fails after its first step.
@@ -114,11 +118,8 @@ CAPPED = {"digitisationAccuracy": 0.0001, "nMaxIterationsPerPhase": 1}
 
 @pytest.fixture(scope="module")
 def failed(stack, samples, settings_files, created, db):
-    """A stage-1-phase-0 calibration that failed at the iteration cap."""
-    calibrationID = create(stack, created, "--settings", settings_files["capped"], samples["directories"]["gamma"])
-    wait_for(lambda: calibration_status(db, calibrationID) != "Running", 180, what="the calibration to end")
-    assert calibration_status(db, calibrationID) == "Failed"
-    return calibrationID
+    """It fails at the iteration cap."""
+    return run_to_end(stack, samples, settings_files["capped"], created, db, "Failed")
 
 
 @pytest.fixture
@@ -368,7 +369,8 @@ def test_output_dir_of_another_result_is_refused_or_replaced(stack, finished, fa
     before = {path.name: path.read_bytes() for path in output.iterdir()}
     refused = run(stack, "dirac-calibration-result", str(failed), "--output-dir", str(output))
     assert refused.returncode == 1
-    assert f"holds the result of calibration {finished}: choose another --output-dir, or add --replace" in refused.stderr
+    assert (f"holds the result of calibration {finished}: choose another --output-dir, or add --replace"
+            in refused.stderr)
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     replaced = run(stack, "dirac-calibration-result", str(failed), "--output-dir", str(output), "--replace")
     assert replaced.returncode == 1 and "NOT_FINAL" in replaced.stderr   # written: not final

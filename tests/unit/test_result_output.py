@@ -125,7 +125,7 @@ def test_the_same_calibration_is_written_again_without_replace(tmp_path):
 
 def test_files_of_no_result_are_not_overwritten_without_replace(tmp_path):
     (tmp_path / "steeringFile.xml").write_text("my own")
-    with pytest.raises(OutputDirectoryError, match="already holds steeringFile.xml, which are not part of a calibration"):
+    with pytest.raises(OutputDirectoryError, match="already holds steeringFile.xml, which are not part of a"):
         write(tmp_path, 7, [])
     assert (tmp_path / "steeringFile.xml").read_text() == "my own"
     write(tmp_path, 7, [], replace=True)

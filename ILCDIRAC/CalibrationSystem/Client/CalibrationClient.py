@@ -199,7 +199,8 @@ def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
         files, counts = discover_input_files(inputFiles, _config["numberOfEventsPerFile"])
     except ProcedureError as error:
         return S_ERROR(f"Calibration not created: {error}")
-    settings = dict(_config["settings"], **_config["output"], steeringFile=steeringFile, softwareVersion=softwareVersion,
+    settings = dict(_config["settings"], **_config["output"], steeringFile=steeringFile,
+                    softwareVersion=softwareVersion,
                     numberOfJobs=numberOfJobs, photonTrainingSettingsFile=_config["photonTrainingSettingsFile"])
     return CalibrationClient().createCalibration(files, counts, settings)
 

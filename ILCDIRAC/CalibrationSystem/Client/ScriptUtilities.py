@@ -111,7 +111,11 @@ def valueOrExit(result):
 def clientOrExit():
     """A CalibrationClient; if the configuration does not know the service (env.sh not sourced),
     exit saying what to do instead of failing at the first call."""
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import NO_SERVICE_MESSAGE, CalibrationClient, serviceConfigured
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import (
+        NO_SERVICE_MESSAGE,
+        CalibrationClient,
+        serviceConfigured,
+    )
 
     if not serviceConfigured():
         fail(NO_SERVICE_MESSAGE)
