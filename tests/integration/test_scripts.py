@@ -357,7 +357,7 @@ def test_a_failed_calibrations_result_is_written_marked_not_final(stack, failed,
     summary = json.loads((output / "calibration.json").read_text())
     assert summary["final"] is False and "did not converge within nMaxIterationsPerPhase=1" in summary["statusMessage"]
     assert f"Calibration {failed}: Failed after 1 steps (NOT FINAL)" in process.stdout
-    assert "Reached" in process.stdout.splitlines()[1]
+    assert process.stdout.splitlines()[1].split() == ["Constant", "Initial", "Reached"]
     assert process.stderr.startswith(f"ERROR: Calibration {failed} is Failed: ECalDigi did not converge")
     assert "Relax digitisationAccuracy to" in process.stderr and "startStage=1 and startPhase=0" in process.stderr
     assert process.stderr[len("ERROR: "):] == (output / "NOT_FINAL.txt").read_text()

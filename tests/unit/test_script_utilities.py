@@ -178,36 +178,46 @@ def test_help_requested(arguments, asked):
     assert su.helpRequested(arguments) is asked
 
 
-def test_log_on_stderr_leaves_stdout_to_the_result(capsys):
+def fake_parse(handlers):
+    """A Script.parseCommandLine that, as DIRAC's, makes its log handlers on sys.stdout and logs its banner."""
     import logging
     import sys
 
     from DIRAC import gLogger
 
-    root = logging.getLogger("dirac")
-    before = logging.StreamHandler(sys.stdout)   # as DIRAC's default backend, made before the script runs
-    root.addHandler(before)
+    def parse(ignoreErrors):
+        handler = logging.StreamHandler(sys.stdout)
+        logging.getLogger("dirac").addHandler(handler)
+        handlers.append(handler)
+        gLogger.always("Running without remote configuration")
+        print("Usage: dirac-calibration-create" if "--help" in sys.argv else "")
+        return [("settings", "x.json")], []
+    return parse
+
+
+@pytest.mark.parametrize("argv", [["x", "--settings", "x.json"], ["x", "--help"]])
+def test_parse_command_line_sends_dirac_log_to_stderr_except_for_help(monkeypatch, capsys, argv):
+    import logging
+    import sys
+
+    from DIRAC import gLogger
+
+    handlers = []
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(su.Script, "parseCommandLine", fake_parse(handlers))
     try:
-        with su.logOnStderr(["--settings", "x.json"]):
-            during = logging.StreamHandler(sys.stdout)   # as the backends DIRAC makes while parsing
-            root.addHandler(during)
-            gLogger.always("Running without remote configuration")
-            print("a note")
+        assert su.parseCommandLine() == ([("settings", "x.json")], [])
         print(12)
-        gLogger.always("later message")
+        gLogger.always("a later note")
     finally:
-        root.removeHandler(before)
-        root.removeHandler(during)
+        for handler in handlers:
+            logging.getLogger("dirac").removeHandler(handler)
     captured = capsys.readouterr()
-    assert captured.out == "12\n"
-    assert "Running without remote configuration" in captured.err and "a note" in captured.err
-    assert "later message" in captured.err
-
-
-def test_log_on_stderr_keeps_the_help_on_stdout(capsys):
-    with su.logOnStderr(["--help"]):
-        print("Usage:")
-    assert capsys.readouterr().out == "Usage:\n"
+    if "--help" in argv:
+        assert "Usage: dirac-calibration-create\n" in captured.out and captured.err == ""
+    else:
+        assert captured.out == "12\n"
+        assert "Running without remote configuration" in captured.err and "a later note" in captured.err
 
 
 def test_client_or_exit_says_to_source_env_sh(capsys, monkeypatch):

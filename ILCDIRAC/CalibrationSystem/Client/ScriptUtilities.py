@@ -8,6 +8,7 @@ import logging
 import sys
 
 from DIRAC import exit as DIRACExit
+from DIRAC.Core.Base.Script import Script
 from DIRAC.Core.Utilities.ReturnValues import SErrorException, returnValueOrRaise
 
 #: Exit code of a script called with bad arguments (DIRAC's own for unparsable switches).
@@ -70,22 +71,21 @@ def helpRequested(arguments):
     return False
 
 
-@contextlib.contextmanager
-def logOnStderr(arguments):
-    """While it lasts, DIRAC's log messages (its 'Running without remote configuration' banner, the
-    service's notes) go to stderr, so that stdout carries only the script's result, as in
-    ``ID=$(dirac-calibration-create ...)``. The help, which is the result of --help, stays on stdout.
+def parseCommandLine():
+    """``Script.parseCommandLine(ignoreErrors=False)`` with DIRAC's log messages sent to stderr
+    from then on (its 'Running without remote configuration' banner, the service's notes), so that
+    stdout carries only what the script prints, as ``ID=$(dirac-calibration-create ...)`` needs.
+    The help, which is what --help prints, stays on stdout.
 
-    :param list arguments: the command line without the program name
+    :return: (switches, arguments), as ``Script.parseCommandLine`` returns them
     """
-    if helpRequested(arguments):
-        yield
-        return
+    if helpRequested(sys.argv[1:]):
+        return Script.parseCommandLine(ignoreErrors=False)
     for handler in logging.getLogger("dirac").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
-    with contextlib.redirect_stdout(sys.stderr):  # the log handlers DIRAC creates meanwhile take sys.stdout
-        yield
+    with contextlib.redirect_stdout(sys.stderr):  # the log handlers DIRAC makes while parsing take sys.stdout
+        return Script.parseCommandLine(ignoreErrors=False)
 
 
 def usageError(message):

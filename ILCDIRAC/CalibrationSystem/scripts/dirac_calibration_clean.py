@@ -12,13 +12,13 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, idsOrExit, reportOutcomes, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, parseCommandLine, idsOrExit, reportOutcomes, valueOrExit
 
 
 @Script()
 def main():
     Script.registerArgument(["CalibrationID: calibration to delete"])
-    _, arguments = Script.parseCommandLine(ignoreErrors=False)
+    _, arguments = parseCommandLine()
 
     calibrationIDs = idsOrExit(arguments)
 

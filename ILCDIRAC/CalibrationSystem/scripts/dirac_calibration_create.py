@@ -26,14 +26,13 @@ Example:
 """
 import json
 import os
-import sys
 
 from DIRAC.Core.Base.Script import Script
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
 from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
     clientOrExit,
-    logOnStderr,
+    parseCommandLine,
     parseAssignment,
     usageError,
     valueOrExit,
@@ -44,27 +43,20 @@ from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 
 @Script()
 def main():
-    with logOnStderr(sys.argv[1:]):
-        calibrationID = _create()
-    print(calibrationID)
-
-
-def _create():
-    """Create the calibration the command line describes; its ID."""
     Script.registerSwitch("", "settings=", "JSON file of settings and job keys (required)")
     Script.registerSwitch("", "preset=", "detector preset the settings start from: CLIC (default) or CLD")
     Script.registerSwitch("", "input-files=", "TYPE=FILE: the sample TYPE's files, one LFN per line (repeatable)")
     Script.registerSwitch("", "events-per-file=", "TYPE=N: events in each file of sample TYPE (repeatable)")
     Script.registerSwitch("", "photon-training-settings=", "PandoraSettings file of the photon training (stage 2)")
     Script.registerArgument(["SampleDir: directory of a sample; its path names the particle"], mandatory=False)
-    switches, directories = Script.parseCommandLine(ignoreErrors=False)
+    switches, directories = parseCommandLine()
 
     try:
         settings, fileLists, eventsPerFile = _options(switches, directories)
         inputFiles, counts = _inputs(directories, fileLists, eventsPerFile)
     except ValueError as error:
         usageError(str(error))
-    return valueOrExit(clientOrExit().createCalibration(inputFiles, counts, settings))
+    print(valueOrExit(clientOrExit().createCalibration(inputFiles, counts, settings)))
 
 
 def _options(switches, directories):

@@ -31,6 +31,7 @@ from DIRAC.Core.Base.Script import Script
 
 from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
     clientOrExit,
+    parseCommandLine,
     REQUEST_FAILED,
     argumentsOrExit,
     fail,
@@ -49,7 +50,7 @@ def main():
     Script.registerSwitch("", "replace", "replace another calibration's result found in the output directory")
     Script.registerSwitch("", "compare=", "ID of an earlier calibration, or a steering file, to compare with")
     Script.registerArgument("CalibrationID: the calibration")
-    switches, arguments = Script.parseCommandLine(ignoreErrors=False)
+    switches, arguments = parseCommandLine()
 
     (calibrationID,) = idsOrExit(argumentsOrExit(arguments, 1))
     options = dict(switches)

@@ -25,6 +25,7 @@ from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
 )
 from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
     clientOrExit,
+    parseCommandLine,
     REQUEST_FAILED,
     formatTable,
     formatTime,
@@ -78,7 +79,7 @@ def main():
     Script.registerSwitch("", "count=", "stop after N refreshes (implies --watch)")
     Script.registerArgument(["CalibrationID: show only these calibrations"], mandatory=False)
     _refuseWatchValue(sys.argv[1:])
-    switches, arguments = Script.parseCommandLine(ignoreErrors=False)
+    switches, arguments = parseCommandLine()
 
     options = dict(switches)
     wanted = idsOrExit(arguments)
