@@ -253,8 +253,10 @@ def test_status_watch_refreshes_count_times(stack, finished):
 def test_status_watch_ends_cleanly_on_ctrl_c(stack, finished, tmp_path):
     output = tmp_path / "watch.out"
     with open(output, "w") as stream:
+        # Ctrl-C's default action, also when the tests run as a background job (whose SIGINT is ignored)
         process = subprocess.Popen(["dirac-calibration-status", "--watch"], env=stack.user_env("alice"),
-                                   stdout=stream, stderr=subprocess.PIPE, text=True)
+                                   stdout=stream, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: "Calibrations at" in output.read_text(), 60, interval=0.2, what="the first table")
         assert "every 10 s" in output.read_text()
