@@ -276,6 +276,22 @@ def _without_general_options(text):
     return "\n".join(kept).strip("\n")
 
 
+def help_problem(name, code, output):
+    """What is wrong with a command's ``--help`` (None if nothing): a failure, or a help that
+    exits 0 without printing its usage (e.g. a log level raised before the command line is parsed).
+
+    :param str name: the command
+    :param code: its exit code (None if it could not run)
+    :param str output: what it printed
+    :return: str or None
+    """
+    if code != 0:
+        return f"{name} --help failed: {output}"
+    if "usage:" not in output.lower():
+        return f"{name} --help printed no usage (output: {output.strip()[:200]!r})"
+    return None
+
+
 class ScriptHelp(SphinxDirective):
     """The ``--help`` of a command, as the installed command prints it."""
 
@@ -287,8 +303,9 @@ class ScriptHelp(SphinxDirective):
             logger.warning(f"script-help: {name} is not a console script of setup.cfg", location=self.get_location())
             return []
         code, output = _help[name]
-        if code != 0:
-            logger.warning(f"script-help: {name} --help failed: {output}", location=self.get_location())
+        problem = help_problem(name, code, output)
+        if problem:
+            logger.warning(f"script-help: {problem}", location=self.get_location())
             return []
         self.env.calibration_documented_scripts = getattr(self.env, "calibration_documented_scripts", {})
         self.env.calibration_documented_scripts.setdefault(self.env.docname, set()).add(name)

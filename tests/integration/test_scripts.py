@@ -75,33 +75,51 @@ def created(clients):
 
 @pytest.fixture(scope="module")
 def settings_files(tmp_path_factory, samples):
-    """Settings files: 'ecal' (stage 1 phase 0 only: finishes in seconds) and 'full' (the whole
-    procedure: runs for a minute or more, long enough to be caught running)."""
+    """Settings files: 'ecal' (stage 1 phase 0 only: finishes in seconds), 'capped' (the same, failing
+    at the iteration cap) and 'full' (the whole procedure: runs for a minute or more, long enough to be
+    caught running)."""
     directory = tmp_path_factory.mktemp("settings")
     job = {"numberOfJobs": JOBS, "steeringFile": samples["steeringFile"], "softwareVersion": SOFTWARE_VERSION}
-    files = {"ecal": directory / "ecal.json", "full": directory / "full.json"}
+    files = {"ecal": directory / "ecal.json", "full": directory / "full.json", "capped": directory / "capped.json"}
     files["ecal"].write_text(json.dumps(dict(ECAL_ONLY, **job)))
+    files["capped"].write_text(json.dumps(dict(ECAL_ONLY, **CAPPED, **job)))
     files["full"].write_text(json.dumps(job))
     return {name: str(path) for name, path in files.items()}
 
 
 def create(stack, created, *arguments):
-    """Run dirac-calibration-create; the new ID (printed last), remembered for the clean-up."""
+    """Run dirac-calibration-create; the new ID (all it prints on stdout, as ID=$(...) needs),
+    remembered for the clean-up."""
     process = run(stack, "dirac-calibration-create", *arguments)
     assert process.returncode == 0, process.stdout + process.stderr
-    assert "added PfoAnalysis processor 'MyPfoAnalysis'" in process.stdout   # the service's note
-    calibrationID = int(process.stdout.strip().splitlines()[-1])
+    assert "added PfoAnalysis processor 'MyPfoAnalysis'" in process.stderr   # the service's note
+    assert process.stdout.strip().isdigit(), process.stdout
+    calibrationID = int(process.stdout)
     created.append(calibrationID)
+    return calibrationID
+
+
+def run_to_end(stack, samples, settings, created, db, expected):
+    """A stage-1-phase-0 calibration created from the gamma sample directory, run to its end."""
+    calibrationID = create(stack, created, "--settings", settings, samples["directories"]["gamma"])
+    wait_for(lambda: calibration_status(db, calibrationID) != "Running", 180, what="the calibration to end")
+    assert calibration_status(db, calibrationID) == expected
     return calibrationID
 
 
 @pytest.fixture(scope="module")
 def finished(stack, samples, settings_files, created, db):
-    """A stage-1-phase-0 calibration created from the gamma sample directory, run to its end."""
-    calibrationID = create(stack, created, "--settings", settings_files["ecal"], samples["directories"]["gamma"])
-    wait_for(lambda: calibration_status(db, calibrationID) != "Running", 180, what="the calibration to end")
-    assert calibration_status(db, calibrationID) == "Finished"
-    return calibrationID
+    return run_to_end(stack, samples, settings_files["ecal"], created, db, "Finished")
+
+
+#: An accuracy no sample reaches and one iteration: the calibration fails after its first step.
+CAPPED = {"digitisationAccuracy": 0.0001, "nMaxIterationsPerPhase": 1}
+
+
+@pytest.fixture(scope="module")
+def failed(stack, samples, settings_files, created, db):
+    """It fails at the iteration cap."""
+    return run_to_end(stack, samples, settings_files["capped"], created, db, "Failed")
 
 
 @pytest.fixture
@@ -161,6 +179,10 @@ REFUSED_CREATES = [
     (lambda s, d: ["--settings", s["ecal"], "--preset", "ILD", d["gamma"]], 2, "unknown settings preset 'ILD'"),
     (lambda s, d: ["--settings", "/no/such.json", d["gamma"]], 2, "Cannot read the settings file"),
     (lambda s, d: ["--settings", s["typo"], d["gamma"]], 1, "did you mean 'digitisationAccuracy'"),
+    (lambda s, d: ["--settings", s["jobTypo"], d["gamma"]], 1, "unknown setting 'numberOfJob': did you mean "
+                                                               "'numberOfJobs'?"),
+    (lambda s, d: ["--settings", s["lfn"], d["gamma"]], 1, "steeringFile 'LFN:/ilc/user/a/alice/steering.xml' is a "
+                                                           "grid file"),
     (lambda s, d: ["--settings", s["full"], d["gamma"]], 1, "Missing input samples ['kaon', 'muon', 'zuds']"),
 ]
 
@@ -171,7 +193,12 @@ def refused_creates(stack, samples, settings_files, db, tmp_path_factory):
     typo = tmp_path_factory.mktemp("typo") / "typo.json"
     with open(settings_files["ecal"]) as stream:
         typo.write_text(json.dumps(dict(json.load(stream), digitisationAcuracy=0.01)))
-    files = dict(settings_files, typo=str(typo))
+    jobTypo, lfn = typo.parent / "jobTypo.json", typo.parent / "lfn.json"
+    with open(settings_files["ecal"]) as stream:
+        ecal = json.load(stream)
+    jobTypo.write_text(json.dumps(dict(ecal, numberOfJob=3)))
+    lfn.write_text(json.dumps(dict(ecal, steeringFile="LFN:/ilc/user/a/alice/steering.xml")))
+    files = dict(settings_files, typo=str(typo), jobTypo=str(jobTypo), lfn=str(lfn))
     before = count_calibrations(db)
     processes = run_all(
         stack, [["dirac-calibration-create", *case(files, samples["directories"])] for case, _, _ in REFUSED_CREATES]
@@ -202,6 +229,13 @@ def test_status_table_shows_own_calibrations(stack, finished):
     assert finished not in table_rows(run(stack, "dirac-calibration-status", user="bob").stdout)
 
 
+def test_a_finished_calibration_shows_its_ended_jobs(stack, finished, db):
+    wait_for(lambda: set(job_statuses(db, finished)) <= ENDED_JOB_STATUSES, 60, interval=0.5,
+             what="the workers of the finished calibration to end")
+    row = table_rows(run(stack, "dirac-calibration-status", str(finished)).stdout)[finished]
+    assert row[5:6] == [f"Done:{JOBS}"], row
+
+
 def test_status_of_an_unknown_calibration_fails(stack, finished):
     process = run(stack, "dirac-calibration-status", str(finished), "999999")
     assert process.returncode == 1
@@ -210,7 +244,7 @@ def test_status_of_an_unknown_calibration_fails(stack, finished):
 
 
 def test_status_watch_refreshes_count_times(stack, finished):
-    process = run(stack, "dirac-calibration-status", str(finished), "--watch", "0.5", "--count", "2")
+    process = run(stack, "dirac-calibration-status", "--watch", str(finished), "--interval", "0.5s", "--count", "2")
     assert process.returncode == 0, process.stderr
     assert process.stdout.count("Calibrations at") == 2
     assert sum(1 for line in process.stdout.splitlines() if line.split()[:2] == [str(finished), "Finished"]) == 2
@@ -219,8 +253,10 @@ def test_status_watch_refreshes_count_times(stack, finished):
 def test_status_watch_ends_cleanly_on_ctrl_c(stack, finished, tmp_path):
     output = tmp_path / "watch.out"
     with open(output, "w") as stream:
+        # Ctrl-C's default action, also when the tests run as a background job (whose SIGINT is ignored)
         process = subprocess.Popen(["dirac-calibration-status", "--watch"], env=stack.user_env("alice"),
-                                   stdout=stream, stderr=subprocess.PIPE, text=True)
+                                   stdout=stream, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: "Calibrations at" in output.read_text(), 60, interval=0.2, what="the first table")
         assert "every 10 s" in output.read_text()
@@ -259,7 +295,7 @@ def job_statuses(db, calibrationID):
     return [row[0] for row in cursor.fetchall()]
 
 
-def test_kill_ends_a_running_calibration_and_clean_removes_it(stack, running, db):
+def test_kill_ends_a_running_calibration_and_clean_removes_it(stack, running, db, tmp_path):
     wait_for(lambda: len(job_statuses(db, running)) == JOBS, 60, interval=0.2,
              what="the agent to submit the calibration's jobs")
     kill = run(stack, "dirac-calibration-kill", str(running), "999999", "--reason", "wrong steering file")
@@ -270,12 +306,19 @@ def test_kill_ends_a_running_calibration_and_clean_removes_it(stack, running, db
 
     wait_for(lambda: set(job_statuses(db, running)) <= ENDED_JOB_STATUSES, 60, interval=0.5,
              what="the agent to end the killed calibration's jobs")
-    status, again = run_all(stack, [["dirac-calibration-status", str(running)],
-                                    ["dirac-calibration-kill", str(running)]])
+    status, again, result = run_all(stack, [
+        ["dirac-calibration-status", str(running)],
+        ["dirac-calibration-kill", str(running)],
+        ["dirac-calibration-result", str(running), "--output-dir", str(tmp_path / "killed")],
+    ])
     assert table_rows(status.stdout)[running][1] == "Killed"
     assert f"{running}: Killed by alice: wrong steering file" in status.stdout
     assert again.returncode == 1
     assert f"Calibration {running} has already ended (Killed)" in again.stderr
+    assert result.returncode == 1
+    assert f"ERROR: Calibration {running} is Killed: Killed by alice: wrong steering file" in result.stderr
+    assert "To go on from where it was killed" in result.stderr
+    assert (tmp_path / "killed" / "steeringFile_NOT_FINAL.xml").exists()
 
     clean = run(stack, "dirac-calibration-clean", str(running))
     assert clean.returncode == 0, clean.stderr
@@ -305,6 +348,64 @@ def test_result_writes_every_file_and_prints_the_constants(stack, finished, clie
     assert all(f"  {name} (" in process.stdout for name in expected)
 
 
+def test_a_failed_calibrations_result_is_written_marked_not_final(stack, failed, clients, tmp_path):
+    output = tmp_path / "failed"
+    process = run(stack, "dirac-calibration-result", str(failed), "--output-dir", str(output))
+    assert process.returncode == 1
+    answer = clients["alice"]().getResult(failed)
+    expected = resultFiles(answer["Result"])
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == expected
+    assert {"steeringFile_NOT_FINAL.xml", "NOT_FINAL.txt"} <= set(expected) and "steeringFile.xml" not in expected
+    summary = json.loads((output / "calibration.json").read_text())
+    assert summary["final"] is False and "did not converge within nMaxIterationsPerPhase=1" in summary["statusMessage"]
+    assert f"Calibration {failed}: Failed after 1 steps (NOT FINAL)" in process.stdout
+    assert process.stdout.splitlines()[1].split() == ["Constant", "Initial", "Reached"]
+    error = process.stderr[process.stderr.index("ERROR: "):]   # after DIRAC's log
+    assert error.startswith(f"ERROR: Calibration {failed} is Failed: ECalDigi did not converge")
+    assert "Relax digitisationAccuracy to" in error and "startStage=1 and startPhase=0" in error
+    assert error[len("ERROR: "):] == (output / "NOT_FINAL.txt").read_text()
+
+
+def test_output_dir_of_another_result_is_refused_or_replaced(stack, finished, failed, tmp_path):
+    output = tmp_path / "shared"
+    assert run(stack, "dirac-calibration-result", str(finished), "--output-dir", str(output)).returncode == 0
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    refused = run(stack, "dirac-calibration-result", str(failed), "--output-dir", str(output))
+    assert refused.returncode == 1
+    assert (f"holds the result of calibration {finished}: choose another --output-dir, or add --replace"
+            in refused.stderr)
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    replaced = run(stack, "dirac-calibration-result", str(failed), "--output-dir", str(output), "--replace")
+    assert replaced.returncode == 1 and "NOT_FINAL" in replaced.stderr   # written: not final
+    summary = json.loads((output / "calibration.json").read_text())
+    assert summary["calibrationID"] == failed
+    assert sorted(path.name for path in output.iterdir()) == summary["files"]
+    assert not (output / "steeringFile.xml").exists()
+
+
+def test_compare_with_an_earlier_calibration_and_with_a_steering_file(stack, finished, failed, samples, tmp_path):
+    withID, withFile, missing = run_all(stack, [
+        ["dirac-calibration-result", str(finished), "--output-dir", str(tmp_path / "a"), "--compare", str(failed)],
+        ["dirac-calibration-result", str(finished), "--output-dir", str(tmp_path / "b"), "--compare",
+         samples["steeringFile"]],
+        ["dirac-calibration-result", str(finished), "--output-dir", str(tmp_path / "c"), "--compare", "/no/such.xml"],
+    ])
+    assert withID.returncode == 0, withID.stderr
+    assert f"Compared with calibration {failed} (Failed, not final):" in withID.stdout
+    comparison = withID.stdout.split("Compared with")[1].splitlines()
+    assert comparison[1].split()[:4] == ["Constant", "This", "Reference", "Difference"]
+    assert {line.split()[0] for line in comparison[3:] if line.strip() and not line.startswith("Files")} >= {
+        "CalibrECAL[0]", "CalibrECAL[1]", "ECALEndcapCorrectionFactor"}
+    assert withFile.returncode == 0, withFile.stderr
+    assert f"Compared with steering file {samples['steeringFile']}:" in withFile.stdout
+    start = json.loads((tmp_path / "b" / "calibration.json").read_text())["history"][0]["Parameters"]
+    row = next(line.split() for line in withFile.stdout.split("Compared with")[1].splitlines()
+               if line.startswith("CalibrECAL[0] "))
+    assert row[2] == f"{start['CalibrECAL'][0]:.6g}"   # the generated steering file holds the start constants
+    assert missing.returncode == 2 and "neither a calibration ID nor a readable steering file" in missing.stderr
+    assert not (tmp_path / "c").exists()
+
+
 def test_change_output_makes_the_agent_copy_the_results(stack, finished, tmp_path):
     target = tmp_path / "copy"
     process = run(stack, "dirac-calibration-change-output", str(finished), str(target))
@@ -331,7 +432,8 @@ BAD_ARGUMENTS = [
     (["dirac-calibration-result", "1", "2"], "Unexpected arguments 2"),
     (["dirac-calibration-change-output", "1"], "not all mandatory arguments are defined"),
     (["dirac-calibration-status", "one"], "'one' is not a calibration ID"),
-    (["dirac-calibration-status", "--watch", "0"], "--watch takes a positive number of seconds"),
+    (["dirac-calibration-status", "--interval", "6"], "--interval '6': write a positive duration with its unit"),
+    (["dirac-calibration-status", "--watch=6"], "--watch takes no value; give the interval with its unit"),
     (["dirac-calibration-status", "--colour"], "option --colour not recognized"),
 ]
 

@@ -342,3 +342,20 @@ def nothing_returned(a):
         "f: no ':param b:'", "f: returns a value but has no ':return:'"
     ]
     assert _function_gaps(functions["nothing_returned"], "g") == []
+
+
+def _docs_extension():
+    spec = importlib.util.spec_from_file_location("calibration_docs", DOCS / "_ext" / "calibration_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_empty_or_failed_help_is_a_warning_of_the_docs_build():
+    """A --help that prints nothing and exits 0 would leave its section of the user guide empty."""
+    extension = _docs_extension()
+    assert "printed no usage" in extension.help_problem("dirac-calibration-generate-samples", 0, "\n")
+    assert "--help failed: boom" in extension.help_problem("x", 1, "boom")
+    assert extension.help_problem("x", 0, "\nUsage:\n  x [options]\n") is None
+    assert extension.help_problem("x", 0, "usage: x [-h]\n") is None   # argparse's
+

@@ -85,18 +85,24 @@ def test_format_constant_and_time():
     assert su.formatTime(None) == "-"
 
 
-@pytest.mark.parametrize(
-    "argv, expected",
-    [
-        (["--watch"], ["--watch=10"]),
-        (["--watch", "--count", "2"], ["--watch=10", "--count", "2"]),
-        (["--watch", "2.5", "4"], ["--watch", "2.5", "4"]),
-        (["4", "--watch=3"], ["4", "--watch=3"]),
-        (["--", "--watch"], ["--", "--watch"]),
-    ],
-)
-def test_a_bare_watch_gets_the_default_interval(argv, expected):
-    assert status._defaultWatchInterval(argv) == expected
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("0.5s", 0.5), ("2m", 120), (" 1m ", 60)])
+def test_an_interval_is_a_duration_with_its_unit(text, seconds):
+    assert status.parseDuration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["6", "6 h", "s", "0s", "-1s", "infs", "nanm", "5sm", ""])
+def test_an_interval_without_a_unit_or_not_positive_is_refused(text):
+    with pytest.raises(ValueError, match="write a positive duration with its unit, e.g. 30s or 2m"):
+        status.parseDuration(text)
+
+
+def test_watch_with_a_value_says_how_to_give_the_interval(capsys):
+    status._refuseWatchValue(["4", "--watch", "--", "--watch=3"])   # after '--' it is an argument
+    with pytest.raises(SystemExit) as stop:
+        status._refuseWatchValue(["4", "--watch=3"])
+    assert stop.value.code == su.USAGE_ERROR
+    assert "--watch=3: --watch takes no value; give the interval with its unit, e.g. --watch --interval 3s" in \
+        capsys.readouterr().err
 
 
 def test_status_output_column():
@@ -186,3 +192,68 @@ def test_resume_options_refuse_what_they_cannot_read(switches, message):
 
     with pytest.raises(ValueError, match=message):
         resumeOptions(switches)
+@pytest.mark.parametrize("arguments, asked", [
+    (["--help"], True), (["-h"], True), (["1", "--help"], True), (["--", "--help"], False), (["--helpme"], False),
+    ([], False),
+])
+def test_help_requested(arguments, asked):
+    assert su.helpRequested(arguments) is asked
+
+
+def fake_parse(handlers):
+    """A Script.parseCommandLine that, as DIRAC's, makes its log handlers on sys.stdout and logs its banner."""
+    import logging
+    import sys
+
+    from DIRAC import gLogger
+
+    def parse(ignoreErrors):
+        handler = logging.StreamHandler(sys.stdout)
+        logging.getLogger("dirac").addHandler(handler)
+        handlers.append(handler)
+        gLogger.always("Running without remote configuration")
+        print("Usage: dirac-calibration-create" if "--help" in sys.argv else "")
+        return [("settings", "x.json")], []
+    return parse
+
+
+@pytest.mark.parametrize("argv", [["x", "--settings", "x.json"], ["x", "--help"]])
+def test_parse_command_line_sends_dirac_log_to_stderr_except_for_help(monkeypatch, capsys, argv):
+    import logging
+    import sys
+
+    from DIRAC import gLogger
+
+    handlers = []
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(su.Script, "parseCommandLine", fake_parse(handlers))
+    try:
+        assert su.parseCommandLine() == ([("settings", "x.json")], [])
+        print(12)
+        gLogger.always("a later note")
+    finally:
+        for handler in handlers:
+            logging.getLogger("dirac").removeHandler(handler)
+    captured = capsys.readouterr()
+    if "--help" in argv:
+        assert "Usage: dirac-calibration-create\n" in captured.out and captured.err == ""
+    else:
+        assert captured.out == "12\n"
+        assert "Running without remote configuration" in captured.err and "a later note" in captured.err
+
+
+def test_client_or_exit_says_to_source_env_sh(capsys, monkeypatch):
+    from ILCDIRAC.CalibrationSystem.Client import CalibrationClient as client
+
+    monkeypatch.setattr(client, "serviceConfigured", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        su.clientOrExit()
+    assert stop.value.code == su.REQUEST_FAILED
+    assert capsys.readouterr().err == f"ERROR: {client.NO_SERVICE_MESSAGE}\n"
+
+
+def test_jobs_of_an_ended_calibration_not_yet_seen_to_end_are_ending():
+    jobs = {"Waiting": 2, "Running": 1, "Done": 3, "Unsubmitted": 1}
+    assert status.jobCounts({"status": "Running", "jobs": jobs}) == jobs
+    assert status.jobCounts({"status": "Finished", "jobs": jobs}) == {"Ending": 3, "Done": 3, "Unsubmitted": 1}
+    assert status.jobCounts({"status": "Killed", "jobs": {"Killed": 2}}) == {"Killed": 2}

@@ -18,14 +18,16 @@ from DIRAC.Core.Base.Client import Client, createClient
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError, SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.pandora_settings import MAX_SETTINGS_BYTES, PACKAGE_TRAINING_SETTINGS
-from ILCDIRAC.CalibrationSystem.Procedure.settings import create_settings, validate_settings
+from ILCDIRAC.CalibrationSystem.Procedure.creation import check_output
+from ILCDIRAC.CalibrationSystem.Procedure.settings import check_setting_names, create_settings, validate_settings
 
 SERVICE = "Calibration/Calibration"
 MAX_STEERING_FILE_SIZE = 5 * 1024 * 1024
 
-#: What setConfig has been given: calibration settings, events per file of LCIO samples, and the
-#: photon-training PandoraSettings file (None: the one beside the steering file).
-_config = {"settings": {}, "numberOfEventsPerFile": {}, "photonTrainingSettingsFile": None}
+#: What setConfig has been given: calibration settings, where the results go (outputPath,
+#: outputSE), events per file of LCIO samples, and the photon-training PandoraSettings file
+#: (None: the one beside the steering file).
+_config = {"settings": {}, "output": {}, "numberOfEventsPerFile": {}, "photonTrainingSettingsFile": None}
 
 
 #: Keys of a settings dict that describe the jobs rather than the procedure.
@@ -33,6 +35,8 @@ JOB_KEYS = ("numberOfJobs", "steeringFile", "softwareVersion", "outputPath", "ou
 #: Key of a settings dict (and setConfig keyword) naming the local photon-training PandoraSettings
 #: file; its content is sent with the job, so it is no calibration setting.
 TRAINING_SETTINGS_KEY = "photonTrainingSettingsFile"
+#: The job keys setConfig takes; createCalibration has arguments for the others.
+OUTPUT_KEYS = ("outputPath", "outputSE")
 
 
 def createCalibrationSettings(preset="CLIC"):
@@ -75,6 +79,10 @@ class CalibrationClient(Client):
         """
         if not isinstance(settings, dict):
             return S_ERROR(f"settings must be a dict, not {type(settings).__name__}")
+        try:
+            check_setting_names(settings, (*JOB_KEYS, TRAINING_SETTINGS_KEY))
+        except SettingsError as error:
+            return S_ERROR(f"Calibration not created: {error}")
         procedure = {key: value for key, value in settings.items() if key not in (*JOB_KEYS, TRAINING_SETTINGS_KEY)}
         job = {key: settings[key] for key in JOB_KEYS if settings.get(key) is not None}
         steering = _readLocalFile(settings.get("steeringFile"), "steeringFile", "the steering file",
@@ -93,10 +101,25 @@ class CalibrationClient(Client):
         return result
 
 
+def isLFN(path):
+    """Whether ``path`` is written as the reference system's users name grid files: ``LFN:/vo/...``.
+
+    :param path: a path given by the user
+    :return: bool
+    """
+    return isinstance(path, str) and path.strip().upper().startswith("LFN:")
+
+
 def _readLocalFile(path, key, what, limit):
     """S_OK(text of a local file) or S_ERROR saying why it cannot be used."""
     if not isinstance(path, str):
         return S_ERROR(f"{key} must be the path of {what}, not {type(path).__name__}")
+    if isLFN(path):
+        lfn = path.strip()[len("LFN:"):]
+        return S_ERROR(
+            f"{key} {path!r} is a grid file: its content is sent with the request, so it must be a local file. "
+            f"Fetch it first (dirac-dms-get-file {lfn}) and give the local copy as {key}"
+        )
     try:
         with open(path, "rb") as stream:
             content = stream.read(limit + 1)
@@ -117,21 +140,29 @@ def _readTrainingSettings(path, steeringFile):
     return _readLocalFile(path, TRAINING_SETTINGS_KEY, "the photon-training PandoraSettings file", MAX_SETTINGS_BYTES)
 
 
-def setConfig(numberOfEventsPerFile=None, photonTrainingSettingsFile=None, **settings):
+def setConfig(numberOfEventsPerFile=None, photonTrainingSettingsFile=None, outputPath=None, outputSE=None,
+              **settings):
     """Set what ``createCalibration`` has no argument for; each call adds to the previous ones.
 
     :param dict numberOfEventsPerFile: {sample type: events per file} for LCIO samples
         (synthetic samples of the built-in detector model say it themselves)
     :param str photonTrainingSettingsFile: the PandoraSettings of the photon training (stage 2),
         if not CalibrationPandoraSettings/PandoraSettingsPhotonTraining.xml beside the steering file
+    :param str outputPath: absolute directory (local deployment) or LFN directory (grid) where the
+        agent copies the results of the finished calibration
+    :param str outputSE: the storage element of an LFN outputPath
     :param settings: calibration settings, e.g. ``digitisationAccuracy=0.02``
     :return: S_OK(the complete settings that a calibration created now would use) or S_ERROR
     """
     merged = dict(_config["settings"], **settings)
+    given = {key: value for key, value in (("outputPath", outputPath), ("outputSE", outputSE)) if value is not None}
+    output = dict(_config["output"], **given)
     try:
+        check_setting_names(settings, OUTPUT_KEYS)
         complete = validate_settings(merged)
+        check_output(output.get("outputPath", ""), output.get("outputSE", ""))
     except SettingsError as error:
-        return S_ERROR(str(error))
+        return S_ERROR(_setConfigHint(str(error), settings))
     if numberOfEventsPerFile is not None and not isinstance(numberOfEventsPerFile, dict):
         return S_ERROR("numberOfEventsPerFile must be a dict {sample type: events per file}")
     if photonTrainingSettingsFile is not None and (
@@ -142,8 +173,16 @@ def setConfig(numberOfEventsPerFile=None, photonTrainingSettingsFile=None, **set
         _config["numberOfEventsPerFile"].update(numberOfEventsPerFile)
     if photonTrainingSettingsFile is not None:
         _config["photonTrainingSettingsFile"] = os.path.abspath(os.path.expanduser(photonTrainingSettingsFile))
-    _config["settings"] = merged
+    _config["settings"], _config["output"] = merged, output
     return S_OK(complete)
+
+
+def _setConfigHint(message, settings):
+    """The refusal of setConfig, saying where a job key it does not take belongs."""
+    passed = sorted(set(settings) & {"steeringFile", "softwareVersion", "numberOfJobs"})
+    if passed:
+        return f"{passed[0]} is an argument of createCalibration, not a setting of setConfig"
+    return message
 
 
 def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
@@ -156,11 +195,14 @@ def createCalibration(steeringFile, softwareVersion, inputFiles, numberOfJobs):
     :return: S_OK(calibrationID) or S_ERROR saying what is wrong
     """
     initializeDIRAC()
+    if not serviceConfigured():
+        return S_ERROR(NO_SERVICE_MESSAGE)
     try:
         files, counts = discover_input_files(inputFiles, _config["numberOfEventsPerFile"])
     except ProcedureError as error:
         return S_ERROR(f"Calibration not created: {error}")
-    settings = dict(_config["settings"], steeringFile=steeringFile, softwareVersion=softwareVersion,
+    settings = dict(_config["settings"], **_config["output"], steeringFile=steeringFile,
+                    softwareVersion=softwareVersion,
                     numberOfJobs=numberOfJobs, photonTrainingSettingsFile=_config["photonTrainingSettingsFile"])
     return CalibrationClient().createCalibration(files, counts, settings)
 
@@ -189,7 +231,26 @@ def initializeDIRAC():
     The seed's snippet is plain Python with no ``DIRAC.initialize()``; without it no service
     URL would be known.
     """
-    if not gConfig.getOption(f"/Systems/{SERVICE.split('/')[0]}/URLs/{SERVICE.split('/')[1]}")["OK"]:
+    if not serviceConfigured():
         import DIRAC
 
         DIRAC.initialize(require_auth=False)
+
+
+def serviceConfigured():
+    """Whether the DIRAC configuration loaded knows where the CalibrationService is.
+
+    :return: bool
+    """
+    system, service = SERVICE.split("/")
+    return gConfig.getOption(f"/Systems/{system}/URLs/{service}")["OK"]
+
+
+#: What to do when the configuration does not know the CalibrationService (instead of DIRAC's
+#: bare "URL for service Calibration/Calibration not found").
+NO_SERVICE_MESSAGE = (
+    f"The DIRAC configuration loaded does not know the CalibrationService (no URL for service {SERVICE}). "
+    "On the local stack, source its env.sh first (source <workdir>/env.sh; dirac-calibration-local-stack "
+    "start --workdir <workdir> starts it and names the file). On the grid, use an iLCDirac client installation "
+    "configured with the Calibration system (dirac-configure) and a proxy (dirac-proxy-init -g ilc_user)."
+)

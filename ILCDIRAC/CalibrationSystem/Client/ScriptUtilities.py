@@ -3,9 +3,12 @@
 Kept free of any service call so that every script reports the service's own message and
 this module can be tested without a running service.
 """
+import contextlib
+import logging
 import sys
 
 from DIRAC import exit as DIRACExit
+from DIRAC.Core.Base.Script import Script
 from DIRAC.Core.Utilities.ReturnValues import SErrorException, returnValueOrRaise
 
 #: Exit code of a script called with bad arguments (DIRAC's own for unparsable switches).
@@ -54,6 +57,37 @@ def parseAssignment(text, switch):
     return key.strip(), value.strip()
 
 
+def helpRequested(arguments):
+    """Whether a command line asks for the help (-h or --help before a '--').
+
+    :param list arguments: the command line without the program name
+    :return: bool
+    """
+    for argument in arguments:
+        if argument == "--":
+            return False
+        if argument in ("-h", "--help") or argument.startswith("--help="):
+            return True
+    return False
+
+
+def parseCommandLine():
+    """``Script.parseCommandLine(ignoreErrors=False)`` with DIRAC's log messages sent to stderr
+    from then on (its 'Running without remote configuration' banner, the service's notes), so that
+    stdout carries only what the script prints, as ``ID=$(dirac-calibration-create ...)`` needs.
+    The help, which is what --help prints, stays on stdout.
+
+    :return: (switches, arguments), as ``Script.parseCommandLine`` returns them
+    """
+    if helpRequested(sys.argv[1:]):
+        return Script.parseCommandLine(ignoreErrors=False)
+    for handler in logging.getLogger("dirac").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):  # the log handlers DIRAC makes while parsing take sys.stdout
+        return Script.parseCommandLine(ignoreErrors=False)
+
+
 def usageError(message):
     """Stop a script that was called wrongly, saying what is wrong."""
     print(f"ERROR: {message}", file=sys.stderr)
@@ -72,6 +106,20 @@ def valueOrExit(result):
         return returnValueOrRaise(result)
     except SErrorException as error:
         fail(error.result["Message"])
+
+
+def clientOrExit():
+    """A CalibrationClient; if the configuration does not know the service (env.sh not sourced),
+    exit saying what to do instead of failing at the first call."""
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import (
+        NO_SERVICE_MESSAGE,
+        CalibrationClient,
+        serviceConfigured,
+    )
+
+    if not serviceConfigured():
+        fail(NO_SERVICE_MESSAGE)
+    return CalibrationClient()
 
 
 def reportOutcomes(outcomes):

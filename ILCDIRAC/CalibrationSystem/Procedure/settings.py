@@ -184,15 +184,34 @@ _CHECKS = {
 }
 
 
-def _refuse_unknown(keys):
+#: Names the reference system (ILCDIRAC's original CalibrationSystem) uses for what is called otherwise here.
+RENAMED_KEYS = {'marlinVersion': 'softwareVersion'}
+
+
+def check_setting_names(keys, job_keys=()):
+    """SettingsError for the first name that is neither a setting nor one of ``job_keys``.
+
+    The message says what the name is called here if the reference system used it, the closest
+    known name if there is one, or else every known setting and job key.
+
+    :param keys: the names given (e.g. the keys of a settings dict)
+    :param job_keys: names that describe the jobs rather than the procedure, also accepted
+    """
+    known = [*_CHECKS, *job_keys]
     for key in keys:
-        if key in _CHECKS:
+        if key in known:
             continue
         if not isinstance(key, str):
             raise SettingsError(f'setting names must be strings, got {key!r}')
-        close = difflib.get_close_matches(key, list(_CHECKS), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(sorted(_CHECKS))}"
-        raise SettingsError(f'unknown setting {key!r}: {hint}')
+        if key in RENAMED_KEYS:
+            raise SettingsError(f'unknown setting {key!r}: it is called {RENAMED_KEYS[key]!r} here, rename it')
+        close = difflib.get_close_matches(key, known, n=1)
+        if close:
+            raise SettingsError(f'unknown setting {key!r}: did you mean {close[0]!r}?')
+        listed = f"known settings: {', '.join(sorted(_CHECKS))}"
+        if job_keys:
+            listed += f"; job keys: {', '.join(job_keys)}"
+        raise SettingsError(f'unknown setting {key!r}: {listed}')
 
 
 def validate_settings(user, base=None):
@@ -213,7 +232,7 @@ def validate_settings(user, base=None):
             raise SettingsError(f'{what} must be a dict of setting name -> value, got {type(given).__name__}')
     merged = copy.deepcopy(DEFAULT_SETTINGS)
     for layer in (base or {}, user or {}):
-        _refuse_unknown(layer)
+        check_setting_names(layer)
         merged.update(copy.deepcopy(layer))
     result = {key: check(key, merged[key]) for key, check in _CHECKS.items()}
     start = (result['startStage'], result['startPhase'])

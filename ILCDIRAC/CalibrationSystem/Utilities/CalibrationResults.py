@@ -1,14 +1,17 @@
-"""The result of a finished calibration, as the service hands it out and the agent copies it.
+"""The result of a calibration, as the service hands it out and the agent copies it.
 
 One place builds it, so that ``getResult``, ``dirac-calibration-result`` and the copy to the
-output location always hold the same files.
+output location always hold the same files. The result of a calibration that failed or was
+killed is marked as not final in its file names, by a NOT_FINAL file and in calibration.json.
 """
 import json
 
 from DIRAC import S_ERROR, S_OK
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import FINISHED
 from ILCDIRAC.CalibrationSystem.Procedure.constants import written_value
 from ILCDIRAC.CalibrationSystem.Procedure.errors import ProcedureError
+from ILCDIRAC.CalibrationSystem.Procedure.failure_advice import failure_advice
 from ILCDIRAC.CalibrationSystem.Procedure.outcome import decode_plots
 from ILCDIRAC.CalibrationSystem.Procedure.plots import convergence_plot, render_plots
 from ILCDIRAC.CalibrationSystem.Procedure.result_page import CONVERGENCE_PLOT, summary_page
@@ -17,6 +20,10 @@ from ILCDIRAC.CalibrationSystem.Procedure.uncertainties import final_uncertainti
 
 STEERING_FILE = "steeringFile.xml"
 STEERING_FILE_INPUT = "steeringFile.xml_INPUT"
+#: The steering file of a calibration that did not finish: its constants are not the final ones.
+STEERING_FILE_NOT_FINAL = "steeringFile_NOT_FINAL.xml"
+#: Present only in the result of a calibration that did not finish: why, and what to try next.
+NOT_FINAL_MARKER = "NOT_FINAL.txt"
 SUMMARY_FILE = "calibration.json"
 SUMMARY_PAGE = "summary.html"
 #: How long a finished calibration is kept once its results were copied (agent option
@@ -78,14 +85,18 @@ def resultFiles(result):
     Works on a result fresh from the DB and on one received over DISET, where bytes arrive as
     str with surrogate escapes.
 
-    :param dict result: the value of ``getResult``
-    :return: {file name: bytes}: steeringFile.xml (final constants), steeringFile.xml_INPUT,
-        calibration.json (constants and their uncertainties, statistics-limited phases, settings,
-        history, event log), the plots, summary.html (a self-contained page of the constants and
-        plots) and any other files of the result
+    :param dict result: the value of ``getResult`` (or the ``Result`` of its S_ERROR)
+    :return: {file name: bytes}: the steering file with the constants reached (steeringFile.xml,
+        or steeringFile_NOT_FINAL.xml and NOT_FINAL.txt if the calibration did not finish),
+        steeringFile.xml_INPUT, calibration.json (constants and their uncertainties,
+        statistics-limited phases, settings, history, event log, whether final, the reason and
+        advice, the names of every file), the plots, summary.html (a self-contained page of the
+        constants and plots) and any other files of the result
     """
+    final = result["status"] == FINISHED
+    steeringName = STEERING_FILE if final else STEERING_FILE_NOT_FINAL
     files = {name: _bytes(content) for name, content in result["files"].items()}
-    files[STEERING_FILE] = _bytes(result["steeringFile"])
+    files[steeringName] = _bytes(result["steeringFile"])
     files[STEERING_FILE_INPUT] = _bytes(result["steeringFileInput"])
     summary = {
         key: result[key]
@@ -100,6 +111,14 @@ def resultFiles(result):
     summary["parameters"] = _written(summary["parameters"])
     for step in summary["history"]:
         step["Parameters"] = _written(step["Parameters"])
+    summary["final"] = final
+    summary["advice"] = failure_advice(
+        result["calibrationID"], result["status"], result["statusMessage"], result["history"], result["settings"],
+        steeringName,
+    )
+    if not final:
+        files[NOT_FINAL_MARKER] = notFinalText(result, summary["advice"]).encode()
+    summary["files"] = sorted([*files, SUMMARY_FILE, SUMMARY_PAGE])
     files[SUMMARY_FILE] = json.dumps(summary, indent=1, sort_keys=True).encode()
     files[SUMMARY_PAGE] = summary_page(result, files)
     return files
@@ -107,6 +126,19 @@ def resultFiles(result):
 
 def _written(constants):
     return {name: written_value(value) for name, value in constants.items()}
+def notFinalText(result, advice):
+    """Why a result is not final and what to try next, as NOT_FINAL.txt and the script say it.
+
+    :param dict result: the value of ``getResult`` (or the ``Result`` of its S_ERROR)
+    :param list advice: sentences from ``failure_advice``
+    :return: str, one paragraph per line
+    """
+    reason = f": {result['statusMessage']}" if result["statusMessage"] else ""
+    lines = [
+        f"Calibration {result['calibrationID']} is {result['status']}{reason}.",
+        f"These are NOT its final constants: {STEERING_FILE_NOT_FINAL} holds those it had reached.",
+    ]
+    return "\n".join(lines + list(advice)) + "\n"
 
 
 def _bytes(content):

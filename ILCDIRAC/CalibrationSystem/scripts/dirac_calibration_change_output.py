@@ -11,7 +11,13 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import argumentsOrExit, idsOrExit, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
+    argumentsOrExit,
+    clientOrExit,
+    idsOrExit,
+    parseCommandLine,
+    valueOrExit,
+)
 
 
 @Script()
@@ -19,15 +25,13 @@ def main():
     Script.registerArgument("CalibrationID: the calibration")
     Script.registerArgument("Path: directory (or LFN directory) to copy the results to")
     Script.registerArgument("SE: storage element of the LFN directory", mandatory=False, default="")
-    _, arguments = Script.parseCommandLine(ignoreErrors=False)
+    _, arguments = parseCommandLine()
 
     argumentsOrExit(arguments, 3)
     calibrationText, path, storageElement = Script.getPositionalArgs(group=True)
     (calibrationID,) = idsOrExit([calibrationText])
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    print(valueOrExit(CalibrationClient().changeDirectoryToCopyTo(calibrationID, path, storageElement)))
+    print(valueOrExit(clientOrExit().changeDirectoryToCopyTo(calibrationID, path, storageElement)))
     DIRACExit(0)
 
 

@@ -12,19 +12,17 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import idsOrExit, reportOutcomes, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, parseCommandLine, idsOrExit, reportOutcomes, valueOrExit
 
 
 @Script()
 def main():
     Script.registerArgument(["CalibrationID: calibration to delete"])
-    _, arguments = Script.parseCommandLine(ignoreErrors=False)
+    _, arguments = parseCommandLine()
 
     calibrationIDs = idsOrExit(arguments)
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    DIRACExit(reportOutcomes(valueOrExit(CalibrationClient().cleanCalibrations(calibrationIDs))))
+    DIRACExit(reportOutcomes(valueOrExit(clientOrExit().cleanCalibrations(calibrationIDs))))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """
-Create a calibration and print its ID.
+Create a calibration and print its ID: the only output on stdout, so that
+ID=$(dirac-calibration-create ...) holds the ID; messages and the service's notes go to stderr.
 
 The settings file is a JSON object with calibration settings (e.g. "stopStage",
 "digitisationAccuracy") and the job keys "numberOfJobs", "steeringFile" (a path, relative to
@@ -29,7 +30,13 @@ import os
 from DIRAC.Core.Base.Script import Script
 
 from ILCDIRAC.CalibrationSystem.Client.InputFiles import discover_input_files
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import parseAssignment, usageError, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
+    clientOrExit,
+    parseCommandLine,
+    parseAssignment,
+    usageError,
+    valueOrExit,
+)
 from ILCDIRAC.CalibrationSystem.Procedure.errors import SettingsError
 from ILCDIRAC.CalibrationSystem.Procedure.samples import sample_type_of_path
 
@@ -42,17 +49,14 @@ def main():
     Script.registerSwitch("", "events-per-file=", "TYPE=N: events in each file of sample TYPE (repeatable)")
     Script.registerSwitch("", "photon-training-settings=", "PandoraSettings file of the photon training (stage 2)")
     Script.registerArgument(["SampleDir: directory of a sample; its path names the particle"], mandatory=False)
-    switches, directories = Script.parseCommandLine(ignoreErrors=False)
+    switches, directories = parseCommandLine()
 
     try:
         settings, fileLists, eventsPerFile = _options(switches, directories)
         inputFiles, counts = _inputs(directories, fileLists, eventsPerFile)
     except ValueError as error:
         usageError(str(error))
-
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    print(valueOrExit(CalibrationClient().createCalibration(inputFiles, counts, settings)))
+    print(valueOrExit(clientOrExit().createCalibration(inputFiles, counts, settings)))
 
 
 def _options(switches, directories):
@@ -107,8 +111,10 @@ def _readSettingsFile(path, pathKeys):
         raise ValueError(f"The settings file {path!r} must hold a JSON object {{setting: value}}")
     if not isinstance(content.get("steeringFile"), str):
         raise ValueError(f"The settings file {path!r} must give steeringFile: the path of the Marlin steering file")
+    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import isLFN
+
     for key in pathKeys:
-        if isinstance(content.get(key), str):
+        if isinstance(content.get(key), str) and not isLFN(content[key]):
             content[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(content[key]))
     return content
 

@@ -9,8 +9,11 @@ Example:
   $ dirac-calibration-generate-samples --output /tmp/calib-samples --events-per-file 200 --files-per-sample 10
 """
 import json
+import sys
 
 from DIRAC.Core.Base.Script import Script
+
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import helpRequested
 
 _SWITCHES = {
     'output': ('output=', 'Output directory (required; must not already hold samples)'),
@@ -46,8 +49,10 @@ def main():
 
     for short_and_long, help_text in _SWITCHES.values():
         Script.registerSwitch('', short_and_long, help_text)
-    # No CS is needed: keep its "no configuration" warnings off stdout, which carries the result.
-    gLogger.setLevel('ERROR')
+    # No CS is needed: keep DIRAC's warnings that there is none off stdout, which carries the result;
+    # but not for --help, which DIRAC prints at notice level.
+    if not helpRequested(sys.argv[1:]):
+        gLogger.setLevel('ERROR')
     try:
         switches, _ = Script.parseCommandLine(ignoreErrors=False)
     except SystemExit as stop:

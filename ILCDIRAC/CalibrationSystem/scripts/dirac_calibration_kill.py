@@ -12,21 +12,19 @@ Example:
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
-from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import idsOrExit, reportOutcomes, valueOrExit
+from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import clientOrExit, parseCommandLine, idsOrExit, reportOutcomes, valueOrExit
 
 
 @Script()
 def main():
     Script.registerSwitch("", "reason=", "why, kept as the calibration's status message")
     Script.registerArgument(["CalibrationID: calibration to kill"])
-    switches, arguments = Script.parseCommandLine(ignoreErrors=False)
+    switches, arguments = parseCommandLine()
 
     calibrationIDs = idsOrExit(arguments)
     reason = dict(switches).get("reason", "")
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    DIRACExit(reportOutcomes(valueOrExit(CalibrationClient().killCalibrations(calibrationIDs, reason))))
+    DIRACExit(reportOutcomes(valueOrExit(clientOrExit().killCalibrations(calibrationIDs, reason))))
 
 
 if __name__ == "__main__":

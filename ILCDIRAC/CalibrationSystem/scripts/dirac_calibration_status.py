@@ -3,14 +3,13 @@
 Show your calibrations: status, position (stage/phase/step), results of the current step,
 jobs, and where the results go.
 
-With --watch the table is refreshed every SECONDS (default 10) until Ctrl-C, or N times with
---count N.
-Put calibration IDs before --watch, or write --watch=SECONDS: a number right after --watch is
-its interval.
+With --watch the table is refreshed until Ctrl-C, or N times with --count N, every 10 s or
+every --interval DURATION, written with its unit: 30s, 2m. The jobs of a calibration that has
+ended and are not yet known to have ended are shown as Ending.
 
 Example:
   $ dirac-calibration-status
-  $ dirac-calibration-status 12 13 --watch 5
+  $ dirac-calibration-status 12 13 --watch --interval 30s
 """
 import sys
 import time
@@ -18,7 +17,15 @@ import time
 from DIRAC import exit as DIRACExit
 from DIRAC.Core.Base.Script import Script
 
+from ILCDIRAC.CalibrationSystem.Client.CalibrationStatus import (
+    ATTEMPT_RUNNING,
+    ATTEMPT_SUBMITTING,
+    ATTEMPT_WAITING,
+    RUNNING,
+)
 from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
+    clientOrExit,
+    parseCommandLine,
     REQUEST_FAILED,
     formatTable,
     formatTime,
@@ -28,45 +35,67 @@ from ILCDIRAC.CalibrationSystem.Client.ScriptUtilities import (
 )
 
 DEFAULT_WATCH_SECONDS = 10
+#: The job states of workers that have not been seen to end, and how they are shown once their
+#: calibration has ended.
+LIVE_ATTEMPT_STATUSES = (ATTEMPT_SUBMITTING, ATTEMPT_WAITING, ATTEMPT_RUNNING)
+ENDING = "Ending"
+#: Seconds per unit of an --interval.
+DURATION_UNITS = {"s": 1, "m": 60}
 CLEAR_SCREEN = "\033[H\033[2J"
 HEADERS = ("ID", "Status", "Stage/Phase/Step", "Results", "Finished", "Jobs", "Created (UTC)", "Ended (UTC)", "Output")
 
 
-def _defaultWatchInterval(argv):
-    """getopt has no optional switch values: give a bare --watch its default interval."""
-    arguments = list(argv)
-    for index, argument in enumerate(arguments):
+def parseDuration(text):
+    """Seconds of a duration written with its unit ('30s', '2m', '0.5s'); ValueError otherwise.
+
+    A bare number is refused: whether it meant seconds (or, after --watch, a calibration ID)
+    cannot be told.
+    """
+    number = text.strip().rstrip("sm")
+    unit = text.strip()[len(number):]
+    try:
+        value = float(number) * DURATION_UNITS[unit]
+    except (KeyError, ValueError):
+        raise ValueError(f"--interval {text!r}: write a positive duration with its unit, e.g. 30s or 2m") from None
+    if not 0 < value < float("inf"):
+        raise ValueError(f"--interval {text!r}: write a positive duration with its unit, e.g. 30s or 2m")
+    return value
+
+
+def _refuseWatchValue(arguments):
+    """--watch takes no value any more: say how to give the interval instead of a getopt error."""
+    for argument in arguments:
         if argument == "--":
             break
-        if argument == "--watch":
-            following = arguments[index + 1] if index + 1 < len(arguments) else ""
-            if not following.replace(".", "", 1).isdigit():
-                arguments[index] = f"--watch={DEFAULT_WATCH_SECONDS}"
-    return arguments
+        if argument.startswith("--watch="):
+            usageError(f"{argument}: --watch takes no value; give the interval with its unit, e.g. "
+                       f"--watch --interval {argument.partition('=')[2]}s")
 
 
 @Script()
 def main():
-    Script.registerSwitch("", "watch=", f"refresh every SECONDS (default {DEFAULT_WATCH_SECONDS}) until Ctrl-C")
+    Script.registerSwitch("", "watch", f"refresh the table until Ctrl-C (every {DEFAULT_WATCH_SECONDS}s)")
+    Script.registerSwitch("", "interval=", "DURATION between refreshes, with its unit: 30s, 2m (implies --watch)")
     Script.registerSwitch("", "count=", "stop after N refreshes (implies --watch)")
     Script.registerArgument(["CalibrationID: show only these calibrations"], mandatory=False)
-    sys.argv[1:] = _defaultWatchInterval(sys.argv[1:])
-    switches, arguments = Script.parseCommandLine(ignoreErrors=False)
+    _refuseWatchValue(sys.argv[1:])
+    switches, arguments = parseCommandLine()
 
     options = dict(switches)
     wanted = idsOrExit(arguments)
     try:
-        interval = float(options.get("watch", DEFAULT_WATCH_SECONDS))
+        interval = parseDuration(options["interval"]) if "interval" in options else DEFAULT_WATCH_SECONDS
+    except ValueError as error:
+        usageError(str(error))
+    try:
         count = int(options["count"]) if "count" in options else None
-        if not 0 < interval < float("inf") or (count is not None and count <= 0):
+        if count is not None and count <= 0:
             raise ValueError
     except ValueError:
-        usageError("--watch takes a positive number of seconds and --count a positive number of refreshes")
-    watching = "watch" in options or count is not None
+        usageError(f"--count {options['count']!r}: give a positive number of refreshes")
+    watching = bool({"watch", "interval", "count"} & set(options))
 
-    from ILCDIRAC.CalibrationSystem.Client.CalibrationClient import CalibrationClient
-
-    client = CalibrationClient()
+    client = clientOrExit()
     refreshes, exitCode = 0, 0
     try:
         while True:
@@ -101,8 +130,24 @@ def _show(statuses, wanted):
     return REQUEST_FAILED if missing else 0
 
 
+def jobCounts(status):
+    """{job state: number of workers} to show for a calibration.
+
+    The job states are those the agent saw at its last sync with the job backend. A calibration
+    often ends between two syncs (the service analyses the last step as soon as the results are
+    in), so its workers may still be recorded as Waiting or Running although they are leaving (or
+    will be killed after a grace time): for an ended calibration they are counted as Ending.
+    """
+    counts = dict(status["jobs"])
+    if status["status"] != RUNNING:
+        ending = sum(counts.pop(state, 0) for state in LIVE_ATTEMPT_STATUSES)
+        if ending:
+            counts[ENDING] = ending
+    return counts
+
+
 def _row(status):
-    jobs = " ".join(f"{name}:{number}" for name, number in sorted(status["jobs"].items())) or "-"
+    jobs = " ".join(f"{name}:{number}" for name, number in sorted(jobCounts(status).items())) or "-"
     return (
         status["calibrationID"],
         status["status"],
