@@ -359,10 +359,11 @@ def test_a_failed_calibrations_result_is_written_marked_not_final(stack, failed,
     summary = json.loads((output / "calibration.json").read_text())
     assert summary["final"] is False and "did not converge within nMaxIterationsPerPhase=1" in summary["statusMessage"]
     assert f"Calibration {failed}: Failed after 1 steps (NOT FINAL)" in process.stdout
-    assert process.stdout.splitlines()[1].split() == ["Constant", "Initial", "Reached"]
+    assert process.stdout.splitlines()[1].split() == ["Constant", "Initial", "Reached", "Uncertainty"]
     error = process.stderr[process.stderr.index("ERROR: "):]   # after DIRAC's log
     assert error.startswith(f"ERROR: Calibration {failed} is Failed: ECalDigi did not converge")
     assert "Relax digitisationAccuracy to" in error and "startStage=1 and startPhase=0" in error
+    assert f"dirac-calibration-resume {failed}" in error
     assert error[len("ERROR: "):] == (output / "NOT_FINAL.txt").read_text()
 
 
