@@ -47,7 +47,7 @@ SETTINGS = {"stopStage": 1, "stopPhase": 0, "nMaxIterationsPerPhase": 10000}
 VALUES_PER_REGION = 50  # selected photons per worker and ECal region in a summary
 SUMMARY_PEAK, SUMMARY_WIDTH = 9.0, 0.3  # GeV: 10 % off 10 GeV, beyond digitisationAccuracy
 #: the event written with a step's analysis (private/StepAdvancement, Procedure/advance.py)
-ANALYSED = re.compile(r"\bstep (\d+) analysed")
+ANALYSED = re.compile(r"\bstep (\d+)(?: \([^()]*\))? analysed")  # the step, its deviation (if measured), then "analysed"
 STALL = 10.0  # s: a complete step not analysed for that long means the calibration stopped moving
 CALL_TIMEOUT = 60  # s, per DISET call
 ROW_GRACE = 180.0  # s after a row's duration; a row that takes longer means a hung service
