@@ -58,6 +58,7 @@ def main():
     outputDir = options.get("output-dir") or f"calibration_{calibrationID}"
 
     from ILCDIRAC.CalibrationSystem.Client.ResultDirectory import OutputDirectoryError, writeResultDirectory
+    from ILCDIRAC.CalibrationSystem.Procedure.constants import written_value
     from ILCDIRAC.CalibrationSystem.Utilities.CalibrationResults import NOT_FINAL_MARKER, resultFiles
 
     client = clientOrExit()
@@ -73,7 +74,8 @@ def main():
           + ("" if final else " (NOT FINAL)"))
     uncertainties = result["uncertainties"]
     rows = [
-        (name, formatConstant(initial.get(name, "-")), formatConstant(value), formatConstant(uncertainties.get(name, "-")))
+        (name, formatConstant(initial.get(name, "-")), formatConstant(written_value(value)),  # as the file says
+         formatConstant(uncertainties.get(name, "-")))
         for name, value in sorted(result["parameters"].items())
     ]
     print(formatTable(("Constant", "Initial", "Final" if final else "Reached", "Uncertainty"), rows))
